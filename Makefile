@@ -1,0 +1,92 @@
+# One entry point for local work: `make help` lists the targets.
+# The logic of the dev stack lives in tools/devstack.py; recipes here stay short.
+
+PYTHON ?= python3
+VENV ?= .venv
+VPY := $(VENV)/bin/python
+DEVSTACK := $(VPY) -m tools.devstack
+# Extra arguments: make test PYTEST_ARGS="-k reserve -x", make demo DEMO_ARGS="..."
+PYTEST_ARGS ?=
+DEMO_ARGS ?=
+# make loadtest SCENARIO=mixed USERS=500 SPAWN_RATE=50 RUN_TIME=2m TARGET=http://gw:8080 OUT=dir
+# (LOADTEST_ARGS: more options of python -m loadtest.run; BENCH_ARGS: of python -m loadtest.bench)
+SCENARIO ?= spike
+USERS ?= 2000
+SPAWN_RATE ?= 500
+RUN_TIME ?= 60s
+TARGET ?= http://127.0.0.1:8080
+OUT ?=
+LOADTEST_ARGS ?=
+BENCH_ARGS ?=
+# make up PROMETHEUS=1: also a local Prometheus (PROMETHEUS_PORT); GATEWAY=0: no nginx gateway.
+PROMETHEUS ?=
+GATEWAY ?= 1
+UP_FLAGS := $(if $(filter 1 yes true,$(PROMETHEUS)),--prometheus) $(if $(filter 0 no false,$(GATEWAY)),--no-gateway)
+# Exits non-zero unless the interpreter is Python >= 3.11 (pyproject requires-python).
+PY311 := -c 'import sys; sys.exit(sys.version_info < (3, 11))'
+
+.DEFAULT_GOAL := help
+.PHONY: help install up infra down status demo reconcile test loadtest bench lint format clean wrk
+
+help: ## list the targets
+	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+
+install: $(VENV)/.installed ## create the venv and install requirements-dev.txt (when changed)
+
+$(VPY):
+	@$(PYTHON) $(PY311) 2>/dev/null || { echo "Python >= 3.11 is required, '$(PYTHON)' is $$($(PYTHON) -V 2>&1); run e.g. make PYTHON=python3.12 install" >&2; exit 1; }
+	$(PYTHON) -m venv $(VENV) || { [ "$$(id -u)" = 0 ] || { echo "venv failed: install python3-venv" >&2; exit 1; }; \
+	  rm -rf $(VENV) && apt-get update && apt-get install -y python3-venv && $(PYTHON) -m venv $(VENV); }
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt | $(VPY)
+	@$(VPY) $(PY311) || { echo "$(VENV) runs $$($(VPY) -V 2>&1); Python >= 3.11 is required: remove $(VENV) and run make PYTHON=python3.12 install" >&2; exit 1; }
+	$(VPY) -m pip install --disable-pip-version-check -r requirements-dev.txt
+	@touch $@
+
+up: install ## start Redis, PostgreSQL, Kafka (if not running), the services, the gateway (PROMETHEUS=1: Prometheus)
+	$(DEVSTACK) up $(UP_FLAGS)
+
+infra: install ## like up, without the services and the gateway
+	$(DEVSTACK) up --infra-only $(filter --prometheus,$(UP_FLAGS))
+
+down: install ## stop what up/infra started (and nothing else)
+	$(DEVSTACK) down
+
+status: install ## show each component and who started it
+	@$(DEVSTACK) status
+
+demo: up ## run the end-to-end demo against the running stack
+	$(VPY) -m loadtest.demo $(DEMO_ARGS)
+
+reconcile: infra ## compare Redis reservations with PostgreSQL orders once, repair, report
+	$(VPY) -m services.reconcile --once
+
+test: infra ## run the test suite against the local infrastructure
+	$(VPY) -m pytest $(PYTEST_ARGS)
+
+$(VENV)/.loadtest-installed: requirements-loadtest.txt $(VENV)/.installed
+	$(VPY) -m pip install --disable-pip-version-check -r requirements-loadtest.txt
+	@touch $@
+
+wrk:
+	@command -v wrk >/dev/null || { [ "$$(id -u)" = 0 ] || { echo "wrk is missing: apt-get install wrk" >&2; exit 1; }; \
+	  apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y wrk; }
+
+loadtest: $(VENV)/.loadtest-installed ## Locust scenario headless against TARGET, charts, invariant checks
+	$(VPY) -m loadtest.run --scenario $(SCENARIO) --users $(USERS) --spawn-rate $(SPAWN_RATE) \
+	  --run-time $(RUN_TIME) --host $(TARGET) $(if $(OUT),--out $(OUT)) $(LOADTEST_ARGS)
+
+bench: $(VENV)/.loadtest-installed wrk infra ## benchmark: hello vs reserve vs naive PostgreSQL, order pipeline -> docs/benchmarks.md
+	$(VPY) -m loadtest.bench $(BENCH_ARGS)
+
+lint: install ## ruff (lint + format check) and mypy
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VPY) -m mypy
+
+format: install ## ruff format and autofix
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+clean: down ## down, then remove .run/ (keeps the venv)
+	rm -rf .run

@@ -1,0 +1,347 @@
+"""Grafana dashboards as code: `python -m tools.deploy generate` writes them as JSON to
+deploy/grafana/dashboards/, where Grafana's file provisioning (or the Kubernetes
+ConfigMap built from them) loads them.
+
+A board per service plus an overview for a live sale. A new service is a function that
+returns its panels and one line in dashboards(); every query uses only metric names that
+tests/integration/test_metrics_names.py checks the services export.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+Panel = dict[str, Any]
+DS = {"type": "prometheus", "uid": "${datasource}"}
+RATE = "$__rate_interval"
+HOT_ROUTE = 'route="/api/seckill/activities/{id}/reservations"'
+
+
+def _target(expr: str, legend: str, ref: int) -> dict[str, Any]:
+    return {"datasource": DS, "expr": expr, "legendFormat": legend, "refId": chr(65 + ref)}
+
+
+def timeseries(title: str, queries: list[tuple[str, str]], unit: str = "short") -> Panel:
+    return {
+        "type": "timeseries",
+        "title": title,
+        "datasource": DS,
+        "fieldConfig": {"defaults": {"unit": unit}, "overrides": []},
+        "options": {"legend": {"displayMode": "table", "placement": "bottom"}},
+        "targets": [_target(e, legend, i) for i, (e, legend) in enumerate(queries)],
+    }
+
+
+def stat(title: str, expr: str, unit: str = "short", legend: str = "") -> Panel:
+    return {
+        "type": "stat",
+        "title": title,
+        "datasource": DS,
+        "fieldConfig": {"defaults": {"unit": unit}, "overrides": []},
+        "options": {"reduceOptions": {"calcs": ["lastNotNull"]}, "colorMode": "value"},
+        "targets": [_target(expr, legend, 0)],
+    }
+
+
+def red_panels(job: str) -> list[Panel]:
+    """Rate, errors, duration per route of one service."""
+    sel = f'job="{job}"'
+    return [
+        timeseries(
+            "Requests/s by route",
+            [(f"sum by (route) (rate(http_requests_total{{{sel}}}[{RATE}]))", "{{route}}")],
+            "reqps",
+        ),
+        timeseries(
+            "Error ratio by route (5xx)",
+            [
+                (
+                    f'sum by (route) (rate(http_requests_total{{{sel},status=~"5.."}}[{RATE}]))'
+                    f" / sum by (route) (rate(http_requests_total{{{sel}}}[{RATE}]))",
+                    "{{route}}",
+                )
+            ],
+            "percentunit",
+        ),
+        timeseries(
+            "Responses/s by status",
+            [(f"sum by (status) (rate(http_requests_total{{{sel}}}[{RATE}]))", "{{status}}")],
+            "reqps",
+        ),
+        timeseries(
+            "Latency p50 / p99 by route",
+            [
+                (
+                    f"histogram_quantile({q}, sum by (route, le) "
+                    f"(rate(http_request_duration_seconds_bucket{{{sel}}}[{RATE}])))",
+                    f"p{int(q * 100)} {{{{route}}}}",
+                )
+                for q in (0.5, 0.99)
+            ],
+            "s",
+        ),
+    ]
+
+
+def consumer_panels(job: str) -> list[Panel]:
+    sel = f'job="{job}"'
+    return [
+        timeseries(
+            "Consumer lag by group and partition",
+            [
+                (
+                    f"sum by (topic, group, partition) (kafka_consumer_lag{{{sel}}})",
+                    "{{group}} {{topic}}/{{partition}}",
+                )
+            ],
+        ),
+        timeseries(
+            "Messages handled/s by result",
+            [
+                (
+                    "sum by (topic, result) "
+                    f"(rate(kafka_consumer_messages_total{{{sel}}}[{RATE}]))",
+                    "{{topic}} {{result}}",
+                ),
+                (
+                    f"sum by (topic) (rate(kafka_consumer_retries_total{{{sel}}}[{RATE}]))",
+                    "{{topic}} retries",
+                ),
+            ],
+            "ops",
+        ),
+        timeseries(
+            "Dead-letter topic sizes",
+            [(f"max by (topic) (kafka_dlq_messages{{{sel}}})", "{{topic}}")],
+        ),
+    ]
+
+
+def overview() -> list[Panel]:
+    return [
+        stat(
+            "Requests/s (all services)",
+            f"sum(rate(http_requests_total[{RATE}]))",
+            "reqps",
+        ),
+        stat(
+            "5xx ratio",
+            f'sum(rate(http_requests_total{{status=~"5.."}}[{RATE}]))'
+            f" / sum(rate(http_requests_total[{RATE}]))",
+            "percentunit",
+        ),
+        stat(
+            "Reservation p99",
+            "histogram_quantile(0.99, sum by (le) "
+            f"(rate(http_request_duration_seconds_bucket{{{HOT_ROUTE}}}[{RATE}])))",
+            "s",
+        ),
+        stat("Stock left (live activities)", "sum(seckill_activity_stock_remaining)"),
+        stat("DLQ messages", "sum(kafka_dlq_messages) or vector(0)"),
+        stat("Reconciliation mismatches", "sum(reconciliation_mismatches) or vector(0)"),
+        timeseries(
+            "Requests/s by service",
+            [(f"sum by (job) (rate(http_requests_total[{RATE}]))", "{{job}}")],
+            "reqps",
+        ),
+        timeseries(
+            "Responses/s by status",
+            [(f"sum by (status) (rate(http_requests_total[{RATE}]))", "{{status}}")],
+            "reqps",
+        ),
+        timeseries(
+            "Latency p99 by service",
+            [
+                (
+                    "histogram_quantile(0.99, sum by (job, le) "
+                    f"(rate(http_request_duration_seconds_bucket[{RATE}])))",
+                    "{{job}}",
+                ),
+                (
+                    "histogram_quantile(0.99, sum by (le) "
+                    f"(rate(http_request_duration_seconds_bucket{{{HOT_ROUTE}}}[{RATE}])))",
+                    "reservations",
+                ),
+            ],
+            "s",
+        ),
+        timeseries(
+            "Stock left per activity",
+            [("sum by (activity) (seckill_activity_stock_remaining)", "activity {{activity}}")],
+        ),
+        timeseries(
+            "Reservations vs orders (cumulative)",
+            [
+                ('sum(seckill_reservations_total{result="reserved"})', "reserved"),
+                ("sum(order_orders_created_total)", "orders created"),
+            ],
+        ),
+        timeseries(
+            "Reservation results/s",
+            [(f"sum by (result) (rate(seckill_reservations_total[{RATE}]))", "{{result}}")],
+            "ops",
+        ),
+        timeseries(
+            "Pipeline lag",
+            [
+                ("sum by (group, topic) (kafka_consumer_lag)", "consumer {{group}} {{topic}}"),
+                ("sum(seckill_outbox_backlog)", "seckill outbox"),
+                ("sum(order_outbox_backlog)", "order outbox"),
+            ],
+        ),
+        timeseries(
+            "Outbox oldest unpublished event",
+            [
+                ("max(seckill_outbox_oldest_entry_age_seconds)", "seckill"),
+                ("max(order_outbox_oldest_event_age_seconds)", "order"),
+            ],
+            "s",
+        ),
+    ]
+
+
+def seckill() -> list[Panel]:
+    return [
+        *red_panels("seckill"),
+        timeseries(
+            "Reservations/s by result",
+            [(f"sum by (result) (rate(seckill_reservations_total[{RATE}]))", "{{result}}")],
+            "ops",
+        ),
+        timeseries(
+            "Sold-out answers without Redis/s",
+            [(f"sum(rate(seckill_sold_out_short_circuit_total[{RATE}]))", "short-circuit")],
+            "ops",
+        ),
+        timeseries(
+            "Scripts per Redis round trip (p50 / p99)",
+            [
+                (
+                    f"histogram_quantile({q}, sum by (le) "
+                    f"(rate(seckill_reserve_batch_size_bucket[{RATE}])))",
+                    f"p{int(q * 100)}",
+                )
+                for q in (0.5, 0.99)
+            ],
+        ),
+        timeseries(
+            "Stock left / initial per activity",
+            [
+                ("sum by (activity) (seckill_activity_stock_remaining)", "left {{activity}}"),
+                ("sum by (activity) (seckill_activity_stock_initial)", "initial {{activity}}"),
+            ],
+        ),
+        timeseries(
+            "Outbox: backlog, published/s, failures/s, reclaimed/s",
+            [
+                ("sum(seckill_outbox_backlog)", "backlog"),
+                (f"sum(rate(seckill_outbox_published_total[{RATE}]))", "published/s"),
+                (f"sum(rate(seckill_outbox_publish_failures_total[{RATE}]))", "failed rounds/s"),
+                (f"sum(rate(seckill_outbox_reclaimed_total[{RATE}]))", "reclaimed/s"),
+            ],
+        ),
+        timeseries(
+            "Outbox relay lag",
+            [
+                ("max(seckill_outbox_oldest_entry_age_seconds)", "oldest unpublished"),
+                (
+                    "histogram_quantile(0.99, sum by (le) "
+                    f"(rate(seckill_outbox_publish_delay_seconds_bucket[{RATE}])))",
+                    "p99 script -> Kafka ack",
+                ),
+            ],
+            "s",
+        ),
+        stat("Activities with lost Redis state", "max(seckill_activities_missing_redis_state)"),
+    ]
+
+
+def order() -> list[Panel]:
+    return [
+        *red_panels("order"),
+        timeseries(
+            "Orders created/s and duplicates/s",
+            [
+                (f"sum(rate(order_orders_created_total[{RATE}]))", "created"),
+                (f"sum(rate(order_reservation_duplicates_total[{RATE}]))", "duplicates"),
+            ],
+            "ops",
+        ),
+        timeseries(
+            "Reservation -> order latency (p50 / p99)",
+            [
+                (
+                    f"histogram_quantile({q}, sum by (le) "
+                    f"(rate(order_reservation_to_order_seconds_bucket[{RATE}])))",
+                    f"p{int(q * 100)}",
+                )
+                for q in (0.5, 0.99)
+            ],
+            "s",
+        ),
+        timeseries("Orders by state", [("max by (state) (order_orders)", "{{state}}")]),
+        timeseries(
+            "Outbox: backlog, published/s, failures/s",
+            [
+                ("sum(order_outbox_backlog)", "backlog"),
+                (f"sum(rate(order_outbox_published_total[{RATE}]))", "published/s"),
+                (f"sum(rate(order_outbox_publish_failures_total[{RATE}]))", "failed rounds/s"),
+            ],
+        ),
+        timeseries(
+            "Outbox oldest unpublished event",
+            [("max(order_outbox_oldest_event_age_seconds)", "age")],
+            "s",
+        ),
+        *consumer_panels("order"),
+    ]
+
+
+def board(uid: str, title: str, panels: list[Panel]) -> dict[str, Any]:
+    """A dashboard: panels laid out two per row (stats six per row), ids in order."""
+    x = y = 0
+    row_height = 0
+    laid: list[Panel] = []
+    for i, panel in enumerate(panels, start=1):
+        w, h = (4, 4) if panel["type"] == "stat" else (12, 8)
+        if x + w > 24:
+            x, y = 0, y + row_height
+            row_height = 0
+        laid.append({"id": i, "gridPos": {"x": x, "y": y, "w": w, "h": h}, **panel})
+        x += w
+        row_height = max(row_height, h)
+    return {
+        "uid": uid,
+        "title": title,
+        "tags": ["flashsale"],
+        "editable": True,
+        "schemaVersion": 39,
+        "version": 1,
+        "refresh": "5s",
+        "time": {"from": "now-30m", "to": "now"},
+        "timezone": "utc",
+        "templating": {
+            "list": [
+                {
+                    "name": "datasource",
+                    "label": "Prometheus",
+                    "type": "datasource",
+                    "query": "prometheus",
+                    "current": {},
+                    "hide": 0,
+                }
+            ]
+        },
+        "annotations": {"list": []},
+        "links": [{"title": "Flash sale", "type": "dashboards", "tags": ["flashsale"]}],
+        "panels": laid,
+    }
+
+
+def dashboards() -> dict[str, dict[str, Any]]:
+    """File name (without .json) -> dashboard."""
+    return {
+        "flashsale-overview": board("flashsale-overview", "Flash sale: live overview", overview()),
+        "flashsale-seckill": board("flashsale-seckill", "Flash sale: seckill service", seckill()),
+        "flashsale-order": board("flashsale-order", "Flash sale: order service", order()),
+    }

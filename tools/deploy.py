@@ -1,0 +1,193 @@
+"""Deployment artefacts generated from one source each, and the local gateway/Prometheus
+configs of `make up`.
+
+    python -m tools.deploy generate   # rewrite the generated files under deploy/
+    python -m tools.deploy check      # exit 1 if a generated file is out of date
+
+Generated (do not edit by hand; tests/deploy checks they are current):
+- deploy/k8s/base/gateway/nginx.conf from deploy/gateway/nginx.conf.template
+- deploy/k8s/base/monitoring/prometheusrule.yaml from deploy/prometheus/rules/*.yml
+- deploy/grafana/dashboards/*.json from tools/dashboards.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from services.common.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[1]
+DEPLOY = ROOT / "deploy"
+NGINX_TEMPLATE = DEPLOY / "gateway" / "nginx.conf.template"
+RULES_DIR = DEPLOY / "prometheus" / "rules"
+K8S_GATEWAY_CONF = DEPLOY / "k8s" / "base" / "gateway" / "nginx.conf"
+K8S_PROMETHEUS_RULE = DEPLOY / "k8s" / "base" / "monitoring" / "prometheusrule.yaml"
+DASHBOARDS_DIR = DEPLOY / "grafana" / "dashboards"
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayValues:
+    listen: str
+    seckill_upstream: str
+    order_upstream: str
+    rate_per_second: int
+    burst: int
+    exempt_cidrs: Sequence[str]
+    max_body_bytes: int
+    pid_path: str
+    error_log: str
+    access_log: str
+    temp_dir: str
+    worker_processes: str = "auto"
+
+
+def render_nginx_conf(v: GatewayValues) -> str:
+    exempt = "\n".join(f"        {cidr} 1;" for cidr in v.exempt_cidrs)
+    if v.rate_per_second > 0:
+        zone = (
+            "    limit_req_zone $flashsale_rate_key zone=per_ip:10m "
+            f"rate={v.rate_per_second}r/s;\n    limit_req_status 429;\n"
+        )
+        limit = f"        limit_req zone=per_ip burst={v.burst} nodelay;"
+    else:
+        zone, limit = "    # per-IP rate limit off (rate 0)\n", "        # no limit_req"
+    values = dict(
+        worker_processes=v.worker_processes,
+        pid_path=v.pid_path,
+        error_log=v.error_log,
+        access_log=v.access_log,
+        temp_dir=v.temp_dir,
+        max_body_bytes=v.max_body_bytes,
+        exempt_cidrs=exempt,
+        limit_req_zone=zone,
+        limit_req=limit,
+        seckill_upstream=v.seckill_upstream,
+        order_upstream=v.order_upstream,
+        listen=v.listen,
+    )
+    # {{name}} placeholders: nginx's own $variables stay untouched.
+    return re.sub(r"\{\{(\w+)\}\}", lambda m: str(values[m.group(1)]), NGINX_TEMPLATE.read_text())
+
+
+def _host(host: str) -> str:
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)
+    return f"[{host}]" if ":" in host else host
+
+
+def local_gateway_values(s: Settings, run_dir: Path) -> GatewayValues:
+    """The gateway of `make up`: on GATEWAY_PORT, in front of the local services."""
+    return GatewayValues(
+        listen=f"{_host(s.http_host)}:{s.gateway_port}",
+        seckill_upstream=f"{_host(s.http_host)}:{s.seckill_port}",
+        order_upstream=f"{_host(s.http_host)}:{s.order_port}",
+        rate_per_second=s.gateway_rate_limit_per_second,
+        burst=s.gateway_rate_limit_burst,
+        exempt_cidrs=[c.strip() for c in s.gateway_rate_limit_exempt.split(",") if c.strip()],
+        max_body_bytes=s.gateway_max_body_bytes,
+        pid_path=str(run_dir / "nginx.pid"),
+        error_log=str(run_dir / "error.log"),
+        access_log=str(run_dir / "access.log"),
+        temp_dir=str(run_dir / "tmp"),
+        worker_processes="2",
+    )
+
+
+# Kubernetes: Services named after the services; a read-only root filesystem with /tmp as
+# an emptyDir; logs to the container's stdout/stderr.
+K8S_GATEWAY = GatewayValues(
+    listen="8080",
+    seckill_upstream="seckill:8081",
+    order_upstream="order:8082",
+    rate_per_second=Settings().gateway_rate_limit_per_second,
+    burst=Settings().gateway_rate_limit_burst,
+    exempt_cidrs=(),
+    max_body_bytes=Settings().gateway_max_body_bytes,
+    pid_path="/tmp/nginx.pid",
+    error_log="/dev/stderr",
+    access_log="/dev/stdout",
+    temp_dir="/tmp",
+)
+
+
+def local_prometheus_config(
+    s: Settings, services: Iterable[tuple[str, str]], scrape_interval: str = "5s"
+) -> str:
+    """prometheus.yml for `make up PROMETHEUS=1`: scrapes every service's ops port, with
+    job = service name (as the ServiceMonitors do), and loads the alert rules."""
+    config = {
+        "global": {"scrape_interval": scrape_interval, "evaluation_interval": scrape_interval},
+        "rule_files": [str(RULES_DIR / "*.yml")],
+        "scrape_configs": [
+            {
+                "job_name": name,
+                "static_configs": [{"targets": [f"{_host(s.http_host)}:{getattr(s, attr)}"]}],
+            }
+            for name, attr in services
+        ],
+    }
+    return "# generated by tools/deploy.py for `make up PROMETHEUS=1`\n" + yaml.safe_dump(
+        config, sort_keys=False
+    )
+
+
+def prometheus_rule_manifest() -> str:
+    """The PrometheusRule (Prometheus Operator) holding every rule file's groups."""
+    groups: list[object] = []
+    for path in sorted(RULES_DIR.glob("*.yml")):
+        groups.extend(yaml.safe_load(path.read_text())["groups"])
+    manifest = {
+        "apiVersion": "monitoring.coreos.com/v1",
+        "kind": "PrometheusRule",
+        "metadata": {"name": "flashsale", "labels": {"app.kubernetes.io/part-of": "flashsale"}},
+        "spec": {"groups": groups},
+    }
+    header = "# generated by `python -m tools.deploy generate` from deploy/prometheus/rules\n"
+    return header + yaml.safe_dump(manifest, sort_keys=False, width=120)
+
+
+def generated_files() -> dict[Path, str]:
+    from tools.dashboards import dashboards
+
+    files = {
+        K8S_GATEWAY_CONF: render_nginx_conf(K8S_GATEWAY),
+        K8S_PROMETHEUS_RULE: prometheus_rule_manifest(),
+    }
+    for name, board in dashboards().items():
+        files[DASHBOARDS_DIR / f"{name}.json"] = json.dumps(board, indent=2) + "\n"
+    return files
+
+
+def stale_files() -> list[Path]:
+    return [
+        path
+        for path, text in generated_files().items()
+        if not path.exists() or path.read_text() != text
+    ]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tools.deploy", description=__doc__)
+    parser.add_argument("command", choices=["generate", "check"])
+    args = parser.parse_args(argv)
+    if args.command == "generate":
+        for path, text in generated_files().items():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
+            print(f"wrote {path.relative_to(ROOT)}")
+        return 0
+    stale = stale_files()
+    for path in stale:
+        print(f"out of date: {path.relative_to(ROOT)} (run python -m tools.deploy generate)")
+    return 1 if stale else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
