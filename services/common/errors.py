@@ -1,0 +1,37 @@
+"""Errors that carry their own HTTP meaning; raised by domain code and mapped in http.py."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class DomainError(Exception):
+    """A refusal the caller should see: status code, machine code and a human message."""
+
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        headers: dict[str, str] | None = None,
+        **extra: Any,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.headers = headers or {}
+        self.extra = extra
+
+
+class ValidationError(DomainError):
+    """Bad input: 400 naming the offending field."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(400, "invalid_request", f"{field}: {message}", field=field)
+        self.field = field
+
+
+class NotFound(DomainError):
+    def __init__(self, what: str) -> None:
+        super().__init__(404, "not_found", f"{what} not found")

@@ -1,0 +1,97 @@
+"""The event envelope shared by every topic (DESIGN.md, "Events"), serialized with orjson.
+
+{"id": "<uuid>", "type": "<type>", "v": 1, "at": "<RFC 3339 UTC>", "key": "<partition key>",
+ "data": {...}}
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+ENVELOPE_VERSION = 1
+
+# Event types (the topic each travels on is in topics.py / DESIGN.md).
+SECKILL_RESERVED = "seckill.reserved"
+SECKILL_RELEASED = "seckill.released"
+ORDER_CREATED = "order.created"
+ORDER_PAID = "order.paid"
+ORDER_CANCELLED = "order.cancelled"
+ORDER_PAYMENT_DUE = "order.payment_due"
+ORDER_REFUND_REQUESTED = "order.refund_requested"
+
+# Deterministic event ids: the same fact re-published (outbox retry, reclaim) keeps its
+# id, so consumers deduplicate on it.
+_EVENT_NAMESPACE = uuid.UUID("6f1c3c52-9a7e-4c55-9d0e-0b1f6a2f5e11")
+
+
+class MalformedEvent(ValueError):
+    """A message that is not a valid envelope: never retried, dead-lettered."""
+
+
+def event_id_for(event_type: str, natural_key: str) -> str:
+    return str(uuid.uuid5(_EVENT_NAMESPACE, f"{event_type}:{natural_key}"))
+
+
+def rfc3339(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def from_epoch_ms(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, tz=UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    id: str
+    type: str
+    key: str
+    data: dict[str, Any]
+    at: str = field(default_factory=lambda: rfc3339(datetime.now(UTC)))
+    v: int = ENVELOPE_VERSION
+
+    def encode(self) -> bytes:
+        return orjson.dumps(
+            {
+                "id": self.id,
+                "type": self.type,
+                "v": self.v,
+                "at": self.at,
+                "key": self.key,
+                "data": self.data,
+            }
+        )
+
+    @classmethod
+    def decode(cls, raw: bytes | None) -> Envelope:
+        if raw is None:
+            raise MalformedEvent("empty message")
+        try:
+            body = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            raise MalformedEvent(f"not JSON: {exc}") from exc
+        if not isinstance(body, dict):
+            raise MalformedEvent("envelope is not an object")
+        try:
+            env = cls(
+                id=body["id"],
+                type=body["type"],
+                key=body["key"],
+                data=body["data"],
+                at=body["at"],
+                v=body["v"],
+            )
+        except KeyError as exc:
+            raise MalformedEvent(f"envelope misses {exc.args[0]!r}") from exc
+        if not all(isinstance(x, str) for x in (env.id, env.type, env.key, env.at)):
+            raise MalformedEvent("id, type, key and at must be strings")
+        if not isinstance(env.data, dict):
+            raise MalformedEvent("data must be an object")
+        # type() check: True and 1.0 compare equal to 1 but are not version 1.
+        if type(env.v) is not int or env.v != ENVELOPE_VERSION:
+            raise MalformedEvent(f"unsupported envelope version {env.v!r}")
+        return env

@@ -1,0 +1,33 @@
+"""Connections to Redis and PostgreSQL, configured the same way by every service."""
+
+from __future__ import annotations
+
+import asyncpg
+from redis.asyncio import BlockingConnectionPool, Redis
+
+from services.common.settings import Settings
+
+
+def redis_client(settings: Settings) -> Redis:
+    # Bounded, blocking pool: under a spike callers wait for a connection instead of
+    # opening thousands; socket timeouts cap a call stuck on a dead server.
+    pool = BlockingConnectionPool.from_url(
+        settings.redis_url,
+        max_connections=settings.redis_pool_size,
+        timeout=settings.redis_timeout_seconds,
+        socket_timeout=settings.redis_timeout_seconds,
+        socket_connect_timeout=settings.redis_timeout_seconds,
+    )
+    # from_pool: the client owns the pool, so aclose() also closes its connections.
+    return Redis.from_pool(pool)
+
+
+async def pg_pool(settings: Settings) -> asyncpg.Pool:
+    pool = await asyncpg.create_pool(
+        settings.database_url,
+        min_size=1,
+        max_size=settings.db_pool_size,
+        command_timeout=10,
+    )
+    assert pool is not None
+    return pool

@@ -1,0 +1,108 @@
+"""Settings read once from the environment into a frozen dataclass.
+
+Nothing else in the code base reads os.environ: services, tools and tests build a
+Settings (from_env, or replace() in tests) and pass it down.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+
+DEV_JWT_SECRET = "dev-only-secret-change-me-0123456789abcdef"
+DEV_PAYMENT_SECRET = "dev-only-payment-webhook-secret-0123456789"
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    database_url: str = "postgresql://postgres@127.0.0.1:5432/flashsale"
+    kafka_bootstrap_servers: str = "127.0.0.1:9092"
+    # Prepended to every topic and consumer-group name: isolates environments (and test
+    # runs) that share a broker. A shared group id would make them rebalance each other.
+    kafka_topic_prefix: str = ""
+    jwt_secret: str = DEV_JWT_SECRET
+    http_host: str = "127.0.0.1"
+    seckill_port: int = 8081
+    seckill_ops_port: int = 9081
+    order_port: int = 8082
+    order_ops_port: int = 9082
+    # Local nginx gateway (`make up`) and Prometheus (`make up PROMETHEUS=1`). The per-IP
+    # rate limit skips the exempt CIDRs (loopback by default, so a local load test is
+    # not throttled); 0 turns it off.
+    gateway_port: int = 8080
+    gateway_rate_limit_per_second: int = 50
+    gateway_rate_limit_burst: int = 100
+    gateway_rate_limit_exempt: str = "127.0.0.0/8,::1/128"
+    gateway_max_body_bytes: int = 16384
+    prometheus_port: int = 9090
+    # How often gauges read from Redis/PostgreSQL/Kafka (stock per live activity, orders
+    # by state, outbox age, DLQ sizes) are refreshed: never per request.
+    metrics_refresh_seconds: float = 5.0
+    # Name of this process among its replicas: Redis stream consumer name, logs.
+    instance_id: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
+    log_level: str = "INFO"
+    # Hot path: presses one user may make per activity per second before 429.
+    user_rate_limit_per_second: int = 5
+    # How long an in-process "sold out" answer is trusted before asking Redis again
+    # (stock can come back from cancellations, possibly on another replica).
+    sold_out_recheck_seconds: float = 0.5
+    # Concurrent reservation calls coalesced into one pipelined Redis round trip.
+    reserve_batch_max: int = 256
+    redis_pool_size: int = 32
+    redis_timeout_seconds: float = 2.0
+    # Outbox relay: entries read per batch, idle time after which a dead relay's
+    # pending entries are reclaimed, and how often to look for them.
+    relay_batch_size: int = 500
+    relay_reclaim_idle_ms: int = 30_000
+    relay_reclaim_interval_seconds: float = 5.0
+    # Kafka consumers. A consumer's start takes about half the session timeout on the
+    # local broker; tests lower it.
+    kafka_session_timeout_ms: int = 10_000
+    kafka_heartbeat_interval_ms: int = 3_000
+    consumer_max_records: int = 1000
+    consumer_max_attempts: int = 5
+    # PostgreSQL outbox relay of the order service.
+    order_outbox_batch_size: int = 500
+    order_outbox_poll_seconds: float = 0.2
+    db_pool_size: int = 10
+    # Payments: the provider's callback signing secret and how old a signature may be.
+    payment_webhook_secret: str = DEV_PAYMENT_SECRET
+    payment_signature_max_age_seconds: int = 300
+    # Unpaid-order sweeper and payment reminders (催单), in the order service.
+    sweep_interval_seconds: float = 1.0
+    sweep_batch_size: int = 500
+    payment_reminder_lead_seconds: float = 300.0
+    # Reconciliation (Redis reservations vs PostgreSQL orders): how old a difference must
+    # be to count (younger ones are in flight), how often the job runs, how far back.
+    reconcile_grace_seconds: float = 60.0
+    reconcile_interval_seconds: float = 60.0
+    reconcile_lookback_seconds: int = 7 * 24 * 3600
+    reconcile_ops_port: int = 9089
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Build settings from upper-cased field names (REDIS_URL, ORDER_PORT, ...)."""
+        env = os.environ if environ is None else environ
+        defaults = cls()
+        values: dict[str, object] = {}
+        for f in fields(cls):
+            raw = env.get(f.name.upper())
+            if raw is None or raw == "":
+                continue
+            kind = type(getattr(defaults, f.name))
+            try:
+                values[f.name] = kind(raw)
+            except ValueError as exc:
+                raise ValueError(
+                    f"{f.name.upper()}={raw!r} is not a valid {kind.__name__}"
+                ) from exc
+        return cls(**values)  # type: ignore[arg-type]
+
+    def topic(self, name: str) -> str:
+        return f"{self.kafka_topic_prefix}{name}"
+
+    def group(self, name: str) -> str:
+        return f"{self.kafka_topic_prefix}{name}"
