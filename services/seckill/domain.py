@@ -1,0 +1,288 @@
+"""Flash-sale rules: activity validation, status, reservation requests and outcomes.
+
+Pure functions and dataclasses: no I/O, so tests call them directly.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from services.common.errors import DomainError, ValidationError
+from services.common.events import (
+    SECKILL_RELEASED,
+    SECKILL_RESERVED,
+    Envelope,
+    event_id_for,
+    from_epoch_ms,
+    rfc3339,
+)
+
+MAX_STOCK = 10_000_000
+MAX_PER_USER_LIMIT = 100
+MAX_PAYMENT_TIMEOUT_SECONDS = 7 * 24 * 3600
+MAX_PRICE_CENTS = 10**12
+MAX_BIGINT = 2**63 - 1  # PostgreSQL bigserial ids
+
+
+class Status(StrEnum):
+    UPCOMING = "upcoming"
+    LIVE = "live"
+    SOLD_OUT = "sold_out"
+    ENDED = "ended"
+
+
+@dataclass(frozen=True, slots=True)
+class NewActivity:
+    sku: str
+    title: str
+    price_cents: int
+    stock: int
+    starts_at: datetime
+    ends_at: datetime
+    per_user_limit: int
+    payment_timeout_seconds: int
+
+
+@dataclass(frozen=True, slots=True)
+class Activity:
+    id: int
+    sku: str
+    title: str
+    price_cents: int
+    stock: int
+    starts_at: datetime
+    ends_at: datetime
+    per_user_limit: int
+    payment_timeout_seconds: int
+
+
+def activity_status(activity: Activity, remaining: int, now: datetime) -> Status:
+    if now >= activity.ends_at:
+        return Status.ENDED
+    if now < activity.starts_at:
+        return Status.UPCOMING
+    return Status.SOLD_OUT if remaining <= 0 else Status.LIVE
+
+
+def activity_view(activity: Activity, remaining: int, now: datetime) -> dict[str, Any]:
+    return {
+        "id": activity.id,
+        "sku": activity.sku,
+        "title": activity.title,
+        "price_cents": activity.price_cents,
+        "stock": activity.stock,
+        "remaining_stock": max(remaining, 0),
+        "starts_at": rfc3339(activity.starts_at),
+        "ends_at": rfc3339(activity.ends_at),
+        "per_user_limit": activity.per_user_limit,
+        "payment_timeout_seconds": activity.payment_timeout_seconds,
+        "status": activity_status(activity, remaining, now).value,
+    }
+
+
+# --- input validation -----------------------------------------------------------------
+
+_ACTIVITY_FIELDS = {
+    "sku",
+    "title",
+    "price_cents",
+    "stock",
+    "starts_at",
+    "ends_at",
+    "per_user_limit",
+    "payment_timeout_seconds",
+}
+_ACTIVITY_DEFAULTS = {"per_user_limit": 1, "payment_timeout_seconds": 900}
+
+
+def _reject_unknown(body: dict[str, Any], allowed: set[str]) -> None:
+    unknown = sorted(set(body) - allowed)
+    if unknown:
+        raise ValidationError(unknown[0], "unknown field")
+
+
+def _int_field(body: dict[str, Any], name: str, low: int, high: int) -> int:
+    value = body.get(name)
+    if value is None:
+        raise ValidationError(name, "is required")
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValidationError(name, "must be an integer")
+    if not low <= value <= high:
+        raise ValidationError(name, f"must be between {low} and {high}")
+    return value
+
+
+def _text_field(body: dict[str, Any], name: str, max_len: int) -> str:
+    value = body.get(name)
+    if value is None:
+        raise ValidationError(name, "is required")
+    if not isinstance(value, str) or not value.strip():
+        raise ValidationError(name, "must be a non-empty string")
+    if len(value) > max_len:
+        raise ValidationError(name, f"must be at most {max_len} characters")
+    return value.strip()
+
+
+def _time_field(body: dict[str, Any], name: str) -> datetime:
+    value = body.get(name)
+    if value is None:
+        raise ValidationError(name, "is required")
+    if not isinstance(value, str):
+        raise ValidationError(name, "must be an RFC 3339 timestamp string")
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise ValidationError(name, "must be an RFC 3339 timestamp") from None
+    if moment.tzinfo is None:
+        raise ValidationError(name, "must carry a time zone (for example 'Z')")
+    return moment.astimezone(UTC)
+
+
+def parse_new_activity(body: dict[str, Any], now: datetime) -> NewActivity:
+    _reject_unknown(body, _ACTIVITY_FIELDS)
+    body = {**_ACTIVITY_DEFAULTS, **body}
+    new = NewActivity(
+        sku=_text_field(body, "sku", 64),
+        title=_text_field(body, "title", 200),
+        price_cents=_int_field(body, "price_cents", 0, MAX_PRICE_CENTS),
+        stock=_int_field(body, "stock", 1, MAX_STOCK),
+        starts_at=_time_field(body, "starts_at"),
+        ends_at=_time_field(body, "ends_at"),
+        per_user_limit=_int_field(body, "per_user_limit", 1, MAX_PER_USER_LIMIT),
+        payment_timeout_seconds=_int_field(
+            body, "payment_timeout_seconds", 1, MAX_PAYMENT_TIMEOUT_SECONDS
+        ),
+    )
+    if new.ends_at <= new.starts_at:
+        raise ValidationError("ends_at", "must be after starts_at")
+    if new.ends_at <= now:
+        raise ValidationError("ends_at", "must be in the future")
+    return new
+
+
+def parse_quantity(body: dict[str, Any]) -> int:
+    """A reservation body: {} or {"quantity": n}."""
+    _reject_unknown(body, {"quantity"})
+    if "quantity" not in body:
+        return 1
+    return _int_field(body, "quantity", 1, MAX_PER_USER_LIMIT)
+
+
+def parse_activity_id(raw: str) -> int | None:
+    """A path id, or None when it cannot name an activity (answered as 404)."""
+    if not raw.isascii() or not raw.isdigit() or len(raw) > 19:
+        return None
+    value = int(raw)
+    return value if 0 < value <= MAX_BIGINT else None
+
+
+# --- reservations ---------------------------------------------------------------------
+
+
+def new_reservation_id(activity_id: int) -> str:
+    # The activity id prefix lets a lookup find the reservation's Redis hash slot.
+    return f"{activity_id}-{uuid.uuid4().hex}"
+
+
+def activity_of_reservation(reservation_id: str) -> int | None:
+    head, sep, tail = reservation_id.partition("-")
+    if not sep or len(tail) != 32 or not all(c in "0123456789abcdef" for c in tail):
+        return None
+    return parse_activity_id(head)
+
+
+class Outcome(StrEnum):
+    """What the reservation script answered (its first reply element)."""
+
+    RESERVED = "ok"
+    NOT_FOUND = "not_found"
+    NOT_STARTED = "not_started"
+    ENDED = "ended"
+    RATE_LIMITED = "rate_limited"
+    LIMIT_REACHED = "limit_reached"
+    SOLD_OUT = "sold_out"
+
+
+@dataclass(frozen=True, slots=True)
+class Reservation:
+    reservation_id: str
+    activity_id: int
+    quantity: int
+    pay_before_ms: int
+
+    def view(self) -> dict[str, Any]:
+        return {
+            "reservation_id": self.reservation_id,
+            "activity_id": self.activity_id,
+            "quantity": self.quantity,
+            "pay_before": rfc3339(from_epoch_ms(self.pay_before_ms)),
+        }
+
+
+def refusal(outcome: Outcome) -> DomainError:
+    """The HTTP refusal for every outcome but RESERVED."""
+    match outcome:
+        case Outcome.NOT_FOUND:
+            return DomainError(404, "not_found", "activity not found")
+        case Outcome.NOT_STARTED:
+            return DomainError(409, "not_started", "the sale has not started yet")
+        case Outcome.ENDED:
+            return DomainError(410, "sale_ended", "the sale has ended")
+        case Outcome.RATE_LIMITED:
+            return DomainError(
+                429, "rate_limited", "too many presses, slow down", {"Retry-After": "1"}
+            )
+        case Outcome.LIMIT_REACHED:
+            return DomainError(
+                409, "limit_reached", "you already hold the most this sale allows per person"
+            )
+        case Outcome.SOLD_OUT:
+            return DomainError(410, "sold_out", "sold out")
+    raise ValueError(f"{outcome} is not a refusal")
+
+
+def reservation_state_view(reservation_id: str, record: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "reservation_id": reservation_id,
+        "activity_id": activity_of_reservation(reservation_id),
+        "state": record["state"],
+        "quantity": int(record["qty"]),
+        "reserved_at": rfc3339(from_epoch_ms(int(record["at"]))),
+        "pay_before": rfc3339(from_epoch_ms(int(record["deadline"]))),
+        **({"release_reason": record["reason"]} if "reason" in record else {}),
+    }
+
+
+def outbox_event(activity_id: int, fields: dict[str, str]) -> Envelope:
+    """The Kafka event for one outbox stream entry written by reserve.lua / release.lua.
+
+    The event id is derived from the reservation id, so re-publishing an entry (relay
+    retry, reclaim after a crash) yields the same event and consumers dedupe on it.
+    """
+    kind = fields["type"]
+    rid = fields["rid"]
+    at = from_epoch_ms(int(fields["at"]))
+    data: dict[str, Any] = {
+        "reservation_id": rid,
+        "activity_id": activity_id,
+        "user_id": fields["user"],
+        "quantity": int(fields["qty"]),
+    }
+    if kind == SECKILL_RESERVED:
+        data |= {
+            "sku": fields["sku"],
+            "unit_price_cents": int(fields["price"]),
+            "reserved_at": rfc3339(at),
+            "pay_before": rfc3339(from_epoch_ms(int(fields["deadline"]))),
+        }
+    elif kind == SECKILL_RELEASED:
+        data |= {"reason": fields["reason"], "released_at": rfc3339(at)}
+    else:
+        raise ValueError(f"unknown outbox entry type {kind!r}")
+    return Envelope(
+        id=event_id_for(kind, rid), type=kind, key=fields["user"], data=data, at=rfc3339(at)
+    )

@@ -1,0 +1,149 @@
+"""HTTP views of the seckill service: parse, call, map. Rules live in domain.py."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from aiohttp import web
+
+from services.common.errors import NotFound
+from services.common.http import (
+    json_response,
+    principal,
+    read_json_object,
+    require_admin,
+)
+from services.seckill.activities import ActivityRepository
+from services.seckill.domain import (
+    Activity,
+    Outcome,
+    activity_of_reservation,
+    activity_view,
+    new_reservation_id,
+    parse_activity_id,
+    parse_new_activity,
+    parse_quantity,
+    refusal,
+    reservation_state_view,
+)
+from services.seckill.metrics import SeckillMetrics
+from services.seckill.sold_out import SoldOutFlags
+from services.seckill.stock import StockStore
+
+LIST_LIMIT = 100
+
+
+@dataclass
+class Seckill:
+    """What the views need, wired once in app.py."""
+
+    activities: ActivityRepository
+    stock: StockStore
+    sold_out: SoldOutFlags
+    metrics: SeckillMetrics
+    # Activities never change once created: cache them for the browsing load.
+    cache: dict[int, Activity]
+
+    async def activity(self, activity_id: int | None) -> Activity:
+        if activity_id is None:
+            raise NotFound("activity")
+        found = self.cache.get(activity_id)
+        if found is None:
+            found = await self.activities.get(activity_id)
+            if found is None:
+                raise NotFound("activity")
+            self.cache[activity_id] = found
+        return found
+
+
+SECKILL: web.AppKey[Seckill] = web.AppKey("seckill", Seckill)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+async def create_activity(request: web.Request) -> web.Response:
+    require_admin(request)
+    sk = request.app[SECKILL]
+    new = parse_new_activity(await read_json_object(request), _now())
+    activity = await sk.activities.create(new)
+    await sk.stock.warm_up(activity)
+    await sk.activities.mark_warmed(activity.id)
+    sk.cache[activity.id] = activity
+    return json_response(
+        activity_view(activity, activity.stock, _now()),
+        201,
+        {"Location": f"/api/seckill/activities/{activity.id}"},
+    )
+
+
+async def list_activities(request: web.Request) -> web.Response:
+    sk = request.app[SECKILL]
+    now = _now()
+    activities = await sk.activities.list_not_ended(now, LIST_LIMIT)
+    remaining = await sk.stock.remaining([a.id for a in activities])
+    return json_response(
+        {"activities": [activity_view(a, remaining[a.id], now) for a in activities]}
+    )
+
+
+async def get_activity(request: web.Request) -> web.Response:
+    sk = request.app[SECKILL]
+    activity = await sk.activity(parse_activity_id(request.match_info["id"]))
+    remaining = await sk.stock.remaining([activity.id])
+    return json_response(activity_view(activity, remaining[activity.id], _now()))
+
+
+async def reserve(request: web.Request) -> web.Response:
+    """The hot path: no I/O but one (possibly coalesced) Redis script call."""
+    sk = request.app[SECKILL]
+    activity_id = parse_activity_id(request.match_info["id"])
+    if activity_id is None:
+        raise NotFound("activity")
+    user = principal(request).user_id
+    quantity = parse_quantity(await read_json_object(request))
+    now = time.monotonic()
+    if sk.sold_out.is_sold_out(activity_id, now):
+        sk.metrics.sold_out_short_circuit.inc()
+        sk.metrics.reservations.labels(Outcome.SOLD_OUT.name.lower()).inc()
+        raise refusal(Outcome.SOLD_OUT)
+    outcome, reservation = await sk.stock.reserve(
+        activity_id, user, quantity, new_reservation_id(activity_id)
+    )
+    sk.metrics.reservations.labels(
+        "reserved" if outcome is Outcome.RESERVED else outcome.name.lower()
+    ).inc()
+    if reservation is None:
+        if outcome is Outcome.SOLD_OUT:
+            sk.sold_out.mark(activity_id, now)
+        raise refusal(outcome)
+    return json_response(
+        reservation.view(),
+        201,
+        {"Location": f"/api/seckill/reservations/{reservation.reservation_id}"},
+    )
+
+
+async def get_reservation(request: web.Request) -> web.Response:
+    sk = request.app[SECKILL]
+    reservation_id = request.match_info["id"]
+    activity_id = activity_of_reservation(reservation_id)
+    record = None
+    if activity_id is not None:
+        record = await sk.stock.reservation(activity_id, reservation_id)
+    who = principal(request)
+    # Someone else's reservation is answered like a missing one: ids do not leak.
+    if record is None or (record["user"] != who.user_id and not who.is_admin):
+        raise NotFound("reservation")
+    return json_response(reservation_state_view(reservation_id, record))
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_post("/api/seckill/admin/activities", create_activity)
+    app.router.add_get("/api/seckill/activities", list_activities)
+    app.router.add_get("/api/seckill/activities/{id}", get_activity)
+    app.router.add_post("/api/seckill/activities/{id}/reservations", reserve)
+    app.router.add_get("/api/seckill/reservations/{id}", get_reservation)

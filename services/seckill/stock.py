@@ -1,0 +1,133 @@
+"""Redis adapter of the seckill service: warm-up, reserve, release, lookups.
+
+Redis is the gate; PostgreSQL is the record. What an acknowledged reservation relies on:
+the reserve script's writes (stock, reservation, outbox entry) are one atomic unit, and
+survive a Redis restart as far as Redis persistence allows (production: AOF with
+appendfsync everysec loses at most about a second; see docs/operations.md).
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+from typing import Any
+
+import orjson
+from redis.asyncio import Redis
+from redis.exceptions import ResponseError
+
+from services.common.redis_batch import ScriptBatcher
+from services.seckill.domain import Activity, Outcome, Reservation
+from services.seckill.keys import ACTIVITIES, RELAY_GROUP, activity_keys
+
+
+def _lua(name: str) -> str:
+    return importlib.resources.files("services.seckill").joinpath(f"lua/{name}").read_text()
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+class StockStore:
+    def __init__(
+        self, redis: Redis, batcher: ScriptBatcher | None, rate_limit_per_second: int
+    ) -> None:
+        """batcher: coalesces reservations (the hot path); None calls scripts directly."""
+        self._redis = redis
+        self._batcher = batcher
+        self._rate = rate_limit_per_second
+        self._reserve = redis.register_script(_lua("reserve.lua"))
+        self._release = redis.register_script(_lua("release.lua"))
+
+    async def warm_up(self, activity: Activity) -> None:
+        """Load an activity into Redis. Idempotent: stock is set only if absent, so
+        warming again never hands out stock twice."""
+        keys = activity_keys(activity.id)
+        pipe = self._redis.pipeline(transaction=True)
+        pipe.hset(
+            keys.meta,
+            mapping={
+                "starts_ms": int(activity.starts_at.timestamp() * 1000),
+                "ends_ms": int(activity.ends_at.timestamp() * 1000),
+                "limit": activity.per_user_limit,
+                "pay_ms": activity.payment_timeout_seconds * 1000,
+                "price": activity.price_cents,
+                "sku": activity.sku,
+            },
+        )
+        pipe.set(keys.stock, activity.stock, nx=True)
+        await pipe.execute()
+        try:
+            await self._redis.xgroup_create(keys.outbox, RELAY_GROUP, id="0", mkstream=True)
+        except ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+        # Registered last: the relay only watches streams whose group exists.
+        await self._redis.sadd(ACTIVITIES, activity.id)
+
+    async def is_warm(self, activity_id: int) -> bool:
+        return bool(await self._redis.exists(activity_keys(activity_id).meta))
+
+    async def reserve(
+        self, activity_id: int, user_id: str, quantity: int, reservation_id: str
+    ) -> tuple[Outcome, Reservation | None]:
+        keys = activity_keys(activity_id)
+        script_keys = [
+            keys.meta,
+            keys.stock,
+            keys.users,
+            keys.reservations,
+            keys.outbox,
+            keys.rate(user_id),
+        ]
+        args = [user_id, quantity, reservation_id, self._rate]
+        if self._batcher is None:
+            reply = await self._reserve(keys=script_keys, args=args)
+        else:
+            reply = await self._batcher.call(self._reserve, script_keys, args)
+        outcome = Outcome(_text(reply[0]))
+        if outcome is not Outcome.RESERVED:
+            return outcome, None
+        return outcome, Reservation(reservation_id, activity_id, quantity, int(reply[2]))
+
+    async def release(self, activity_id: int, reservation_id: str, reason: str) -> str:
+        """Return a reservation's stock; 'ok', 'already_released' or 'unknown'."""
+        keys = activity_keys(activity_id)
+        reply = await self._release(
+            keys=[keys.stock, keys.users, keys.reservations, keys.outbox],
+            args=[reservation_id, reason],
+        )
+        return _text(reply[0])
+
+    async def remaining(self, activity_ids: list[int]) -> dict[int, int]:
+        if not activity_ids:
+            return {}
+        pipe = self._redis.pipeline(transaction=False)
+        for activity_id in activity_ids:
+            pipe.get(activity_keys(activity_id).stock)
+        values = await pipe.execute()
+        return {
+            a: int(v) if v is not None else 0 for a, v in zip(activity_ids, values, strict=True)
+        }
+
+    async def reservation(self, activity_id: int, reservation_id: str) -> dict[str, Any] | None:
+        raw = await self._redis.hget(activity_keys(activity_id).reservations, reservation_id)
+        return None if raw is None else dict(orjson.loads(raw))
+
+    async def probe(self) -> None:
+        """Readiness: run the real script path (catches a lost script cache), touching
+        nothing: activity 0 never exists, so the script answers not_found."""
+        keys = activity_keys(0)
+        reply = await self._reserve(
+            keys=[
+                keys.meta,
+                keys.stock,
+                keys.users,
+                keys.reservations,
+                keys.outbox,
+                keys.rate("probe"),
+            ],
+            args=["probe", 1, "0-probe", 0],
+        )
+        if _text(reply[0]) != Outcome.NOT_FOUND:
+            raise RuntimeError(f"unexpected probe answer {reply!r}")
