@@ -1,0 +1,127 @@
+"""Wiring of the order service: resources, the reservation consumer, the outbox relay."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import asyncpg
+from aiohttp import web
+from aiokafka import AIOKafkaProducer
+from prometheus_client import CollectorRegistry
+
+from services.common.http import HttpMetrics, auth_middleware, errors_and_metrics_middleware
+from services.common.kafka import (
+    BatchConsumer,
+    ConsumerMetrics,
+    DlqMetrics,
+    start_producer,
+    watch_dlq_sizes,
+)
+from services.common.observability import create_ops_app
+from services.common.resources import pg_pool
+from services.common.settings import Settings
+from services.common.shutdown import close_pool, stop_tasks
+from services.common.topics import ORDERS as ORDERS_TOPIC
+from services.common.topics import SECKILL_RESERVATIONS
+from services.order.consumer import OrderCreationMetrics, ReservationHandler
+from services.order.outbox_relay import PgOutboxMetrics, PgOutboxRelay
+from services.order.repository import OrderRepository
+from services.order.routes import (
+    ORDERS,
+    PAYMENT_CALLBACK,
+    PAYMENTS,
+    PaymentCallbackContext,
+    PaymentMetrics,
+    add_routes,
+)
+from services.order.state_metrics import OrderStateMetrics
+from services.order.sweeper import Sweeper, SweeperMetrics
+
+CONSUMER_GROUP = "order"
+# Errors of a database that is down or restarting: retried until it is back, never
+# dead-lettered.
+PG_TRANSIENT = (
+    asyncpg.PostgresConnectionError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.InterfaceError,
+    asyncpg.TooManyConnectionsError,
+)
+PRODUCER: web.AppKey[AIOKafkaProducer] = web.AppKey("producer", AIOKafkaProducer)
+REGISTRY: web.AppKey[CollectorRegistry] = web.AppKey("registry", CollectorRegistry)
+
+
+def create_app(
+    settings: Settings, *, run_consumer: bool = True, run_sweeper: bool = True
+) -> web.Application:
+    registry = CollectorRegistry()
+    http_metrics = HttpMetrics(registry)
+    consumer_metrics = ConsumerMetrics(registry)
+    creation_metrics = OrderCreationMetrics(registry)
+    outbox_metrics = PgOutboxMetrics(registry)
+    state_metrics = OrderStateMetrics(registry)
+    dlq_metrics = DlqMetrics(registry)
+    sweeper_metrics = SweeperMetrics(registry)
+    app = web.Application(
+        middlewares=[
+            errors_and_metrics_middleware(http_metrics),
+            # The payment callback is authenticated by the provider's signature instead.
+            auth_middleware(settings.jwt_secret, public_paths=frozenset({PAYMENT_CALLBACK})),
+        ],
+        client_max_size=64 * 1024,
+    )
+    app[REGISTRY] = registry
+    app[PAYMENTS] = PaymentCallbackContext(settings, PaymentMetrics(registry))
+
+    async def resources(app: web.Application) -> AsyncIterator[None]:
+        pool = await pg_pool(settings)
+        producer = await start_producer(settings)
+        app[PRODUCER] = producer
+        relay = PgOutboxRelay(pool, producer, settings, outbox_metrics)
+        orders = OrderRepository(pool, settings.kafka_topic_prefix, on_announced=relay.wake)
+        app[ORDERS] = orders
+        tasks = [asyncio.create_task(relay.run(), name="order-outbox-relay")]
+        if run_sweeper:
+            sweeper = Sweeper(orders, settings, sweeper_metrics)
+            tasks.append(asyncio.create_task(sweeper.run(), name="sweeper"))
+        refresh = settings.metrics_refresh_seconds
+        dead_letters = [SECKILL_RESERVATIONS, ORDERS_TOPIC]
+        tasks.append(asyncio.create_task(state_metrics.run(pool, refresh), name="order-gauges"))
+        tasks.append(
+            asyncio.create_task(
+                watch_dlq_sizes(settings, dead_letters, dlq_metrics, refresh),
+                name="dlq-sizes",
+            )
+        )
+        if run_consumer:
+            handler = ReservationHandler(orders, creation_metrics)
+            consumer = BatchConsumer(
+                settings,
+                SECKILL_RESERVATIONS,
+                CONSUMER_GROUP,
+                handler,
+                producer,
+                consumer_metrics,
+                transient_errors=PG_TRANSIENT,
+            )
+            tasks.append(asyncio.create_task(consumer.run(), name="reservation-consumer"))
+        try:
+            yield
+        finally:
+            await stop_tasks(tasks)
+            await producer.stop()
+            await close_pool(pool)
+
+    app.cleanup_ctx.append(resources)
+    add_routes(app)
+    return app
+
+
+def create_ops(api: web.Application) -> web.Application:
+    async def postgres_ready() -> None:
+        await api[ORDERS].ping()
+
+    async def kafka_ready() -> None:
+        await api[PRODUCER].client.fetch_all_metadata()
+
+    return create_ops_app(api[REGISTRY], {"postgres": postgres_ready, "kafka": kafka_ready})

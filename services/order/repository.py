@@ -1,0 +1,284 @@
+"""PostgreSQL adapter of the order service: orders and their transactional outbox."""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass
+
+import asyncpg
+
+from services.common.errors import DomainError, NotFound
+from services.common.events import Envelope
+from services.common.topics import ORDERS
+from services.order.domain import (
+    NewOrder,
+    Order,
+    State,
+    order_cancelled_event,
+    order_created_event,
+    order_paid_event,
+    payment_due_event,
+    refund_requested_event,
+)
+from services.order.payments import (
+    PaymentNotice,
+    PaymentOutcome,
+    decide_payment,
+)
+
+_ORDER_COLUMNS = (
+    "id, reservation_id, activity_id, user_id, sku, quantity, unit_price_cents, amount_cents, "
+    "state, cancel_reason, reserved_at, pay_before, created_at, paid_at, cancelled_at"
+)
+_RETURNING = "RETURNING " + ", ".join(f"o.{c.strip()}" for c in _ORDER_COLUMNS.split(","))
+# One statement for the whole batch; a redelivered reservation hits the unique
+# reservation_id and is skipped, and RETURNING names only the orders really created.
+INSERT_ORDERS = """
+INSERT INTO orders.orders
+    (id, reservation_id, activity_id, user_id, sku, quantity, unit_price_cents, amount_cents,
+     reserved_at, pay_before)
+SELECT * FROM unnest($1::uuid[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::int[],
+                     $7::bigint[], $8::bigint[], $9::timestamptz[], $10::timestamptz[])
+ON CONFLICT (reservation_id) DO NOTHING
+RETURNING id
+"""
+INSERT_OUTBOX = """
+INSERT INTO orders.outbox (topic, key, payload)
+SELECT * FROM unnest($1::text[], $2::text[], $3::bytea[])
+"""
+SELECT_ORDER = f"SELECT {_ORDER_COLUMNS} FROM orders.orders WHERE id = $1"
+SELECT_USER_ORDERS = f"""
+SELECT {_ORDER_COLUMNS} FROM orders.orders
+WHERE user_id = $1 ORDER BY created_at DESC, id LIMIT $2
+"""
+LOCK_OUTBOX_BATCH = """
+SELECT id, topic, key, payload FROM orders.outbox ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED
+"""
+DELETE_OUTBOX = "DELETE FROM orders.outbox WHERE id = ANY($1::bigint[])"
+LOCK_ORDER = f"SELECT {_ORDER_COLUMNS} FROM orders.orders WHERE id = $1 FOR UPDATE"
+SELECT_PAYMENT = "SELECT order_id, outcome FROM orders.payments WHERE transaction_id = $1"
+INSERT_PAYMENT = """
+INSERT INTO orders.payments (transaction_id, order_id, amount_cents, outcome, refund_reason)
+VALUES ($1, $2, $3, $4, $5)
+"""
+MARK_PAID = f"""
+UPDATE orders.orders o SET state = 'paid', paid_at = $2, updated_at = now()
+WHERE o.id = $1 AND o.state = 'pending_payment'
+{_RETURNING}
+"""
+CANCEL_BY_USER = f"""
+UPDATE orders.orders o
+SET state = 'cancelled', cancel_reason = 'user', cancelled_at = now(), updated_at = now()
+WHERE o.id = $1 AND o.user_id = $2 AND o.state = 'pending_payment'
+{_RETURNING}
+"""
+# SKIP LOCKED: several replicas sweep in parallel without waiting on each other, and an
+# order locked by a payment in progress is left to that payment (exactly one wins).
+CANCEL_EXPIRED = f"""
+WITH due AS (
+    SELECT id FROM orders.orders
+    WHERE state = 'pending_payment' AND pay_before <= now()
+    ORDER BY pay_before LIMIT $1
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE orders.orders o
+SET state = 'cancelled', cancel_reason = 'timeout', cancelled_at = now(), updated_at = now()
+FROM due WHERE o.id = due.id
+{_RETURNING}
+"""
+# Remind once, lead seconds before the deadline, and only orders whose payment window was
+# longer than the lead (a reminder right after ordering would be noise).
+MARK_REMINDED = f"""
+WITH due AS (
+    SELECT id FROM orders.orders
+    WHERE state = 'pending_payment' AND reminder_sent_at IS NULL
+      AND pay_before > now() AND pay_before <= now() + make_interval(secs => $2)
+      AND reserved_at < pay_before - make_interval(secs => $2)
+    ORDER BY pay_before LIMIT $1
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE orders.orders o SET reminder_sent_at = now()
+FROM due WHERE o.id = due.id
+{_RETURNING}
+"""
+COUNT_OUTBOX = "SELECT count(*) FROM orders.outbox"
+
+
+@dataclass
+class _Tx:
+    conn: asyncpg.Connection
+    announced: bool = False
+
+
+class OrderRepository:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        topic_prefix: str = "",
+        on_announced: Callable[[], None] = lambda: None,
+    ) -> None:
+        self._pool = pool
+        self._orders_topic = f"{topic_prefix}{ORDERS}"
+        # Called after a commit that wrote outbox events (wakes the outbox relay).
+        self._on_announced = on_announced
+
+    async def create_orders(self, orders: Sequence[NewOrder]) -> list[NewOrder]:
+        """Insert the orders not yet there, with their order.created events, in one
+        transaction. Returns the orders created by this call."""
+        unique = list({o.reservation_id: o for o in orders}.values())
+        columns = list(
+            zip(
+                *(
+                    (
+                        o.id,
+                        o.reservation_id,
+                        o.activity_id,
+                        o.user_id,
+                        o.sku,
+                        o.quantity,
+                        o.unit_price_cents,
+                        o.amount_cents,
+                        o.reserved_at,
+                        o.pay_before,
+                    )
+                    for o in unique
+                ),
+                strict=True,
+            )
+        )
+        async with self._transaction() as tx:
+            conn = tx.conn
+            created_ids = {r["id"] for r in await conn.fetch(INSERT_ORDERS, *map(list, columns))}
+            created = [o for o in unique if o.id in created_ids]
+            await self._announce(tx, [order_created_event(o) for o in created])
+        return created
+
+    @contextlib.asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[_Tx]:
+        async with self._pool.acquire() as conn:
+            tx = _Tx(conn)
+            async with conn.transaction():
+                yield tx
+        if tx.announced:
+            self._on_announced()
+
+    async def _announce(self, tx: _Tx, events: list[Envelope]) -> None:
+        """Write events to the outbox, in the caller's transaction."""
+        if events:
+            tx.announced = True
+            await tx.conn.execute(
+                INSERT_OUTBOX,
+                [self._orders_topic] * len(events),
+                [e.key for e in events],
+                [e.encode() for e in events],
+            )
+
+    async def apply_payment(self, notice: PaymentNotice) -> tuple[PaymentOutcome, bool]:
+        """Record a payment notification once: (outcome, replayed). The order row is locked
+        first, so a payment racing the timeout sweeper or a cancellation has one winner."""
+        async with self._transaction() as tx:
+            conn = tx.conn
+            row = await conn.fetchrow(LOCK_ORDER, notice.order_id)
+            if row is None:
+                raise NotFound("order")
+            order = Order(**dict(row))
+            seen = await conn.fetchrow(SELECT_PAYMENT, notice.transaction_id)
+            if seen is not None:
+                if seen["order_id"] != order.id:
+                    raise DomainError(
+                        409, "transaction_reused", "this transaction id paid another order"
+                    )
+                stored = (
+                    PaymentOutcome.PAID
+                    if seen["outcome"] == "applied"
+                    else (PaymentOutcome.REFUND_REQUESTED)
+                )
+                return stored, True
+            decision = decide_payment(order, notice)
+            if decision.outcome is PaymentOutcome.PAID:
+                paid = Order(**dict(await conn.fetchrow(MARK_PAID, order.id, notice.paid_at)))
+                await conn.execute(
+                    INSERT_PAYMENT,
+                    notice.transaction_id,
+                    order.id,
+                    notice.amount_cents,
+                    "applied",
+                    None,
+                )
+                await self._announce(
+                    tx, [order_paid_event(paid, notice.transaction_id, notice.paid_at)]
+                )
+            else:
+                assert decision.refund_reason is not None
+                await conn.execute(
+                    INSERT_PAYMENT,
+                    notice.transaction_id,
+                    order.id,
+                    notice.amount_cents,
+                    "refund_requested",
+                    decision.refund_reason.value,
+                )
+                await self._announce(
+                    tx,
+                    [
+                        refund_requested_event(
+                            order,
+                            notice.transaction_id,
+                            notice.amount_cents,
+                            decision.refund_reason.value,
+                        )
+                    ],
+                )
+            return decision.outcome, False
+
+    async def cancel_by_user(self, order_id: uuid.UUID, user_id: str) -> Order:
+        async with self._transaction() as tx:
+            conn = tx.conn
+            row = await conn.fetchrow(CANCEL_BY_USER, order_id, user_id)
+            if row is not None:
+                order = Order(**dict(row))
+                await self._announce(tx, [order_cancelled_event(order)])
+                return order
+            current = await conn.fetchrow(SELECT_ORDER, order_id)
+        if current is None or current["user_id"] != user_id:
+            raise NotFound("order")
+        order = Order(**dict(current))
+        if order.state == State.CANCELLED:
+            return order  # cancelling twice is not an error: the caller's wish holds
+        raise DomainError(409, "not_cancellable", f"the order is {order.state}")
+
+    async def cancel_expired(self, batch: int) -> list[Order]:
+        """Cancel up to batch unpaid orders past their deadline (reason timeout)."""
+        async with self._transaction() as tx:
+            conn = tx.conn
+            orders = [Order(**dict(r)) for r in await conn.fetch(CANCEL_EXPIRED, batch)]
+            await self._announce(tx, [order_cancelled_event(o) for o in orders])
+        return orders
+
+    async def remind_due(self, batch: int, lead_seconds: float) -> list[Order]:
+        """Emit order.payment_due once for orders whose deadline is within lead_seconds."""
+        async with self._transaction() as tx:
+            conn = tx.conn
+            orders = [
+                Order(**dict(r)) for r in await conn.fetch(MARK_REMINDED, batch, lead_seconds)
+            ]
+            await self._announce(tx, [payment_due_event(o) for o in orders])
+        return orders
+
+    async def get(self, order_id: uuid.UUID) -> Order | None:
+        row = await self._pool.fetchrow(SELECT_ORDER, order_id)
+        return None if row is None else Order(**dict(row))
+
+    async def list_for_user(self, user_id: str, limit: int) -> list[Order]:
+        return [
+            Order(**dict(r)) for r in await self._pool.fetch(SELECT_USER_ORDERS, user_id, limit)
+        ]
+
+    async def ping(self) -> None:
+        await self._pool.fetchval("SELECT 1")
+
+    @property
+    def pool(self) -> asyncpg.Pool:
+        return self._pool

@@ -1,0 +1,136 @@
+"""HTTP views of the order service: parse, call, map."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import orjson
+from aiohttp import web
+from prometheus_client import CollectorRegistry, Counter
+
+from services.common.errors import DomainError, NotFound
+from services.common.http import MAX_BODY_BYTES, json_response, principal
+from services.common.settings import Settings
+from services.order.domain import order_view, parse_list_limit, parse_order_id
+from services.order.payments import (
+    SIGNATURE_HEADER,
+    PaymentOutcome,
+    parse_notice,
+    verify_signature,
+)
+from services.order.repository import OrderRepository
+
+log = logging.getLogger(__name__)
+
+ORDERS: web.AppKey[OrderRepository] = web.AppKey("orders", OrderRepository)
+PAYMENT_CALLBACK = "/api/payments/callback"
+
+
+class PaymentMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.callbacks = Counter(
+            "order_payment_callbacks_total",
+            "Payment callbacks by result (paid, refund_requested, replayed, invalid_signature, "
+            "amount_mismatch, ...).",
+            ["result"],
+            registry=registry,
+        )
+        self.late = Counter(
+            "order_late_payments_total",
+            "Payments for orders already cancelled or paid: refunded, never applied.",
+            ["reason"],
+            registry=registry,
+        )
+
+
+@dataclass(frozen=True)
+class PaymentCallbackContext:
+    settings: Settings
+    metrics: PaymentMetrics
+
+
+PAYMENTS: web.AppKey[PaymentCallbackContext] = web.AppKey("payments", PaymentCallbackContext)
+
+
+async def get_order(request: web.Request) -> web.Response:
+    order_id = parse_order_id(request.match_info["id"])
+    order = None if order_id is None else await request.app[ORDERS].get(order_id)
+    who = principal(request)
+    # Another user's order is answered like a missing one: order ids do not leak.
+    if order is None or (order.user_id != who.user_id and not who.is_admin):
+        raise NotFound("order")
+    return json_response(order_view(order))
+
+
+async def list_orders(request: web.Request) -> web.Response:
+    limit = parse_list_limit(request.query.get("limit"))
+    orders = await request.app[ORDERS].list_for_user(principal(request).user_id, limit)
+    return json_response({"orders": [order_view(o) for o in orders]})
+
+
+async def cancel_order(request: web.Request) -> web.Response:
+    order_id = parse_order_id(request.match_info["id"])
+    if order_id is None:
+        raise NotFound("order")
+    order = await request.app[ORDERS].cancel_by_user(order_id, principal(request).user_id)
+    return json_response(order_view(order))
+
+
+async def payment_callback(request: web.Request) -> web.Response:
+    """The payment provider's notification. Authenticated by its HMAC signature (no JWT);
+    idempotent on the provider's transaction id."""
+    ctx = request.app[PAYMENTS]
+    if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
+        raise DomainError(413, "payload_too_large", f"body exceeds {MAX_BODY_BYTES} bytes")
+    raw = await request.read()
+    try:
+        verify_signature(
+            ctx.settings.payment_webhook_secret,
+            request.headers.get(SIGNATURE_HEADER),
+            raw,
+            datetime.now(UTC),
+            ctx.settings.payment_signature_max_age_seconds,
+        )
+    except DomainError as exc:
+        ctx.metrics.callbacks.labels(exc.code).inc()
+        log.warning("payment callback refused: %s", exc.message)
+        raise
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        body = None
+    if not isinstance(body, dict):
+        ctx.metrics.callbacks.labels("invalid_json").inc()
+        raise DomainError(400, "invalid_json", "the body must be a JSON object")
+    try:
+        notice = parse_notice(body)
+        outcome, replayed = await request.app[ORDERS].apply_payment(notice)
+    except DomainError as exc:
+        ctx.metrics.callbacks.labels(exc.code).inc()
+        log.warning("payment callback refused: %s %s", exc.code, exc.message)
+        raise
+    ctx.metrics.callbacks.labels("replayed" if replayed else outcome.value).inc()
+    if outcome is PaymentOutcome.REFUND_REQUESTED and not replayed:
+        ctx.metrics.late.labels("order_not_payable").inc()
+        log.warning(
+            "payment %s for order %s not applied: refund requested",
+            notice.transaction_id,
+            notice.order_id,
+        )
+    return json_response(
+        {
+            "order_id": str(notice.order_id),
+            "transaction_id": notice.transaction_id,
+            "result": outcome.value,
+            "replayed": replayed,
+        }
+    )
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get("/api/orders", list_orders)
+    app.router.add_get("/api/orders/{id}", get_order)
+    app.router.add_post("/api/orders/{id}/cancel", cancel_order)
+    app.router.add_post(PAYMENT_CALLBACK, payment_callback)
