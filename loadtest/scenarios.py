@@ -1,0 +1,238 @@
+"""Pure parts of the Locust scenarios: the scenario table, the spike's load shape, scenario
+picking by tag, and the per-process record of what the shoppers were answered.
+
+Nothing here imports Locust, gevent or the services' asyncio code: the locustfile (gevent)
+and the post-run checker (asyncio) both use it, and unit tests run it without I/O.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+# Tag of the scenarios written against services that do not exist yet (group buying,
+# payment): excluded from every run unless picked by name or by their own tag.
+WAITING = "waiting"
+
+
+@dataclass(frozen=True, slots=True)
+class Scenario:
+    name: str
+    user_classes: tuple[str, ...]
+    shape: str  # "spike" or "steady"
+    about: str
+    waiting: bool = False
+
+
+SCENARIOS: dict[str, Scenario] = {
+    s.name: s
+    for s in (
+        Scenario(
+            "spike",
+            ("SpikeShopper",),
+            "spike",
+            "the flash-sale spike: early birds, thousands arriving within seconds of the "
+            "start, then the tail",
+        ),
+        Scenario("repeat", ("RepeatPresser",), "steady", "one shopper pressing again and again"),
+        Scenario("browse", ("Browser",), "steady", "browsing activities and one's orders"),
+        Scenario(
+            "mixed",
+            ("Browser", "SpikeShopper", "RepeatPresser"),
+            "steady",
+            "a mixed day over what exists today: mostly browsing, some buying, a few "
+            "impatient double-tappers",
+        ),
+        Scenario(
+            "groupbuy",
+            ("GroupBuyInviter",),
+            "steady",
+            "open a group, share it, friends join (WAITING for the groupbuy service)",
+            waiting=True,
+        ),
+        Scenario(
+            "payment",
+            ("Payer",),
+            "steady",
+            "reserve, then pay a share of the orders (WAITING for the payment callback)",
+            waiting=True,
+        ),
+    )
+}
+
+
+# ------------------------------------------------------------------------ load shape
+
+
+@dataclass(frozen=True, slots=True)
+class SpikePlan:
+    """Warm-up (early birds on the page), the spike at the sale start, then the tail.
+
+    `peak` users and `spawn_rate` come from Locust's -u and -r; the spike reaches the
+    peak within peak / spawn_rate seconds of the start, as a real sale does.
+    """
+
+    peak: int
+    spawn_rate: float
+    run_time_s: float
+    warmup_s: float = 10.0
+    spike_s: float = 15.0
+    early_share: float = 0.05
+    tail_share: float = 0.1
+
+    def target(self, elapsed_s: float) -> tuple[int, float] | None:
+        """(users, spawn rate) at `elapsed_s` into the run; None once the run is over."""
+        if elapsed_s >= self.run_time_s:
+            return None
+        early = max(1, math.ceil(self.peak * self.early_share))
+        if elapsed_s < self.warmup_s:
+            return early, max(1.0, early / max(self.warmup_s / 2, 1.0))
+        if elapsed_s < self.warmup_s + self.spike_s:
+            return self.peak, self.spawn_rate
+        tail_start = self.warmup_s + self.spike_s
+        span = max(self.run_time_s - tail_start, 1e-9)
+        done = min(1.0, (elapsed_s - tail_start) / span)
+        floor = max(1, math.ceil(self.peak * self.tail_share))
+        users = round(self.peak - (self.peak - floor) * done)
+        return max(floor, users), self.spawn_rate
+
+
+def steady_target(
+    elapsed_s: float, users: int, spawn_rate: float, run_time_s: float | None
+) -> tuple[int, float] | None:
+    if run_time_s is not None and elapsed_s >= run_time_s:
+        return None
+    return users, spawn_rate
+
+
+# ------------------------------------------------------------------ picking classes
+
+
+def pick_user_classes(
+    available: Mapping[str, Iterable[str]],
+    names: Sequence[str] = (),
+    tags: Iterable[str] | None = None,
+    exclude_tags: Iterable[str] | None = None,
+) -> list[str]:
+    """Which user classes run. `available` maps a class name to the tags of its tasks.
+
+    Locust filters tasks by --tags but still spawns a class left without tasks (and it
+    then fails); this picks whole classes instead. Classes named on the command line
+    always run; otherwise a class runs when one of its tags is asked for (or no tag is)
+    and none is excluded; WAITING classes only run when named or asked for by a tag.
+    """
+    if names:
+        unknown = [n for n in names if n not in available]
+        if unknown:
+            raise ValueError(f"unknown user classes: {', '.join(unknown)}")
+        return list(dict.fromkeys(names))
+    wanted = set(tags) if tags else None
+    excluded = set(exclude_tags or ())
+    picked = []
+    for name, class_tags in available.items():
+        own = set(class_tags)
+        if own & excluded:
+            continue
+        if wanted is None:
+            if WAITING in own:
+                continue
+        elif not own & wanted:
+            continue
+        picked.append(name)
+    return picked
+
+
+# ------------------------------------------------------------------ answers record
+
+
+class Answer:
+    """How a reservation answer is classified (the codes are in README's API table)."""
+
+    RESERVED = "reserved"
+    SOLD_OUT = "sold_out"
+    LIMIT_REACHED = "limit_reached"
+    RATE_LIMITED = "rate_limited"
+    NOT_STARTED = "not_started"
+    ENDED = "sale_ended"
+    UNEXPECTED = "unexpected"
+
+    # Answers after which the shopper's demand is known: served, or refused for good.
+    DEFINITIVE = frozenset({RESERVED, SOLD_OUT, LIMIT_REACHED})
+    # Answers a healthy sale gives (any other is a failure in Locust's statistics).
+    EXPECTED = frozenset({RESERVED, SOLD_OUT, LIMIT_REACHED, RATE_LIMITED, NOT_STARTED, ENDED})
+
+
+def classify(status: int | None, error: str | None) -> str:
+    if status == 201:
+        return Answer.RESERVED
+    pairs = {
+        (410, "sold_out"): Answer.SOLD_OUT,
+        (410, "sale_ended"): Answer.ENDED,
+        (409, "limit_reached"): Answer.LIMIT_REACHED,
+        (409, "not_started"): Answer.NOT_STARTED,
+        (429, "rate_limited"): Answer.RATE_LIMITED,
+    }
+    return pairs.get((status or 0, error or ""), Answer.UNEXPECTED)
+
+
+@dataclass(slots=True)
+class AnswerLog:
+    """What one Locust process's shoppers were answered: enough to check the invariants
+    afterwards (reservation ids, units per user, demand) without keeping every request."""
+
+    reservations: list[tuple[str, str, int]] = field(default_factory=list)  # user, id, qty
+    definitive_presses: Counter[str] = field(default_factory=Counter)  # user -> presses
+    answers: Counter[str] = field(default_factory=Counter)  # Answer -> count
+
+    def record(
+        self, user: str, status: int | None, error: str | None, rid: str | None, qty: int
+    ) -> str:
+        kind = classify(status, error)
+        if kind == Answer.RESERVED and not rid:
+            kind = Answer.UNEXPECTED
+        self.answers[kind] += 1
+        if kind in Answer.DEFINITIVE:
+            self.definitive_presses[user] += 1
+        if kind == Answer.RESERVED and rid:
+            self.reservations.append((user, rid, qty))
+        return kind
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "reservations": [list(r) for r in self.reservations],
+            "definitive_presses": dict(self.definitive_presses),
+            "answers": dict(self.answers),
+        }
+
+    @classmethod
+    def from_json(cls, raw: Mapping[str, Any]) -> AnswerLog:
+        log = cls()
+        log.reservations = [(str(u), str(r), int(q)) for u, r, q in raw.get("reservations", [])]
+        log.definitive_presses.update(
+            {str(k): int(v) for k, v in raw.get("definitive_presses", {}).items()}
+        )
+        log.answers.update({str(k): int(v) for k, v in raw.get("answers", {}).items()})
+        return log
+
+    def merge(self, other: AnswerLog) -> None:
+        self.reservations.extend(other.reservations)
+        self.definitive_presses.update(other.definitive_presses)
+        self.answers.update(other.answers)
+
+
+ANSWERS_GLOB = "answers-*.json"
+RUN_FILE = "run.json"
+
+
+def load_answers(directory: Path) -> tuple[AnswerLog, int]:
+    """Merge every process's answers file in `directory`; returns the log and file count."""
+    merged = AnswerLog()
+    files = sorted(directory.glob(ANSWERS_GLOB))
+    for path in files:
+        merged.merge(AnswerLog.from_json(json.loads(path.read_text())))
+    return merged, len(files)
