@@ -1,0 +1,132 @@
+"""Fixtures on the real Redis, PostgreSQL and Kafka-protocol broker (`make infra` starts them).
+
+Isolation: tests use their own database (<DATABASE_URL's name>_test) and Redis database
+(15, or REDIS_URL's if not 0), both reset before each test, and a unique topic and group
+prefix per test on the shared broker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import uuid
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+import pytest
+from aiohttp.test_utils import TestClient
+from redis.asyncio import Redis
+
+from services.common.auth import mint_token
+from services.common.kafka import ensure_topics
+from services.common.migrations import ensure_database, migrate
+from services.common.settings import Settings
+from tests.helpers import free_port, started_client
+
+RESET_SQL = """
+TRUNCATE seckill.activities, orders.orders, orders.outbox, orders.payments RESTART IDENTITY
+"""
+
+
+def _test_settings() -> Settings:
+    base = Settings.from_env()
+    db = urlsplit(base.database_url)
+    rd = urlsplit(base.redis_url)
+    # <database>_test, and Redis database 15 unless REDIS_URL names another non-zero one:
+    # concurrent runs with different DATABASE_URL/REDIS_URL do not reset each other.
+    redis_db = rd.path.strip("/") or "0"
+    return dataclasses.replace(
+        base,
+        database_url=urlunsplit(db._replace(path=f"{db.path.rstrip('/')}_test")),
+        redis_url=urlunsplit(rd._replace(path=f"/{redis_db if redis_db != '0' else '15'}")),
+        relay_reclaim_idle_ms=1_000,
+        relay_reclaim_interval_seconds=0.5,
+        consumer_max_attempts=2,
+        order_outbox_poll_seconds=0.05,
+        kafka_session_timeout_ms=2_000,
+        kafka_heartbeat_interval_ms=300,
+        sweep_interval_seconds=0.1,
+    )
+
+
+@pytest.fixture(scope="session")
+def base_settings() -> Settings:
+    settings = _test_settings()
+
+    async def prepare() -> None:
+        await ensure_database(settings.database_url)
+        await migrate(settings.database_url)
+
+    asyncio.run(prepare())
+    return settings
+
+
+@pytest.fixture
+async def settings(base_settings: Settings) -> AsyncIterator[Settings]:
+    """Per-test settings: clean Redis and PostgreSQL, fresh topics, free ports."""
+    s = dataclasses.replace(
+        base_settings,
+        kafka_topic_prefix=f"t{uuid.uuid4().hex[:10]}.",
+        instance_id=f"test-{uuid.uuid4().hex[:6]}",
+        seckill_port=free_port(),
+        seckill_ops_port=free_port(),
+        order_port=free_port(),
+        order_ops_port=free_port(),
+    )
+    redis = Redis.from_url(s.redis_url)
+    await redis.flushdb()
+    await redis.aclose()
+    conn = await asyncpg.connect(s.database_url)
+    try:
+        await conn.execute(RESET_SQL)
+    finally:
+        await conn.close()
+    await ensure_topics(s, partitions=2)
+    yield s
+
+
+@pytest.fixture
+async def redis(settings: Settings) -> AsyncIterator[Redis]:
+    client = Redis.from_url(settings.redis_url)
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture
+async def db(settings: Settings) -> AsyncIterator[asyncpg.Connection]:
+    conn = await asyncpg.connect(settings.database_url)
+    yield conn
+    await conn.close()
+
+
+@pytest.fixture
+def token(settings: Settings) -> Callable[..., dict[str, str]]:
+    """Authorization headers for a user: token("u1") or token("ops", admin=True)."""
+
+    def make(user: str, admin: bool = False) -> dict[str, str]:
+        roles = ["admin"] if admin else []
+        return {"Authorization": f"Bearer {mint_token(settings.jwt_secret, user, roles)}"}
+
+    return make
+
+
+@pytest.fixture
+async def seckill(settings: Settings) -> AsyncIterator[TestClient[Any, Any]]:
+    """The seckill API in-process, without its outbox relay (tests drive the relay)."""
+    from services.seckill.app import create_app
+
+    client = await started_client(create_app(settings, run_relay=False))
+    yield client
+    await client.close()
+
+
+@pytest.fixture
+async def orders(settings: Settings) -> AsyncIterator[TestClient[Any, Any]]:
+    """The order service in-process, consuming seckill.reservations."""
+    from services.order.app import create_app
+
+    client = await started_client(create_app(settings))
+    yield client
+    await client.close()

@@ -1,0 +1,145 @@
+"""The nginx gateway, rendered as `make up` renders it, in front of stub upstreams:
+routing, admin and ops routes hidden, body size and per-IP rate limits, JSON errors."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
+from services.common.settings import Settings
+from tests.deploy.tools import require
+from tests.helpers import free_port
+from tools.deploy import local_gateway_values, render_nginx_conf
+
+NGINX_HOW = "install the Debian package nginx (make infra does when root)"
+Gateway = Callable[..., Any]
+
+
+def stub(name: str) -> web.Application:
+    async def echo(request: web.Request) -> web.Response:
+        return web.json_response({"upstream": name, "path": request.path_qs})
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", echo)
+    return app
+
+
+@pytest.fixture
+async def gateway(tmp_path: Path) -> AsyncIterator[Gateway]:
+    """start(**settings overrides) -> base URL of a gateway in front of stub services."""
+    nginx = require("nginx", NGINX_HOW)
+    seckill, order = TestServer(stub("seckill")), TestServer(stub("order"))
+    await seckill.start_server()
+    await order.start_server()
+    procs: list[asyncio.subprocess.Process] = []
+
+    async def start(**overrides: Any) -> str:
+        ports = {"seckill_port": seckill.port, "order_port": order.port}
+        s = dataclasses.replace(Settings(), gateway_port=free_port(), **{**ports, **overrides})
+        run = tmp_path / f"gw{len(procs)}"
+        (run / "tmp").mkdir(parents=True)
+        conf = run / "nginx.conf"
+        conf.write_text(render_nginx_conf(local_gateway_values(s, run)))
+        log = run / "error.log"
+        argv = ["-c", str(conf), "-e", str(log), "-g", "daemon off;"]
+        quiet = asyncio.subprocess.DEVNULL
+        procs.append(await asyncio.create_subprocess_exec(nginx, *argv, stdout=quiet, stderr=quiet))
+        url = f"http://127.0.0.1:{s.gateway_port}"
+        for _ in range(100):
+            try:
+                _, writer = await asyncio.open_connection("127.0.0.1", s.gateway_port)
+                writer.close()
+                return url
+            except OSError:
+                assert procs[-1].returncode is None, log.read_text() if log.exists() else ""
+                await asyncio.sleep(0.05)
+        raise AssertionError("nginx did not start")
+
+    yield start
+    for proc in procs:
+        proc.terminate()
+        await asyncio.wait_for(proc.wait(), 10)
+    await seckill.close()
+    await order.close()
+
+
+async def get(url: str, method: str = "GET", **kw: Any) -> tuple[int, dict[str, Any], Any]:
+    async with aiohttp.ClientSession() as http, http.request(method, url, **kw) as resp:
+        body = await resp.json(content_type=None)
+        return resp.status, dict(resp.headers), body
+
+
+async def test_api_routes_reach_their_service(gateway: Gateway) -> None:
+    base = await gateway()
+    routes = {
+        "/api/seckill/activities": "seckill",
+        "/api/seckill/activities/7/reservations": "seckill",
+        "/api/orders": "order",
+        "/api/orders/abc?x=1": "order",
+        "/api/payments/callback": "order",
+    }
+    for path, upstream in routes.items():
+        status, _, body = await get(base + path, "POST" if "reserv" in path else "GET")
+        assert (status, body) == (200, {"upstream": upstream, "path": path})
+
+
+async def test_admin_ops_and_unknown_routes_are_not_exposed(gateway: Gateway) -> None:
+    base = await gateway()
+    hidden = [
+        "/api/seckill/admin/activities",
+        "/api/groupbuy/admin/campaigns",
+        "/metrics",
+        "/healthz",
+        "/readyz",
+        "/",
+        "/api/other",
+    ]
+    for path in hidden:
+        status, headers, body = await get(base + path, "POST" if "admin" in path else "GET")
+        assert status == 404, path
+        assert headers["Content-Type"] == "application/json"
+        assert body == {"error": "not_found", "message": "no such route"}
+
+
+async def test_a_body_over_the_limit_is_refused_with_413(gateway: Gateway) -> None:
+    base = await gateway(gateway_max_body_bytes=1024)
+    url = base + "/api/seckill/activities/1/reservations"
+    status, _, body = await get(url, "POST", data=b"x" * 2048)
+    assert status == 413 and body["error"] == "payload_too_large"
+    status, _, _ = await get(url, "POST", data=b"x" * 512)
+    assert status == 200
+
+
+async def test_a_client_over_the_per_ip_rate_is_answered_429(gateway: Gateway) -> None:
+    base = await gateway(
+        gateway_rate_limit_per_second=1, gateway_rate_limit_burst=2, gateway_rate_limit_exempt=""
+    )
+    results = [await get(base + "/api/seckill/activities") for _ in range(10)]
+    statuses = [s for s, _, _ in results]
+    assert statuses.count(200) <= 4 and statuses.count(429) >= 6
+    _, headers, body = next(r for r in results if r[0] == 429)
+    assert headers["Retry-After"] == "1"
+    assert body["error"] == "rate_limited"
+
+
+async def test_loopback_is_exempt_by_default_so_a_local_load_test_is_not_throttled(
+    gateway: Gateway,
+) -> None:
+    base = await gateway(gateway_rate_limit_per_second=1, gateway_rate_limit_burst=1)
+    statuses = [(await get(base + "/api/orders"))[0] for _ in range(30)]
+    assert statuses == [200] * 30
+
+
+async def test_a_service_that_is_down_answers_503_json(gateway: Gateway) -> None:
+    base = await gateway(order_port=free_port())
+    status, headers, body = await get(base + "/api/orders")
+    assert status == 503 and body["error"] == "unavailable"
+    assert headers["Retry-After"] == "1"

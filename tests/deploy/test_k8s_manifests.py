@@ -1,0 +1,208 @@
+"""The Kubernetes manifests render (kustomize, through kubectl) and validate offline:
+core kinds against the Kubernetes OpenAPI schemas (kubernetes-validate), the operators'
+custom resources structurally; plus the conventions SREs expect of every pod."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from dataclasses import fields
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import kubernetes_validate
+import pytest
+import yaml
+
+from services.common.settings import Settings
+from services.common.topics import all_topics
+from tests.deploy.tools import require
+from tools.deploy import DEPLOY, ROOT, stale_files
+from tools.devstack import SERVICES
+
+OVERLAYS = ("dev", "prod")
+YAML = ("deploy", ".yamllint.yaml")
+K8S_VERSION = kubernetes_validate.latest_version()
+KUBECTL_HOW = (
+    "kubectl >= 1.27 (kustomize v5) renders the manifests; it is part of the project's "
+    "machine image (see docs/deploy.md)"
+)
+SERVICE_NAMES = {name for name, _ in SERVICES}
+# Custom resources: apiVersion/kind -> the spec paths each must have.
+CRDS: dict[tuple[str, str], list[str]] = {
+    ("kafka.strimzi.io/v1beta2", "Kafka"): ["kafka.listeners", "kafka.config", "entityOperator"],
+    ("kafka.strimzi.io/v1beta2", "KafkaNodePool"): ["replicas", "roles", "storage"],
+    ("kafka.strimzi.io/v1beta2", "KafkaTopic"): ["topicName", "partitions", "replicas"],
+    ("postgresql.cnpg.io/v1", "Cluster"): ["instances", "storage.size", "bootstrap.initdb"],
+    ("monitoring.coreos.com/v1", "ServiceMonitor"): ["selector", "endpoints"],
+    ("monitoring.coreos.com/v1", "PrometheusRule"): ["groups"],
+}
+
+
+def kustomize(path: Path) -> list[dict[str, Any]]:
+    kubectl = require("kubectl", KUBECTL_HOW)
+    result = subprocess.run(
+        [kubectl, "kustomize", str(path)], capture_output=True, text=True, check=False, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    return [d for d in yaml.safe_load_all(result.stdout) if d]
+
+
+@cache
+def rendered(overlay: str) -> tuple[dict[str, Any], ...]:
+    return tuple(kustomize(DEPLOY / "k8s" / "overlays" / overlay))
+
+
+def of_kind(docs: tuple[dict[str, Any], ...], kind: str) -> list[dict[str, Any]]:
+    return [d for d in docs if d["kind"] == kind]
+
+
+def dig(obj: Any, dotted: str) -> Any:
+    for part in dotted.split("."):
+        assert isinstance(obj, dict) and part in obj, f"missing {dotted}"
+        obj = obj[part]
+    return obj
+
+
+def validate_structure(doc: dict[str, Any]) -> None:
+    key = (doc["apiVersion"], doc["kind"])
+    assert key in CRDS, f"unknown custom resource {key}"
+    assert doc["metadata"]["name"]
+    for path in CRDS[key]:
+        dig(doc["spec"], path)
+    if doc["kind"] == "KafkaTopic":
+        assert doc["metadata"]["labels"]["strimzi.io/cluster"] == "flashsale"
+        assert isinstance(doc["spec"]["partitions"], int) and doc["spec"]["partitions"] > 0
+    if doc["kind"] == "PrometheusRule":
+        for group in doc["spec"]["groups"]:
+            for rule in group["rules"]:
+                assert rule["expr"] and ("alert" in rule or "record" in rule)
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_the_overlay_renders_and_every_manifest_validates(overlay: str) -> None:
+    docs = rendered(overlay)
+    core = 0
+    for doc in docs:
+        try:
+            kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
+            core += 1
+        except kubernetes_validate.SchemaNotFoundError:
+            validate_structure(doc)
+        except kubernetes_validate.ValidationError as exc:
+            name = f"{doc['kind']}/{doc['metadata'].get('name')}"
+            pytest.fail(f"{overlay}: {name}: {exc.message} at {list(exc.path)}")
+    assert core >= 20
+    namespaces = {d["metadata"].get("namespace") for d in docs if d["kind"] != "Namespace"}
+    assert namespaces == {"flashsale-dev" if overlay == "dev" else "flashsale"}
+
+
+def test_the_validator_rejects_a_broken_manifest() -> None:
+    deployment = next(d for d in rendered("dev") if d["kind"] == "Deployment")
+    broken = {**deployment, "spec": {**deployment["spec"], "replicas": "two"}}
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(broken, K8S_VERSION, strict=True)
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_every_pod_runs_non_root_with_probes_and_limits(overlay: str) -> None:
+    docs = rendered(overlay)
+    workloads = of_kind(docs, "Deployment") + of_kind(docs, "StatefulSet")
+    assert {w["metadata"]["name"] for w in workloads} >= SERVICE_NAMES | {"gateway", "redis"}
+    for workload in workloads:
+        pod = workload["spec"]["template"]["spec"]
+        name = workload["metadata"]["name"]
+        assert pod["securityContext"]["runAsNonRoot"] is True, name
+        assert pod["automountServiceAccountToken"] is False, name
+        for container in pod["containers"] + pod.get("initContainers", []):
+            sc = container["securityContext"]
+            assert sc["allowPrivilegeEscalation"] is False, name
+            assert sc["readOnlyRootFilesystem"] is True, name
+            assert sc["capabilities"]["drop"] == ["ALL"], name
+            assert {"cpu", "memory"} <= set(container["resources"]["requests"]), name
+            assert {"cpu", "memory"} <= set(container["resources"]["limits"]), name
+        for container in pod["containers"]:
+            assert "readinessProbe" in container and "livenessProbe" in container, name
+    pdbs = {
+        p["spec"]["selector"]["matchLabels"]["app.kubernetes.io/name"]
+        for p in of_kind(docs, "PodDisruptionBudget")
+    }
+    assert pdbs >= {w["metadata"]["name"] for w in workloads}
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_every_setting_reaches_every_service_container(overlay: str) -> None:
+    docs = rendered(overlay)
+    config = {c["metadata"]["name"]: c.get("data", {}) for c in of_kind(docs, "ConfigMap")}
+    wanted = {f.name.upper() for f in fields(Settings)}
+    for deployment in of_kind(docs, "Deployment"):
+        if deployment["metadata"]["name"] not in SERVICE_NAMES:
+            continue
+        (app,) = [c for c in deployment["spec"]["template"]["spec"]["containers"]]
+        names = {e["name"] for e in app.get("env", [])}
+        for source in app.get("envFrom", []):
+            names |= set(config[source["configMapRef"]["name"]])
+        assert wanted - names == set(), deployment["metadata"]["name"]
+        assert names - wanted == set(), "variables that are no setting"
+        probe = app["readinessProbe"]["httpGet"]
+        assert (probe["path"], probe["port"]) == ("/readyz", "ops")
+
+
+def test_seckill_autoscales_and_only_the_gateway_is_open_to_everyone() -> None:
+    docs = rendered("prod")
+    (hpa,) = of_kind(docs, "HorizontalPodAutoscaler")
+    assert hpa["spec"]["scaleTargetRef"]["name"] == "seckill"
+    assert hpa["spec"]["minReplicas"] >= 2
+    policies = {p["metadata"]["name"]: p for p in of_kind(docs, "NetworkPolicy")}
+    open_to_all = [
+        n for n, p in policies.items() if any("from" not in r for r in p["spec"].get("ingress", []))
+    ]
+    assert open_to_all == ["gateway-from-anywhere"]
+    (gateway,) = [s for s in of_kind(docs, "Service") if s["metadata"]["name"] == "gateway"]
+    assert gateway["spec"]["type"] == "LoadBalancer"
+
+
+def test_kafka_topics_match_the_code_and_monitors_cover_every_service() -> None:
+    docs = rendered("prod")
+    topics = {t["spec"]["topicName"]: t["spec"]["partitions"] for t in of_kind(docs, "KafkaTopic")}
+    assert set(topics) == set(all_topics())
+    assert topics["seckill.reservations"] >= 6
+    (monitor,) = of_kind(docs, "ServiceMonitor")
+    (selector,) = monitor["spec"]["selector"]["matchExpressions"]
+    assert set(selector["values"]) == SERVICE_NAMES
+    assert monitor["spec"]["jobLabel"] == "app.kubernetes.io/name"
+    services = {s["metadata"]["name"]: s for s in of_kind(docs, "Service")}
+    for name in SERVICE_NAMES:
+        assert "ops" in {p["name"] for p in services[name]["spec"]["ports"]}
+    (rule,) = of_kind(docs, "PrometheusRule")
+    assert rule["spec"]["groups"]
+    dashboards = [
+        c for c in of_kind(docs, "ConfigMap") if c["metadata"]["name"] == "flashsale-dashboards"
+    ]
+    assert dashboards and dashboards[0]["metadata"]["labels"]["grafana_dashboard"] == "1"
+
+
+def test_generated_files_are_up_to_date() -> None:
+    assert stale_files() == [], "run: python -m tools.deploy generate"
+
+
+def test_yamllint_passes_on_the_repository_yaml() -> None:
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "yamllint",
+            "-c",
+            str(ROOT / ".yamllint.yaml"),
+            "--strict",
+            "deploy",
+            ".yamllint.yaml",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=ROOT,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr

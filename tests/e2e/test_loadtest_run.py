@@ -1,0 +1,51 @@
+"""`make loadtest` for a few seconds against real service processes: the locustfile runs
+headless, the charts are drawn and the invariant checks pass.
+
+Needs Locust (requirements-loadtest.txt, installed by `make loadtest`); skipped without it,
+so `make test` stays lean.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from services.common.settings import Settings
+from tests.e2e.processes import ROOT, service
+from tests.helpers import settings_env
+
+pytest.importorskip("locust")
+pytest.importorskip("matplotlib")
+pytestmark = pytest.mark.slow
+
+
+async def test_a_short_spike_through_locust_passes_the_invariant_checks(
+    settings: Settings, tmp_path: Path
+) -> None:
+    out = tmp_path / "run"
+    seckill = f"http://127.0.0.1:{settings.seckill_port}"
+    order = f"http://127.0.0.1:{settings.order_port}"
+    argv = [sys.executable, "-m", "loadtest.run", "--scenario", "spike", "--users", "60"]
+    argv += ["--spawn-rate", "60", "--run-time", "8s", "--processes", "1", "--stock", "25"]
+    argv += ["--host", seckill, "--order-host", order, "--admin-url", seckill]
+    argv += ["--out", str(out), "--orders-timeout", "60"]
+    argv += ["--", "--warmup-seconds", "2", "--spike-seconds", "3"]
+    async with service("seckill", settings, tmp_path), service("order", settings, tmp_path):
+        done = await asyncio.to_thread(
+            subprocess.run,
+            argv,
+            cwd=ROOT,
+            env=settings_env(settings),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
+    checks = (out / "checks.txt").read_text()
+    assert "ALL PASS" in checks and "sold out exactly" in checks, checks
+    for name in ("report.html", "locust_stats.csv", "throughput.png", "latency.png"):
+        assert (out / name).stat().st_size > 0, name

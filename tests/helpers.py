@@ -1,0 +1,154 @@
+"""Helpers shared by the tests (fixtures are in conftest.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from aiohttp.test_utils import TestClient, TestServer
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def activity_body(**overrides: Any) -> dict[str, Any]:
+    now = datetime.now(UTC)
+    body: dict[str, Any] = {
+        "sku": "sku-1",
+        "title": "Limited tea set",
+        "price_cents": 9900,
+        "stock": 10,
+        "starts_at": (now - timedelta(seconds=1)).isoformat(),
+        "ends_at": (now + timedelta(hours=1)).isoformat(),
+        "per_user_limit": 1,
+        "payment_timeout_seconds": 900,
+    }
+    body.update(overrides)
+    return body
+
+
+async def create_activity(
+    client: TestClient[Any, Any], admin: dict[str, str], **overrides: Any
+) -> dict[str, Any]:
+    resp = await client.post(
+        "/api/seckill/admin/activities", json=activity_body(**overrides), headers=admin
+    )
+    assert resp.status == 201, await resp.text()
+    return dict(await resp.json())
+
+
+async def wait_for(
+    probe: Callable[[], Any], expected: Any, within: float = 20.0, interval: float = 0.1
+) -> Any:
+    """Poll an async probe until it returns expected; returns the last value seen."""
+    deadline = asyncio.get_running_loop().time() + within
+    value = await probe()
+    while value != expected and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(interval)
+        value = await probe()
+    return value
+
+
+def settings_env(settings: Any, **overrides: Any) -> dict[str, str]:
+    """Environment variables that make Settings.from_env() in a child process equal to
+    these settings (plus overrides)."""
+    import dataclasses
+    import os
+
+    values = {**dataclasses.asdict(settings), **overrides}
+    return {**os.environ, **{k.upper(): str(v) for k, v in values.items()}}
+
+
+async def constant(value: Any) -> Any:
+    """An awaitable of a value already known, for wait_for probes over local state."""
+    return value
+
+
+@contextlib.asynccontextmanager
+async def running_relay(redis: Any, settings: Any) -> AsyncIterator[Any]:
+    """A seckill outbox relay running in this process until the block ends."""
+    from prometheus_client import CollectorRegistry
+
+    from services.seckill.outbox_relay import OutboxRelay, RelayMetrics
+
+    relay = OutboxRelay(redis, settings, RelayMetrics(CollectorRegistry()))
+    task = asyncio.create_task(relay.run(), name="test-outbox-relay")
+    try:
+        yield relay
+    finally:
+        from services.common.shutdown import stop_tasks
+
+        await stop_tasks([task])
+
+
+async def started_client(app: Any) -> TestClient[Any, Any]:
+    client: TestClient[Any, Any] = TestClient(TestServer(app))
+    await client.start_server()
+    return client
+
+
+async def read_topic(
+    settings: Any, topic: str, done: Callable[[list[Any]], bool], within: float = 20.0
+) -> list[Any]:
+    """Envelopes on a topic (from the start) until done(envelopes) holds, then one more
+    short poll so that unexpected extra messages are seen too."""
+    from aiokafka import AIOKafkaConsumer
+
+    from services.common.events import Envelope
+
+    consumer = AIOKafkaConsumer(
+        settings.topic(topic),
+        bootstrap_servers=settings.kafka_bootstrap_servers,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
+    await consumer.start()
+    seen: list[Any] = []
+    try:
+        async with asyncio.timeout(within):
+            while not done(seen):
+                batch = await consumer.getmany(timeout_ms=300)
+                seen.extend(Envelope.decode(r.value) for rs in batch.values() for r in rs)
+        batch = await consumer.getmany(timeout_ms=700)
+        seen.extend(Envelope.decode(r.value) for rs in batch.values() for r in rs)
+    finally:
+        await consumer.stop()
+    return seen
+
+
+def payment_body(order_id: str, amount_cents: int, transaction_id: str) -> bytes:
+    import orjson
+
+    return orjson.dumps(
+        {
+            "transaction_id": transaction_id,
+            "order_id": order_id,
+            "amount_cents": amount_cents,
+            "status": "success",
+            "paid_at": datetime.now(UTC).isoformat(),
+        }
+    )
+
+
+async def post_payment(
+    client: TestClient[Any, Any], secret: str, body: bytes, timestamp: int | None = None
+) -> tuple[int, dict[str, Any]]:
+    """POST a payment callback signed as the provider would."""
+    import time
+
+    from services.order.payments import SIGNATURE_HEADER, sign
+
+    ts = int(time.time()) if timestamp is None else timestamp
+    resp = await client.post(
+        "/api/payments/callback",
+        data=body,
+        headers={SIGNATURE_HEADER: sign(secret, ts, body), "Content-Type": "application/json"},
+    )
+    return resp.status, await resp.json()

@@ -1,0 +1,195 @@
+"""Every service's /metrics: the names SREs and the alert rules rely on, Prometheus naming
+conventions, and bounded label cardinality (no user, order or reservation ids)."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import re
+from collections.abc import Callable
+from typing import Any
+
+import asyncpg
+from aiohttp.test_utils import TestClient
+from prometheus_client.metrics_core import Metric
+from prometheus_client.parser import text_string_to_metric_families
+from redis.asyncio import Redis
+
+from services.common.settings import Settings
+from tests.helpers import create_activity, running_relay, started_client, wait_for
+
+Token = Callable[..., dict[str, str]]
+
+# name -> label names (without `le`), per service. The dashboards and alert rules use these.
+COMMON = {
+    "http_requests": {"route", "method", "status"},
+    "http_request_duration_seconds": {"route", "method"},
+}
+SECKILL = {
+    **COMMON,
+    "seckill_reservations": {"result"},
+    "seckill_sold_out_short_circuit": set(),
+    "seckill_reserve_batch_size": set(),
+    "seckill_activity_stock_remaining": {"activity"},
+    "seckill_activity_stock_initial": {"activity"},
+    "seckill_activities_missing_redis_state": set(),
+    "seckill_outbox_published": set(),
+    "seckill_outbox_publish_failures": set(),
+    "seckill_outbox_reclaimed": set(),
+    "seckill_outbox_backlog": set(),
+    "seckill_outbox_oldest_entry_age_seconds": set(),
+    "seckill_outbox_publish_delay_seconds": set(),
+}
+ORDER = {
+    **COMMON,
+    "order_orders_created": set(),
+    "order_reservation_duplicates": set(),
+    "order_reservation_to_order_seconds": set(),
+    "order_orders": {"state"},
+    "order_outbox_published": set(),
+    "order_outbox_publish_failures": set(),
+    "order_outbox_backlog": set(),
+    "order_outbox_oldest_event_age_seconds": set(),
+    "kafka_consumer_messages": {"topic", "group", "result"},
+    "kafka_consumer_retries": {"topic", "group"},
+    "kafka_consumer_lag": {"topic", "group", "partition"},
+    "kafka_dlq_messages": {"topic"},
+}
+# Labels whose values come from a small, fixed set (or from live activities/partitions).
+ALLOWED_LABELS = {"route", "method", "status", "result", "topic", "group", "partition"}
+ALLOWED_LABELS |= {"activity", "state", "kind", "reason", "le"}
+# Histograms that are counts, not durations: no unit suffix applies.
+UNITLESS_HISTOGRAMS = {"seckill_reserve_batch_size"}
+MAX_SERIES_PER_METRIC = 300
+ID_LIKE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-|^u\d+$|^shopper|^user|^r[0-9a-z]{10,}")
+
+
+def families(text: str) -> dict[str, Metric]:
+    return {f.name: f for f in text_string_to_metric_families(text)}
+
+
+def check_conventions(found: dict[str, Metric], expected: dict[str, set[str]]) -> None:
+    for name, wanted_labels in expected.items():
+        assert name in found, f"{name} missing from /metrics"
+        family = found[name]
+        labels = {k for s in family.samples for k in s.labels} - {"le"}
+        # A labelled metric with no series yet shows no labels: check those that have some.
+        if family.samples:
+            assert labels == wanted_labels, f"{name}: labels {labels} != {wanted_labels}"
+    for name, family in found.items():
+        if name.startswith(("python_", "process_")):
+            continue
+        assert re.fullmatch(r"[a-z][a-z0-9_]*", name), name
+        assert not re.search(r"_(ms|milliseconds|minutes|bytes_total)$", name), name
+        if family.type == "counter":
+            assert all(s.name.endswith(("_total", "_created")) for s in family.samples), name
+        if family.type == "histogram":
+            assert name.endswith("_seconds") or name in UNITLESS_HISTOGRAMS, name
+        if family.type == "gauge":
+            assert not name.endswith("_total"), name
+        series = [s for s in family.samples if not s.name.endswith(("_bucket", "_created"))]
+        assert len(series) <= MAX_SERIES_PER_METRIC, f"{name}: {len(series)} series"
+        for sample in family.samples:
+            assert set(sample.labels) <= ALLOWED_LABELS, f"{name}: {sample.labels}"
+            for value in sample.labels.values():
+                assert not ID_LIKE.search(value), f"{name}: id-like label value {value!r}"
+
+
+def latency_buckets(found: dict[str, Metric]) -> list[float]:
+    family = found["http_request_duration_seconds"]
+    return sorted({float(s.labels["le"]) for s in family.samples if "le" in s.labels})
+
+
+async def scrape(ops: TestClient[Any, Any]) -> str:
+    resp = await ops.get("/metrics")
+    assert resp.status == 200
+    return await resp.text()
+
+
+async def test_seckill_metrics_follow_the_conventions_and_carry_no_ids(
+    settings: Settings, token: Token, redis: Redis, db: asyncpg.Connection
+) -> None:
+    from services.seckill.app import create_app, create_ops
+
+    fast = dataclasses.replace(settings, metrics_refresh_seconds=0.1)
+    api = await started_client(create_app(fast, run_relay=False))
+    ops = await started_client(create_ops(api.app))
+    try:
+        activity = await create_activity(api, token("ops", admin=True), stock=3)
+        url = f"/api/seckill/activities/{activity['id']}/reservations"
+        statuses = await asyncio.gather(*(api.post(url, headers=token(f"u{i}")) for i in range(5)))
+        assert sorted(r.status for r in statuses) == [201, 201, 201, 410, 410]
+        await api.get(f"/api/seckill/activities/{activity['id']}", headers=token("u1"))
+        await api.get("/api/seckill/reservations/r-nonexistent-123", headers=token("u1"))
+        async with running_relay(redis, fast):
+            await wait_for(lambda: redis.xlen(f"sk:{{a{activity['id']}}}:outbox"), 0)
+
+        async def remaining() -> Any:
+            found = families(await scrape(ops))
+            samples = found["seckill_activity_stock_remaining"].samples
+            return [(s.labels, s.value) for s in samples]
+
+        assert await wait_for(remaining, [({"activity": str(activity["id"])}, 0.0)]) == [
+            ({"activity": str(activity["id"])}, 0.0)
+        ]
+        found = families(await scrape(ops))
+        check_conventions(found, SECKILL)
+        # Buckets suited to a sub-10 ms hot path: several below 10 ms.
+        assert len([b for b in latency_buckets(found) if b < 0.01]) >= 4
+        routes = {s.labels["route"] for s in found["http_requests"].samples}
+        assert "/api/seckill/activities/{id}/reservations" in routes
+        assert "/api/seckill/reservations/{id}" in routes
+        results = {
+            s.labels["result"]: s.value
+            for s in found["seckill_reservations"].samples
+            if s.name.endswith("_total")
+        }
+        assert results == {"reserved": 3.0, "sold_out": 2.0}
+    finally:
+        await ops.close()
+        await api.close()
+
+
+async def test_order_metrics_follow_the_conventions_and_carry_no_ids(
+    settings: Settings,
+    token: Token,
+    redis: Redis,
+    db: asyncpg.Connection,
+    seckill: TestClient[Any, Any],
+) -> None:
+    from services.order.app import create_app, create_ops
+
+    fast = dataclasses.replace(settings, metrics_refresh_seconds=0.1)
+    api = await started_client(create_app(fast))
+    ops = await started_client(create_ops(api.app))
+    try:
+        activity = await create_activity(seckill, token("ops", admin=True), stock=4)
+        url = f"/api/seckill/activities/{activity['id']}/reservations"
+        await asyncio.gather(*(seckill.post(url, headers=token(f"u{i}")) for i in range(4)))
+        async with running_relay(redis, fast):
+            count = "SELECT count(*) FROM orders.orders WHERE activity_id=$1"
+            assert await wait_for(lambda: db.fetchval(count, activity["id"]), 4) == 4
+        orders = await (await api.get("/api/orders", headers=token("u1"))).json()
+        await api.get(f"/api/orders/{orders['orders'][0]['id']}", headers=token("u1"))
+
+        async def pending() -> Any:
+            found = families(await scrape(ops))
+            by_state = {s.labels["state"]: s.value for s in found["order_orders"].samples}
+            lag = [s for s in found["kafka_consumer_lag"].samples]
+            dlq = [s for s in found["kafka_dlq_messages"].samples]
+            return by_state.get("pending_payment"), bool(lag), bool(dlq)
+
+        assert await wait_for(pending, (4.0, True, True)) == (4.0, True, True)
+        found = families(await scrape(ops))
+        check_conventions(found, ORDER)
+        assert len([b for b in latency_buckets(found) if b < 0.01]) >= 4
+        routes = {s.labels["route"] for s in found["http_requests"].samples}
+        assert "/api/orders/{id}" in routes
+        partitions = {s.labels["partition"] for s in found["kafka_consumer_lag"].samples}
+        assert partitions <= {"0", "1"}
+        assert all(s.value == 0 for s in found["kafka_consumer_lag"].samples)
+        dlq = {s.labels["topic"]: s.value for s in found["kafka_dlq_messages"].samples}
+        assert dlq == {fast.topic("seckill.reservations.dlq"): 0.0, fast.topic("orders.dlq"): 0.0}
+    finally:
+        await ops.close()
+        await api.close()

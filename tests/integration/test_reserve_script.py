@@ -1,0 +1,215 @@
+"""The reserve and release Lua scripts against a real Redis."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+
+import orjson
+import pytest
+from redis.asyncio import Redis
+
+from services.common.redis_batch import ScriptBatcher
+from services.common.settings import Settings
+from services.seckill.domain import Activity, Outcome, new_reservation_id
+from services.seckill.keys import ACTIVITIES, RELAY_GROUP, activity_keys
+from services.seckill.stock import StockStore
+
+
+def make_activity(
+    activity_id: int = 7,
+    stock: int = 3,
+    limit: int = 1,
+    starts_in: float = -1,
+    ends_in: float = 3600,
+) -> Activity:
+    now = datetime.now(UTC)
+    return Activity(
+        id=activity_id,
+        sku="sku-7",
+        title="t",
+        price_cents=500,
+        stock=stock,
+        starts_at=now + timedelta(seconds=starts_in),
+        ends_at=now + timedelta(seconds=ends_in),
+        per_user_limit=limit,
+        payment_timeout_seconds=60,
+    )
+
+
+@pytest.fixture
+async def store(redis: Redis, settings: Settings) -> AsyncIterator[StockStore]:
+    batcher = ScriptBatcher(redis, 64, 2.0)
+    batcher.start()
+    yield StockStore(redis, batcher, rate_limit_per_second=0)
+    await batcher.stop()
+
+
+async def reserve(store: StockStore, activity: Activity, user: str, qty: int = 1) -> Outcome:
+    outcome, _ = await store.reserve(activity.id, user, qty, new_reservation_id(activity.id))
+    return outcome
+
+
+async def stock_of(redis: Redis, activity: Activity) -> int:
+    return int(await redis.get(activity_keys(activity.id).stock))
+
+
+async def outbox_len(redis: Redis, activity: Activity) -> int:
+    return int(await redis.xlen(activity_keys(activity.id).outbox))
+
+
+async def test_unknown_activity_is_not_found_and_writes_nothing(
+    store: StockStore, redis: Redis
+) -> None:
+    assert await reserve(store, make_activity(activity_id=404), "u1") is Outcome.NOT_FOUND
+    assert await redis.dbsize() == 0
+
+
+async def test_press_before_the_window_is_refused_without_taking_stock(
+    store: StockStore, redis: Redis
+) -> None:
+    activity = make_activity(starts_in=60)
+    await store.warm_up(activity)
+    assert await reserve(store, activity, "u1") is Outcome.NOT_STARTED
+    assert await stock_of(redis, activity) == 3
+    assert await outbox_len(redis, activity) == 0
+
+
+async def test_press_after_the_window_is_refused_without_taking_stock(
+    store: StockStore, redis: Redis
+) -> None:
+    activity = make_activity(starts_in=-60, ends_in=-1)
+    await store.warm_up(activity)
+    assert await reserve(store, activity, "u1") is Outcome.ENDED
+    assert await stock_of(redis, activity) == 3
+
+
+async def test_reservation_takes_stock_records_it_and_appends_one_outbox_entry(
+    store: StockStore, redis: Redis
+) -> None:
+    activity = make_activity()
+    await store.warm_up(activity)
+    rid = new_reservation_id(activity.id)
+    outcome, reservation = await store.reserve(activity.id, "u1", 1, rid)
+    assert outcome is Outcome.RESERVED
+    assert reservation is not None and reservation.reservation_id == rid
+    keys = activity_keys(activity.id)
+    assert await stock_of(redis, activity) == 2
+    assert await redis.hget(keys.users, "u1") == b"1"
+    record = orjson.loads(await redis.hget(keys.reservations, rid))
+    assert record["state"] == "reserved" and record["user"] == "u1" and record["qty"] == 1
+    assert int(record["deadline"]) - int(record["at"]) == 60_000
+    entries = await redis.xrange(keys.outbox)
+    assert len(entries) == 1
+    fields = entries[0][1]
+    assert fields[b"type"] == b"seckill.reserved"
+    assert fields[b"rid"] == rid.encode()
+    assert fields[b"price"] == b"500" and fields[b"sku"] == b"sku-7"
+
+
+async def test_per_user_limit_holds_and_is_checked_before_stock(
+    store: StockStore, redis: Redis
+) -> None:
+    activity = make_activity(stock=5, limit=2)
+    await store.warm_up(activity)
+    assert await reserve(store, activity, "u1", 2) is Outcome.RESERVED
+    assert await reserve(store, activity, "u1") is Outcome.LIMIT_REACHED
+    assert await reserve(store, activity, "u2", 3) is Outcome.LIMIT_REACHED
+    # The refused presses took nothing: 5 - 2 left, one outbox entry.
+    assert await stock_of(redis, activity) == 3
+    assert await outbox_len(redis, activity) == 1
+
+
+async def test_stock_runs_out_exactly_and_never_goes_negative(
+    store: StockStore, redis: Redis
+) -> None:
+    activity = make_activity(stock=3, limit=2)
+    await store.warm_up(activity)
+    assert await reserve(store, activity, "u1", 2) is Outcome.RESERVED
+    # Asking for more than is left is refused whole, not partly served.
+    assert await reserve(store, activity, "u2", 2) is Outcome.SOLD_OUT
+    assert await reserve(store, activity, "u2", 1) is Outcome.RESERVED
+    assert await reserve(store, activity, "u3", 1) is Outcome.SOLD_OUT
+    assert await stock_of(redis, activity) == 0
+    assert await outbox_len(redis, activity) == 2
+
+
+async def test_concurrent_presses_never_oversell(store: StockStore, redis: Redis) -> None:
+    activity = make_activity(stock=50)
+    await store.warm_up(activity)
+    outcomes = await asyncio.gather(*(reserve(store, activity, f"u{i}") for i in range(400)))
+    assert outcomes.count(Outcome.RESERVED) == 50
+    assert outcomes.count(Outcome.SOLD_OUT) == 350
+    assert await stock_of(redis, activity) == 0
+    assert await outbox_len(redis, activity) == 50
+
+
+async def test_release_returns_stock_and_allowance_exactly_once(
+    store: StockStore, redis: Redis
+) -> None:
+    activity = make_activity(stock=1)
+    await store.warm_up(activity)
+    rid = new_reservation_id(activity.id)
+    assert (await store.reserve(activity.id, "u1", 1, rid))[0] is Outcome.RESERVED
+    assert await reserve(store, activity, "u2") is Outcome.SOLD_OUT
+
+    assert await store.release(activity.id, rid, "timeout") == "ok"
+    assert await store.release(activity.id, rid, "timeout") == "already_released"
+    assert await stock_of(redis, activity) == 1
+    keys = activity_keys(activity.id)
+    assert await redis.hget(keys.users, "u1") is None
+    record = orjson.loads(await redis.hget(keys.reservations, rid))
+    assert record["state"] == "released" and record["reason"] == "timeout"
+    types = [f[b"type"] for _, f in await redis.xrange(keys.outbox)]
+    assert types == [b"seckill.reserved", b"seckill.released"]
+    # The returned item can be bought again, by anyone (u1's allowance came back too).
+    assert await reserve(store, activity, "u1") is Outcome.RESERVED
+    assert await stock_of(redis, activity) == 0
+
+
+async def test_release_of_an_unknown_reservation_changes_nothing(
+    store: StockStore, redis: Redis
+) -> None:
+    activity = make_activity()
+    await store.warm_up(activity)
+    assert await store.release(activity.id, new_reservation_id(activity.id), "user") == "unknown"
+    assert await stock_of(redis, activity) == 3
+    assert await outbox_len(redis, activity) == 0
+
+
+async def test_rate_limit_refuses_presses_beyond_the_per_second_budget(
+    redis: Redis,
+) -> None:
+    batcher = ScriptBatcher(redis, 64, 2.0)
+    batcher.start()
+    store = StockStore(redis, batcher, rate_limit_per_second=3)
+    try:
+        activity = make_activity(stock=100, limit=100)
+        await store.warm_up(activity)
+        outcomes = [await reserve(store, activity, "u1") for _ in range(5)]
+        assert outcomes == [Outcome.RESERVED] * 3 + [Outcome.RATE_LIMITED] * 2
+        assert await reserve(store, activity, "u2") is Outcome.RESERVED  # per user
+        assert await stock_of(redis, activity) == 96
+    finally:
+        await batcher.stop()
+
+
+async def test_warm_up_twice_never_resets_stock(store: StockStore, redis: Redis) -> None:
+    activity = make_activity(stock=3)
+    await store.warm_up(activity)
+    assert await reserve(store, activity, "u1") is Outcome.RESERVED
+    await store.warm_up(activity)
+    assert await stock_of(redis, activity) == 2
+    assert int(await redis.sismember(ACTIVITIES, activity.id)) == 1
+    groups = await redis.xinfo_groups(activity_keys(activity.id).outbox)
+    assert [g["name"] for g in groups] == [RELAY_GROUP.encode()]
+
+
+async def test_reservations_survive_a_lost_script_cache(store: StockStore, redis: Redis) -> None:
+    activity = make_activity(stock=3)
+    await store.warm_up(activity)
+    await redis.script_flush()  # what a Redis restart or failover does
+    assert await reserve(store, activity, "u1") is Outcome.RESERVED
+    await store.probe()
+    assert await stock_of(redis, activity) == 2

@@ -1,0 +1,153 @@
+"""JWT bearer authentication: who the caller is, and every way a token is refused."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import jwt
+import pytest
+
+from services.common.auth import (
+    ADMIN_ROLE,
+    ALGORITHM,
+    AuthError,
+    Principal,
+    mint_token,
+    principal_from_header,
+)
+
+SECRET = "unit-test-secret-0123456789abcdef0123456789"
+OTHER_SECRET = "another-secret-0123456789abcdef0123456789ab"
+
+
+def bearer(token: str) -> str:
+    return f"Bearer {token}"
+
+
+def own_token(claims: dict[str, Any], secret: str = SECRET) -> str:
+    return jwt.encode(claims, secret, algorithm=ALGORITHM)
+
+
+def future() -> int:
+    return int(time.time()) + 3600
+
+
+def refused(header: str | None, secret: str = SECRET) -> str:
+    with pytest.raises(AuthError) as caught:
+        principal_from_header(header, secret)
+    return str(caught.value)
+
+
+def test_a_valid_token_names_its_user_without_roles() -> None:
+    principal = principal_from_header(bearer(mint_token(SECRET, "u-1")), SECRET)
+    assert principal == Principal(user_id="u-1", roles=frozenset())
+    assert principal.is_admin is False
+
+
+def test_a_token_with_the_admin_role_is_an_admin() -> None:
+    principal = principal_from_header(bearer(mint_token(SECRET, "ops", ["admin", "audit"])), SECRET)
+    assert principal.roles == frozenset({"admin", "audit"})
+    assert principal.is_admin is True
+    assert ADMIN_ROLE == "admin"
+
+
+def test_other_roles_do_not_make_an_admin() -> None:
+    principal = principal_from_header(bearer(mint_token(SECRET, "u-1", ["Admin", "audit"])), SECRET)
+    assert principal.is_admin is False
+
+
+def test_a_minted_token_carries_sub_iat_exp_and_only_given_roles() -> None:
+    before = int(time.time())
+    claims = jwt.decode(mint_token(SECRET, "u-1", ttl_seconds=60), SECRET, algorithms=[ALGORITHM])
+    assert set(claims) == {"sub", "iat", "exp"}
+    assert claims["sub"] == "u-1"
+    assert claims["exp"] - claims["iat"] == 60
+    assert before <= claims["iat"] <= int(time.time())
+
+
+def test_the_scheme_is_case_insensitive_and_extra_spaces_before_the_token_are_ignored() -> None:
+    token = mint_token(SECRET, "u-1")
+    assert principal_from_header(f"bearer {token}", SECRET).user_id == "u-1"
+    assert principal_from_header(f"BEARER   {token}", SECRET).user_id == "u-1"
+
+
+@pytest.mark.parametrize("header", [None, ""])
+def test_a_request_without_an_authorization_header_is_refused(header: str | None) -> None:
+    assert refused(header) == "missing Authorization header"
+
+
+@pytest.mark.parametrize(
+    "header",
+    ["Basic dTE6cHc=", "Token abc", "Bearer", "Bearer ", "Bearer\tabc", "abc.def.ghi"],
+)
+def test_a_header_that_is_not_bearer_and_a_token_is_refused(header: str) -> None:
+    assert refused(header) == "Authorization must be 'Bearer <token>'"
+
+
+def test_a_token_signed_with_another_secret_is_refused() -> None:
+    message = refused(bearer(mint_token(OTHER_SECRET, "u-1")))
+    assert message == "invalid token: Signature verification failed"
+
+
+def test_an_expired_token_is_refused() -> None:
+    message = refused(bearer(mint_token(SECRET, "u-1", ttl_seconds=-10)))
+    assert message == "invalid token: Signature has expired"
+
+
+def test_a_token_that_is_not_a_jwt_is_refused() -> None:
+    assert refused(bearer("not-a-jwt")).startswith("invalid token: ")
+
+
+def test_a_tampered_token_is_refused() -> None:
+    header, _payload, signature = mint_token(SECRET, "u-1").split(".")
+    forged_payload = own_token({"sub": "ops", "roles": ["admin"], "exp": future()}).split(".")[1]
+    assert refused(bearer(f"{header}.{forged_payload}.{signature}")).startswith("invalid token: ")
+
+
+def test_a_token_without_a_subject_is_refused() -> None:
+    message = refused(bearer(own_token({"exp": future()})))
+    assert message == 'invalid token: Token is missing the "sub" claim'
+
+
+def test_a_token_without_an_expiry_is_refused() -> None:
+    message = refused(bearer(own_token({"sub": "u-1"})))
+    assert message == 'invalid token: Token is missing the "exp" claim'
+
+
+@pytest.mark.parametrize("sub", [42, ["u-1"], None])
+def test_a_token_whose_subject_is_not_a_string_is_refused(sub: Any) -> None:
+    assert refused(bearer(own_token({"sub": sub, "exp": future()}))).startswith("invalid token")
+
+
+@pytest.mark.parametrize("sub", ["", "u" * 129])
+def test_a_subject_that_is_empty_or_longer_than_128_is_refused(sub: str) -> None:
+    assert refused(bearer(own_token({"sub": sub, "exp": future()}))) == (
+        "token subject must be a non-empty string of at most 128 characters"
+    )
+
+
+def test_a_subject_of_exactly_128_characters_is_accepted() -> None:
+    token = own_token({"sub": "u" * 128, "exp": future()})
+    assert principal_from_header(bearer(token), SECRET).user_id == "u" * 128
+
+
+@pytest.mark.parametrize("roles", ["admin", ["admin", 1], [None], {"admin": True}, 1])
+def test_a_token_whose_roles_are_not_a_list_of_strings_is_refused(roles: Any) -> None:
+    message = refused(bearer(own_token({"sub": "u-1", "exp": future(), "roles": roles})))
+    assert message == "token roles must be a list of strings"
+
+
+def test_an_unsigned_alg_none_token_is_refused() -> None:
+    unsigned = jwt.encode(
+        {"sub": "ops", "roles": ["admin"], "exp": future()}, None, algorithm="none"
+    )
+    assert unsigned.endswith(".")
+    assert refused(bearer(unsigned)) == "invalid token: The specified alg value is not allowed"
+
+
+def test_a_token_signed_with_another_hmac_algorithm_is_refused() -> None:
+    token = jwt.encode({"sub": "u-1", "exp": future()}, SECRET + SECRET, algorithm="HS512")
+    assert refused(bearer(token), SECRET + SECRET) == (
+        "invalid token: The specified alg value is not allowed"
+    )

@@ -1,0 +1,412 @@
+"""Pure parts of the load tests and the benchmark: shapes, scenario picking, answer logs,
+the post-run invariant checks, chart data, wrk parsing and the benchmark's verdicts."""
+
+from __future__ import annotations
+
+import pytest
+
+from loadtest.bench import report, wrk
+from loadtest.charts import parse_history
+from loadtest.demo import StoreSnapshot
+from loadtest.scenarios import (
+    SCENARIOS,
+    WAITING,
+    Answer,
+    AnswerLog,
+    SpikePlan,
+    classify,
+    load_answers,
+    pick_user_classes,
+    steady_target,
+)
+from loadtest.verify import RedisReservation, parse_reservations, run_load_checks
+
+# ------------------------------------------------------------------------- shapes
+
+
+def test_spike_has_early_birds_then_the_peak_then_a_falling_tail() -> None:
+    plan = SpikePlan(peak=2000, spawn_rate=500, run_time_s=60, warmup_s=10, spike_s=15)
+    assert plan.target(0) == (100, pytest.approx(20.0))
+    assert plan.target(9.9)[0] == 100  # type: ignore[index]
+    assert plan.target(10) == (2000, 500)
+    assert plan.target(24.9) == (2000, 500)
+    tail = [plan.target(t)[0] for t in (25, 35, 45, 59.9)]  # type: ignore[index]
+    assert tail == sorted(tail, reverse=True) and tail[0] == 2000 and tail[-1] >= 200
+    assert plan.target(60) is None
+
+
+def test_steady_shape_stops_at_the_run_time_only_if_there_is_one() -> None:
+    assert steady_target(5, 10, 2.0, 5) is None
+    assert steady_target(4.9, 10, 2.0, 5) == (10, 2.0)
+    assert steady_target(10**6, 10, 2.0, None) == (10, 2.0)
+
+
+# ---------------------------------------------------------------- picking classes
+
+AVAILABLE = {
+    "SpikeShopper": {"spike", "mixed"},
+    "Browser": {"browse", "mixed"},
+    "GroupBuyInviter": {"groupbuy", WAITING},
+}
+
+
+def test_default_run_leaves_out_the_scenarios_waiting_for_their_service() -> None:
+    assert pick_user_classes(AVAILABLE) == ["SpikeShopper", "Browser"]
+
+
+def test_tags_pick_whole_classes_and_waiting_ones_only_on_request() -> None:
+    assert pick_user_classes(AVAILABLE, tags=["browse"]) == ["Browser"]
+    assert pick_user_classes(AVAILABLE, tags=["mixed"]) == ["SpikeShopper", "Browser"]
+    assert pick_user_classes(AVAILABLE, tags=["groupbuy"]) == ["GroupBuyInviter"]
+    assert pick_user_classes(AVAILABLE, exclude_tags=["spike"]) == ["Browser"]
+
+
+def test_named_classes_run_even_when_waiting_and_unknown_names_are_refused() -> None:
+    assert pick_user_classes(AVAILABLE, names=["GroupBuyInviter"]) == ["GroupBuyInviter"]
+    with pytest.raises(ValueError, match="Nope"):
+        pick_user_classes(AVAILABLE, names=["Nope"])
+
+
+def test_every_scenario_names_classes_and_waiting_ones_are_marked() -> None:
+    assert {s.name for s in SCENARIOS.values() if s.waiting} == {"groupbuy", "payment"}
+    assert all(s.user_classes and s.shape in ("spike", "steady") for s in SCENARIOS.values())
+
+
+# ------------------------------------------------------------------- answer logs
+
+
+def test_answers_are_classified_by_status_and_error_code() -> None:
+    assert classify(201, None) == Answer.RESERVED
+    assert classify(410, "sold_out") == Answer.SOLD_OUT
+    assert classify(409, "limit_reached") == Answer.LIMIT_REACHED
+    assert classify(409, "not_started") == Answer.NOT_STARTED
+    assert classify(429, "rate_limited") == Answer.RATE_LIMITED
+    assert classify(410, "gone_fishing") == Answer.UNEXPECTED
+    assert classify(500, "internal") == Answer.UNEXPECTED
+    assert classify(None, None) == Answer.UNEXPECTED
+
+
+def test_answer_log_counts_definitive_presses_and_survives_json(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    a = AnswerLog()
+    a.record("u1", 409, "not_started", None, 1)
+    a.record("u1", 201, None, "1-a", 1)
+    a.record("u1", 409, "limit_reached", None, 1)
+    a.record("u2", 201, None, None, 1)  # a 201 without an id is not a reservation
+    b = AnswerLog()
+    b.record("u3", 410, "sold_out", None, 1)
+    import json
+
+    (tmp_path / "answers-1.json").write_text(json.dumps(a.to_json()))
+    (tmp_path / "answers-2.json").write_text(json.dumps(b.to_json()))
+    merged, files = load_answers(tmp_path)
+    assert files == 2
+    assert merged.reservations == [("u1", "1-a", 1)]
+    assert dict(merged.definitive_presses) == {"u1": 2, "u3": 1}
+    assert merged.answers[Answer.UNEXPECTED] == 1
+
+
+# ------------------------------------------------------------ post-run invariants
+
+
+def _snapshot(orders: list[str], by_user: dict[str, int], remaining: int) -> StoreSnapshot:
+    return StoreSnapshot(
+        order_reservation_ids=orders,
+        order_units_by_user=by_user,
+        order_units_total=sum(by_user.values()),
+        redis_remaining=remaining,
+        redis_held_by_user=dict(by_user),
+        api_remaining=remaining,
+        api_status="live",
+    )
+
+
+def _answers(*rows: tuple[str, int | None, str | None, str | None]) -> AnswerLog:
+    log = AnswerLog()
+    for user, status, error, rid in rows:
+        log.record(user, status, error, rid, 1)
+    return log
+
+
+def _failed(checks) -> list[str]:  # type: ignore[no-untyped-def]
+    return [c.name for c in checks if not c.passed]
+
+
+def test_a_clean_sale_passes_every_check() -> None:
+    answers = _answers(
+        ("u1", 201, None, "1-a"), ("u2", 201, None, "1-b"), ("u3", 410, "sold_out", None)
+    )
+    recorded = [
+        RedisReservation("1-a", "u1", 1, "reserved"),
+        RedisReservation("1-b", "u2", 1, "reserved"),
+    ]
+    checks = run_load_checks(
+        stock=2,
+        per_user_limit=1,
+        answers=answers,
+        processes=1,
+        recorded=recorded,
+        snapshot=_snapshot(["1-a", "1-b"], {"u1": 1, "u2": 1}, 0),
+    )
+    assert _failed(checks) == []
+
+
+def test_oversell_a_lost_order_and_a_lost_acknowledgement_are_each_caught() -> None:
+    answers = _answers(("u1", 201, None, "1-a"), ("u2", 201, None, "1-b"), ("u3", 201, None, "1-c"))
+    recorded = [
+        RedisReservation("1-a", "u1", 1, "reserved"),
+        RedisReservation("1-b", "u2", 1, "reserved"),
+    ]
+    checks = run_load_checks(
+        stock=1,
+        per_user_limit=1,
+        answers=answers,
+        processes=2,
+        recorded=recorded,
+        snapshot=_snapshot(["1-a"], {"u1": 1}, -1),
+    )
+    assert set(_failed(checks)) >= {
+        "no oversell",
+        "201 answers recorded",
+        "reservation -> exactly one order",
+        "stock conservation",
+    }
+
+
+def test_stock_left_while_a_shopper_was_told_sold_out_fails() -> None:
+    answers = _answers(("u1", 201, None, "1-a"), ("u2", 410, "sold_out", None))
+    checks = run_load_checks(
+        stock=5,
+        per_user_limit=1,
+        answers=answers,
+        processes=1,
+        recorded=[RedisReservation("1-a", "u1", 1, "reserved")],
+        snapshot=_snapshot(["1-a"], {"u1": 1}, 4),
+    )
+    assert _failed(checks) == ["no oversell"]
+
+
+def test_a_user_over_the_limit_or_an_unexpected_answer_fails() -> None:
+    answers = _answers(("u1", 201, None, "1-a"), ("u1", 201, None, "1-b"), ("u2", 500, "x", None))
+    recorded = [
+        RedisReservation("1-a", "u1", 1, "reserved"),
+        RedisReservation("1-b", "u1", 1, "reserved"),
+    ]
+    checks = run_load_checks(
+        stock=10,
+        per_user_limit=1,
+        answers=answers,
+        processes=1,
+        recorded=recorded,
+        snapshot=_snapshot(["1-a", "1-b"], {"u1": 2}, 8),
+    )
+    assert "per-user limit" in _failed(checks)
+    assert "answers as expected" in _failed(checks)
+
+
+def test_no_answer_files_means_the_checks_cannot_pass() -> None:
+    checks = run_load_checks(
+        stock=1,
+        per_user_limit=1,
+        answers=AnswerLog(),
+        processes=0,
+        recorded=[],
+        snapshot=_snapshot([], {}, 1),
+    )
+    assert "answers as expected" in _failed(checks)
+
+
+def test_redis_reservations_hash_is_parsed() -> None:
+    raw = {b"7-x": b'{"state":"reserved","user":"u9","qty":2,"at":"1","deadline":"2"}'}
+    assert parse_reservations(raw) == [RedisReservation("7-x", "u9", 2, "reserved")]
+
+
+# ------------------------------------------------------------------------ charts
+
+HEADER = ",".join(
+    [
+        "Timestamp",
+        "User Count",
+        "Type",
+        "Name",
+        "Requests/s",
+        "Failures/s",
+        "50%",
+        "66%",
+        "75%",
+        "80%",
+        "90%",
+        "95%",
+        "98%",
+        "99%",
+        "99.9%",
+        "99.99%",
+        "100%",
+        "Total Request Count",
+        "Total Failure Count",
+        "Total Median Response Time",
+        "Total Average Response Time",
+        "Total Min Response Time",
+        "Total Max Response Time",
+        "Total Average Content Size",
+    ]
+)
+HISTORY = f"""{HEADER}
+1700000000,0,,Aggregated,0.0,0.0,N/A,N/A,N/A,N/A,N/A,N/A,N/A,N/A,N/A,N/A,N/A,0,0,0,0,0,0,0
+1700000001,5,POST,/r,9.0,0.0,2,2,2,2,2,2,2,2,2,2,2,9,0,2,2.0,1,3,80.0
+1700000002,10,,Aggregated,12.5,0.5,3,4,5,6,7,8,9,10,11,12,13,20,1,3,3.5,1,13,80.0
+"""
+
+
+def test_history_rows_of_all_requests_become_points_in_time() -> None:
+    points = parse_history(HISTORY.splitlines(keepends=True))
+    assert [(p.t_s, p.users, p.rps) for p in points] == [(0.0, 0, 0.0), (2.0, 10, 12.5)]
+    assert points[0].p99_ms is None
+    assert (points[1].p50_ms, points[1].p95_ms, points[1].p99_ms, points[1].failures_per_s) == (
+        3.0,
+        8.0,
+        10.0,
+        0.5,
+    )
+
+
+# --------------------------------------------------------------------------- wrk
+
+WRK_OUT = """Running 10s test @ http://127.0.0.1:38081/api/seckill/activities/3/reservations
+  1 threads and 64 connections
+  Thread Stats   Avg      Stdev     Max   +/- Stdev
+    Latency    17.01ms    5.20ms  96.32ms   80.00%
+    Req/Sec     3.78k   320.11     4.20k    71.00%
+  Latency Distribution
+     50%  850.00us
+     75%   18.50ms
+     90%   22.10ms
+     99%    1.02s
+  37712 requests in 10.00s, 9.57MB read
+  Socket errors: connect 0, read 2, write 0, timeout 1
+  Non-2xx or 3xx responses: 12
+Requests/sec:   3771.20
+Transfer/sec:      0.96MB
+"""
+
+
+def test_wrk_report_is_parsed_with_its_units() -> None:
+    r = wrk.parse(WRK_OUT)
+    assert (r.requests, r.seconds, r.rps) == (37712, 10.0, 3771.2)
+    assert (r.p50_ms, r.p99_ms) == (0.85, 1020.0)
+    assert (r.non_2xx, r.socket_errors) == (12, 3)
+    assert r.ok_rps == pytest.approx((37712 - 12) / 10)
+
+
+def test_wrk_output_without_numbers_is_an_error() -> None:
+    with pytest.raises(wrk.WrkError):
+        wrk.parse("unable to connect to 127.0.0.1:1 Connection refused")
+    with pytest.raises(wrk.WrkError):
+        wrk.to_ms("12 parsecs")
+
+
+def test_wrk_command_pins_the_client_when_asked(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    argv = wrk.command("http://x/y", tmp_path / "t", connections=8, threads=1, seconds=5, cpus="1")
+    assert argv[:3] == ["taskset", "-c", "1"] and "-c8" in argv and "-d5s" in argv
+
+
+# ------------------------------------------------------------ benchmark verdicts
+
+
+def _wrk(rps: float, p50: float = 1.0, p99: float = 2.0) -> wrk.WrkResult:
+    return wrk.WrkResult(int(rps * 10), 10.0, rps, p50, p99, 0, 0)
+
+
+def test_summary_takes_medians_over_rounds() -> None:
+    s = report.summarize("hello", [_wrk(100, 1, 9), _wrk(300, 3, 7), _wrk(200, 2, 8)])
+    assert (s.rps, s.p50_ms, s.p99_ms, s.rps_all) == (200, 2, 8, (100, 300, 200))
+
+
+def _summaries(hello: float, reserve: float, naive: float) -> dict[str, report.Summary]:
+    return {
+        "hello": report.summarize("hello", [_wrk(hello)]),
+        "reserve": report.summarize("reserve", [_wrk(reserve)]),
+        "naive": report.summarize("naive", [_wrk(naive)]),
+    }
+
+
+def test_verdicts_compare_against_the_issue_targets() -> None:
+    good = report.Pipeline(100, 100, 5000, 40.0, 300.0, 0)
+    drain = report.Pipeline(100, 100, 9000, None, None, 0)
+    ok = report.verdicts(_summaries(10000, 7000, 500), [good], drain)
+    assert all(v.passed for v in ok), ok
+    slow = report.Pipeline(100, 100, 5000, 40.0, 1500.0, 1)
+    missed = report.verdicts(_summaries(10000, 5000, 600), [slow], None)
+    assert {v.name for v in missed if not v.passed} == {
+        "reserve / hello",
+        "reserve / naive PostgreSQL",
+        "reservation -> order p99 (worst round)",
+        "invariant violations",
+    }
+
+
+def test_report_names_the_machine_and_every_number() -> None:
+    text = report.render(
+        {"date": "2026-01-01 00:00 UTC", "cpu": "X, 2 cores"},
+        {"client": "wrk"},
+        _summaries(10000, 7000, 500),
+        [report.Pipeline(100, 100, 5000, 40.0, 300.0, 0)],
+        report.Pipeline(100, 100, 9000, None, None, 0),
+        ["measured on a busy machine"],
+    )
+    for needle in (
+        "2026-01-01",
+        "X, 2 cores",
+        "| hello |",
+        "| 7000 |",
+        "0.70",
+        "14.0x",
+        "9000 (capacity)",
+        "busy machine",
+    ):
+        assert needle in text
+
+
+METRICS = """# HELP seckill_outbox_publish_delay_seconds Time from the script ...
+# TYPE seckill_outbox_publish_delay_seconds histogram
+seckill_outbox_publish_delay_seconds_bucket{le="0.1"} 50.0
+seckill_outbox_publish_delay_seconds_bucket{le="0.5"} 90.0
+seckill_outbox_publish_delay_seconds_bucket{le="1.0"} 100.0
+seckill_outbox_publish_delay_seconds_bucket{le="+Inf"} 100.0
+seckill_outbox_publish_delay_seconds_count 100.0
+other_bucket{le="0.1"} 7.0
+"""
+
+
+def test_relay_delay_quantiles_come_from_the_difference_of_two_scrapes() -> None:
+    after = report.histogram_buckets(METRICS, "seckill_outbox_publish_delay_seconds")
+    assert after == [(0.1, 50.0), (0.5, 90.0), (1.0, 100.0), (float("inf"), 100.0)]
+    assert report.histogram_quantile(0.5, after) == pytest.approx(0.1)
+    assert report.histogram_quantile(0.99, after) == pytest.approx(0.95)
+    before = [(0.1, 50.0), (0.5, 50.0), (1.0, 50.0), (float("inf"), 50.0)]
+    delta = report.bucket_delta(after, before)
+    assert delta == [(0.1, 0.0), (0.5, 40.0), (1.0, 50.0), (float("inf"), 50.0)]
+    assert report.histogram_quantile(0.5, delta) == pytest.approx(0.35)  # 0.1 + 0.4 * 25/40
+    assert report.histogram_quantile(0.5, report.bucket_delta(before, before)) is None
+
+
+def test_a_quantile_beyond_the_last_finite_bucket_is_that_bound() -> None:
+    buckets = [(0.1, 0.0), (1.0, 1.0), (float("inf"), 10.0)]
+    assert report.histogram_quantile(0.99, buckets) == 1.0
+
+
+def test_only_the_spike_sells_out_by_default_and_an_explicit_stock_wins() -> None:
+    from loadtest.run import default_stock, locust_argv, parse_args
+    from services.common.settings import Settings
+
+    settings = Settings()
+    assert default_stock(parse_args(settings, ["--scenario", "spike", "--users", "5000"])) == 500
+    repeat = parse_args(
+        settings, ["--scenario", "repeat", "--users", "400", "--per-user-limit", "2"]
+    )
+    assert default_stock(repeat) == 1600
+    assert default_stock(parse_args(settings, ["--scenario", "repeat", "--stock", "7"])) == 7
+    argv = locust_argv(
+        parse_args(settings, ["--scenario", "mixed", "--", "--tags", "x"]), repeat.out
+    )
+    assert argv[-5:] == ["--tags", "x", "Browser", "SpikeShopper", "RepeatPresser"]
+    assert "--processes" in argv and "--shape" in argv
