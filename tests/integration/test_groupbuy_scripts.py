@@ -147,7 +147,7 @@ async def test_the_join_that_fills_the_last_slot_completes_the_group_once(
     assert completed.data["members"] == ["leader", "m1", "m2"]
     assert completed.data["how"] == "full"
     before = await snapshot(redis)
-    assert (await store.join_group(gid, "m3"))[0] is Outcome.COMPLETED_ALREADY
+    assert (await store.join_group(gid, "m3"))[0] is Outcome.FULL
     assert await snapshot(redis) == before
 
 
@@ -182,7 +182,7 @@ async def test_concurrent_joins_fill_a_group_exactly(store: GroupStore, redis: R
     outcomes = [o for o, _ in results]
     assert outcomes.count(Outcome.JOINED) == 3
     assert outcomes.count(Outcome.COMPLETED) == 1
-    assert outcomes.count(Outcome.COMPLETED_ALREADY) == 46
+    assert outcomes.count(Outcome.FULL) == 46
     kinds = [e.type for e in await events(redis)]
     assert kinds.count("group.completed") == 1 and kinds.count("group.joined") == 4
 
@@ -247,6 +247,9 @@ async def test_with_virtual_completion_enough_real_members_complete_the_group_at
     completed = (await events(redis))[-1]
     assert completed.type == "group.completed" and completed.data["how"] == "virtual"
     assert completed.data["members"] == ["leader", "m1"]
+    before = await snapshot(redis)
+    assert (await store.join_group(gid, "m2"))[0] is Outcome.COMPLETED_ALREADY
+    assert await snapshot(redis) == before
 
 
 async def test_with_virtual_completion_too_few_real_members_still_fail(

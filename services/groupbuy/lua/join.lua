@@ -11,11 +11,16 @@
 -- Returns {"joined", position, size, deadline_ms} | {"completed", position, size, opened_ms}
 -- | {refusal}.
 
-local g = redis.call('HMGET', KEYS[5], 'state', 'deadline', 'size', 'n', 'opened')
+local g = redis.call('HMGET', KEYS[5], 'state', 'deadline', 'size', 'n', 'opened', 'how')
 if not g[1] then
   return {'not_found'}
 end
+-- A group filled to N is "full"; one completed virtually at expiry has free slots left
+-- but is closed all the same.
 if g[1] == 'completed' then
+  if g[6] == 'full' then
+    return {'full'}
+  end
   return {'completed_already'}
 end
 if g[1] == 'failed' then
