@@ -11,7 +11,6 @@ from typing import Any
 import asyncpg
 import pytest
 from aiohttp.test_utils import TestClient
-from redis.asyncio import Redis
 
 from services.common.settings import Settings
 from services.common.topics import GROUPBUY, ORDERS
