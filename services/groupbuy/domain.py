@@ -6,9 +6,8 @@ Pure functions and dataclasses: no I/O, so tests call them directly.
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
@@ -25,6 +24,15 @@ from services.common.events import (
     from_epoch_ms,
     rfc3339,
 )
+from services.common.validation import (
+    int_field,
+    new_owned_id,
+    owner_of,
+    parse_id,
+    reject_unknown,
+    text_field,
+    time_field,
+)
 
 MAX_STOCK = 10_000_000
 MAX_GROUP_SIZE = 100
@@ -32,7 +40,6 @@ MAX_PER_USER_LIMIT = 100
 MAX_WINDOW_SECONDS = 7 * 24 * 3600
 MAX_PAYMENT_TIMEOUT_SECONDS = 7 * 24 * 3600
 MAX_PRICE_CENTS = 10**12
-MAX_BIGINT = 2**63 - 1
 
 
 class Status(StrEnum):
@@ -131,68 +138,33 @@ _CAMPAIGN_DEFAULTS: dict[str, Any] = {
 }
 
 
-def _int(body: dict[str, Any], name: str, low: int, high: int) -> int:
-    value = body.get(name)
-    if value is None:
-        raise ValidationError(name, "is required")
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ValidationError(name, "must be an integer")
-    if not low <= value <= high:
-        raise ValidationError(name, f"must be between {low} and {high}")
-    return value
-
-
-def _text(body: dict[str, Any], name: str, max_len: int) -> str:
-    value = body.get(name)
-    if not isinstance(value, str) or not value.strip():
-        raise ValidationError(name, "must be a non-empty string")
-    if len(value) > max_len:
-        raise ValidationError(name, f"must be at most {max_len} characters")
-    return value.strip()
-
-
-def _moment(body: dict[str, Any], name: str) -> datetime:
-    value = body.get(name)
-    if not isinstance(value, str):
-        raise ValidationError(name, "must be an RFC 3339 timestamp string")
-    try:
-        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise ValidationError(name, "must be an RFC 3339 timestamp") from None
-    if moment.tzinfo is None:
-        raise ValidationError(name, "must carry a time zone (for example 'Z')")
-    return moment.astimezone(UTC)
-
-
 def parse_new_campaign(body: dict[str, Any], now: datetime) -> NewCampaign:
-    unknown = sorted(set(body) - _CAMPAIGN_FIELDS)
-    if unknown:
-        raise ValidationError(unknown[0], "unknown field")
+    reject_unknown(body, _CAMPAIGN_FIELDS)
     body = {**_CAMPAIGN_DEFAULTS, **body}
     virtual = body["virtual_completion"]
     if not isinstance(virtual, bool):
         raise ValidationError("virtual_completion", "must be true or false")
-    size = _int(body, "group_size", 2, MAX_GROUP_SIZE)
+    size = int_field(body, "group_size", 2, MAX_GROUP_SIZE)
     if virtual:
-        min_real = _int(body, "min_real_members", 1, size - 1)
+        min_real = int_field(body, "min_real_members", 1, size - 1)
     elif body.get("min_real_members") is not None:
         raise ValidationError("min_real_members", "only applies with virtual_completion")
     else:
         min_real = size
     new = NewCampaign(
-        sku=_text(body, "sku", 64),
-        title=_text(body, "title", 200),
-        group_price_cents=_int(body, "group_price_cents", 0, MAX_PRICE_CENTS),
-        single_price_cents=_int(body, "single_price_cents", 1, MAX_PRICE_CENTS),
+        sku=text_field(body, "sku", 64),
+        title=text_field(body, "title", 200),
+        group_price_cents=int_field(body, "group_price_cents", 0, MAX_PRICE_CENTS),
+        single_price_cents=int_field(body, "single_price_cents", 1, MAX_PRICE_CENTS),
         group_size=size,
-        stock=_int(body, "stock", size, MAX_STOCK),
-        starts_at=_moment(body, "starts_at"),
-        ends_at=_moment(body, "ends_at"),
-        group_window_seconds=_int(body, "group_window_seconds", 1, MAX_WINDOW_SECONDS),
-        per_user_limit=_int(body, "per_user_limit", 1, MAX_PER_USER_LIMIT),
+        stock=int_field(body, "stock", size, MAX_STOCK),
+        starts_at=time_field(body, "starts_at"),
+        ends_at=time_field(body, "ends_at"),
+        group_window_seconds=int_field(body, "group_window_seconds", 1, MAX_WINDOW_SECONDS),
+        per_user_limit=int_field(body, "per_user_limit", 1, MAX_PER_USER_LIMIT),
         virtual_completion=virtual,
         min_real_members=min_real,
-        payment_timeout_seconds=_int(
+        payment_timeout_seconds=int_field(
             body, "payment_timeout_seconds", 1, MAX_PAYMENT_TIMEOUT_SECONDS
         ),
     )
@@ -207,10 +179,7 @@ def parse_new_campaign(body: dict[str, Any], now: datetime) -> NewCampaign:
 
 def parse_campaign_id(raw: str) -> int | None:
     """A path id, or None when it cannot name a campaign (answered as 404)."""
-    if not raw.isascii() or not raw.isdigit() or len(raw) > 19:
-        return None
-    value = int(raw)
-    return value if 0 < value <= MAX_BIGINT else None
+    return parse_id(raw)
 
 
 def parse_empty_body(body: dict[str, Any]) -> None:
@@ -224,14 +193,11 @@ def parse_empty_body(body: dict[str, Any]) -> None:
 
 def new_group_id(campaign_id: int) -> str:
     # The campaign prefix finds the group's Redis keys (they carry the campaign's tag).
-    return f"{campaign_id}-{uuid.uuid4().hex}"
+    return new_owned_id(campaign_id)
 
 
 def campaign_of_group(group_id: str) -> int | None:
-    head, sep, tail = group_id.partition("-")
-    if not sep or len(tail) != 32 or not all(c in "0123456789abcdef" for c in tail):
-        return None
-    return parse_campaign_id(head)
+    return owner_of(group_id)
 
 
 class Outcome(StrEnum):
