@@ -199,3 +199,23 @@ async def running_groupbuy_relay(redis: Any, settings: Any) -> AsyncIterator[Any
         yield relay
     finally:
         await stop_tasks([task])
+
+
+async def redis_keyspace(redis: Any, pattern: str) -> dict[bytes, Any]:
+    """Every key matching pattern with its value: "changes nothing" is compared on it."""
+    out: dict[bytes, Any] = {}
+    for key in sorted(await redis.keys(pattern)):
+        kind = (await redis.type(key)).decode()
+        if kind == "string":
+            out[key] = await redis.get(key)
+        elif kind == "hash":
+            out[key] = await redis.hgetall(key)
+        elif kind == "zset":
+            out[key] = await redis.zrange(key, 0, -1, withscores=True)
+        elif kind == "stream":
+            out[key] = await redis.xlen(key)
+        elif kind == "set":
+            out[key] = await redis.smembers(key)
+        else:
+            out[key] = kind
+    return out

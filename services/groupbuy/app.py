@@ -6,13 +6,12 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 
-import asyncpg
 from aiohttp import web
 
 from services.common.http import auth_middleware, errors_and_metrics_middleware
 from services.common.kafka import BatchConsumer, BatchHandler, start_producer
 from services.common.observability import create_ops_app
-from services.common.resources import pg_pool, redis_client
+from services.common.resources import PG_TRANSIENT, pg_pool, redis_client
 from services.common.settings import Settings
 from services.common.shutdown import close_pool, stop_tasks
 from services.common.stream_outbox import StreamOutbox, StreamOutboxRelay
@@ -32,12 +31,6 @@ log = logging.getLogger(__name__)
 # Two consumer groups: the record of groups (own topic) and unit returns (orders topic).
 RECORD_GROUP = "groupbuy-record"
 UNIT_RETURN_GROUP = "groupbuy"
-PG_TRANSIENT = (
-    asyncpg.PostgresConnectionError,
-    asyncpg.CannotConnectNowError,
-    asyncpg.InterfaceError,
-    asyncpg.TooManyConnectionsError,
-)
 GROUPBUY_OUTBOX = StreamOutbox(
     registry=CAMPAIGNS,
     stream_of=lambda campaign_id: campaign_keys(campaign_id).outbox,

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 
-import asyncpg
 from aiohttp import web
 from aiokafka import AIOKafkaProducer
 from prometheus_client import CollectorRegistry
@@ -19,7 +18,7 @@ from services.common.kafka import (
     watch_dlq_sizes,
 )
 from services.common.observability import create_ops_app
-from services.common.resources import pg_pool
+from services.common.resources import PG_TRANSIENT, pg_pool
 from services.common.settings import Settings
 from services.common.shutdown import close_pool, stop_tasks
 from services.common.topics import GROUPBUY, SECKILL_RESERVATIONS
@@ -42,14 +41,6 @@ CONSUMER_GROUP = "order"
 # Its own consumer group: members of one group subscribing to different topics would
 # rebalance each other.
 GROUP_CONSUMER_GROUP = "order-groupbuy"
-# Errors of a database that is down or restarting: retried until it is back, never
-# dead-lettered.
-PG_TRANSIENT = (
-    asyncpg.PostgresConnectionError,
-    asyncpg.CannotConnectNowError,
-    asyncpg.InterfaceError,
-    asyncpg.TooManyConnectionsError,
-)
 PRODUCER: web.AppKey[AIOKafkaProducer] = web.AppKey("producer", AIOKafkaProducer)
 REGISTRY: web.AppKey[CollectorRegistry] = web.AppKey("registry", CollectorRegistry)
 

@@ -13,27 +13,14 @@ from aiohttp.test_utils import TestClient
 from redis.asyncio import Redis
 
 from services.groupbuy.keys import campaign_keys
-from tests.helpers import campaign_body, create_campaign
+from tests.helpers import campaign_body, create_campaign, redis_keyspace
 
 Token = Callable[..., dict[str, str]]
 Client = TestClient[Any, Any]
 
 
 async def keyspace(redis: Redis) -> dict[bytes, Any]:
-    out: dict[bytes, Any] = {}
-    for key in sorted(await redis.keys("gb:*")):
-        kind = (await redis.type(key)).decode()
-        if kind == "string":
-            out[key] = await redis.get(key)
-        elif kind == "hash":
-            out[key] = await redis.hgetall(key)
-        elif kind == "zset":
-            out[key] = await redis.zrange(key, 0, -1, withscores=True)
-        elif kind == "stream":
-            out[key] = await redis.xlen(key)
-        elif kind == "set":
-            out[key] = await redis.smembers(key)
-    return out
+    return await redis_keyspace(redis, "gb:*")
 
 
 async def open_group(client: Client, token: Token, campaign_id: int, user: str) -> str:

@@ -110,8 +110,10 @@ async def test_an_expired_group_fails_its_orders_are_cancelled_and_its_stock_ret
     db: asyncpg.Connection,
     settings: Settings,
 ) -> None:
+    # Long enough for the order consumer to start and create the orders (so one can be
+    # paid) before the group expires.
     campaign = await create_campaign(
-        gb_service, token("ops", admin=True), group_size=3, stock=9, group_window_seconds=2
+        gb_service, token("ops", admin=True), group_size=3, stock=9, group_window_seconds=6
     )
     gid = await open_group(gb_service, token, campaign["id"], "leader")
     assert await join(gb_service, token, gid, "m1") == 201

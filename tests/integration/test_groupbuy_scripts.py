@@ -15,6 +15,7 @@ from services.common.settings import Settings
 from services.groupbuy.domain import Campaign, Outcome, new_group_id, outbox_event
 from services.groupbuy.keys import CAMPAIGNS, campaign_keys
 from services.groupbuy.store import GroupStore
+from tests.helpers import redis_keyspace
 
 CAMPAIGN_ID = 7
 
@@ -46,21 +47,8 @@ async def store(redis: Redis, settings: Settings) -> GroupStore:
     return GroupStore(redis)
 
 
-async def snapshot(redis: Redis, campaign_id: int = CAMPAIGN_ID) -> dict[str, Any]:
-    """Every key of the campaign with its value: 'changes nothing' is compared on it."""
-    tag = campaign_keys(campaign_id).tag
-    out: dict[str, Any] = {}
-    for key in sorted(await redis.keys(f"{tag}*")):
-        kind = (await redis.type(key)).decode()
-        if kind == "string":
-            out[key.decode()] = await redis.get(key)
-        elif kind == "hash":
-            out[key.decode()] = await redis.hgetall(key)
-        elif kind == "zset":
-            out[key.decode()] = await redis.zrange(key, 0, -1, withscores=True)
-        elif kind == "stream":
-            out[key.decode()] = await redis.xlen(key)
-    return out
+async def snapshot(redis: Redis, campaign_id: int = CAMPAIGN_ID) -> dict[bytes, Any]:
+    return await redis_keyspace(redis, f"{campaign_keys(campaign_id).tag}*")
 
 
 async def events(redis: Redis, campaign_id: int = CAMPAIGN_ID) -> list[Any]:
