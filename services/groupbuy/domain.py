@@ -251,15 +251,34 @@ def join_metric_result(outcome: Outcome) -> str:
     return "joined" if outcome in (Outcome.JOINED, Outcome.COMPLETED) else outcome.value
 
 
-def group_view(group_id: str, state: dict[str, str], members: list[str]) -> dict[str, Any]:
-    """The share card: members in joining order, slots left, deadline, state."""
+def group_view(
+    group_id: str,
+    state: dict[str, str],
+    members: list[str],
+    viewer: str,
+    viewer_is_admin: bool = False,
+) -> dict[str, Any]:
+    """The share card: members in joining order, slots left, deadline, state.
+
+    The card travels by link to people outside the group: member user ids are shown only
+    to the group's own members and to admins; anyone else sees positions only.
+    """
     size = int(state["size"])
+    insider = viewer_is_admin or viewer in members
     view: dict[str, Any] = {
         "id": group_id,
         "campaign_id": campaign_of_group(group_id),
         "state": state["state"],
-        "leader": members[0] if members else state.get("leader"),
-        "members": members,
+        "members": [
+            {
+                "position": position,
+                "role": "leader" if position == 1 else "member",
+                "user_id": user if insider else None,
+                "you": user == viewer,
+            }
+            for position, user in enumerate(members, start=1)
+        ],
+        "joined": len(members),
         "size": size,
         "slots_left": max(0, size - len(members)) if state["state"] == "open" else 0,
         "opened_at": rfc3339(from_epoch_ms(int(state["opened"]))),

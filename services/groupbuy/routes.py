@@ -134,9 +134,11 @@ async def get_group(request: web.Request) -> web.Response:
     group_id = request.match_info["id"]
     if campaign_of_group(group_id) is None:
         raise NotFound("group")
+    who = principal(request)
     live = await gb.store.group(group_id)
     if live is not None:
-        return json_response(group_view(group_id, *live))
+        state, members = live
+        return json_response(group_view(group_id, state, members, who.user_id, who.is_admin))
     recorded = await gb.groups.get(group_id)
     if recorded is None:
         raise NotFound("group")
@@ -144,12 +146,11 @@ async def get_group(request: web.Request) -> web.Response:
     state = {
         "state": row["state"],
         "size": str(row["size"]),
-        "leader": row["leader_id"],
         "opened": str(int(row["opened_at"].timestamp() * 1000)),
         "deadline": str(int(row["deadline"].timestamp() * 1000)),
         "how": row["completion"] or "",
     }
-    return json_response(group_view(group_id, state, members))
+    return json_response(group_view(group_id, state, members, who.user_id, who.is_admin))
 
 
 def add_routes(app: web.Application) -> None:

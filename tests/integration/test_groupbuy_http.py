@@ -102,9 +102,16 @@ async def test_a_leader_opens_a_group_and_the_share_card_shows_progress(
     resp = await groupbuy.post(f"/api/groupbuy/groups/{gid}/join", headers=token("m1"))
     assert resp.status == 201
     assert (await resp.json())["slots_left"] == 1
+    card = await (await groupbuy.get(f"/api/groupbuy/groups/{gid}", headers=token("m1"))).json()
+    assert card["members"] == [
+        {"position": 1, "role": "leader", "user_id": "leader", "you": False},
+        {"position": 2, "role": "member", "user_id": "m1", "you": True},
+    ]
+    assert (card["state"], card["joined"], card["size"], card["slots_left"]) == ("open", 2, 3, 1)
+    # Someone the link was shared with sees the progress, not who the members are.
     card = await (await groupbuy.get(f"/api/groupbuy/groups/{gid}", headers=token("x"))).json()
-    assert card["members"] == ["leader", "m1"] and card["leader"] == "leader"
-    assert (card["state"], card["size"], card["slots_left"]) == ("open", 3, 1)
+    assert [m["user_id"] for m in card["members"]] == [None, None]
+    assert (card["joined"], card["slots_left"]) == (2, 1)
     assert datetime.fromisoformat(card["deadline"]) > datetime.now(UTC) + timedelta(minutes=59)
     got = await (await groupbuy.get(f"/api/groupbuy/campaigns/{campaign['id']}")).json()
     assert got.get("error") == "unauthorized"

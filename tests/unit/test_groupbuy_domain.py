@@ -186,6 +186,19 @@ def test_completion_and_failure_events_have_one_id_per_group() -> None:
 
 def test_the_share_card_counts_slots_only_while_open() -> None:
     state = {"state": "open", "size": "3", "opened": "1900000000000", "deadline": "1900003600000"}
-    card = group_view(GID, state, ["l", "u1"])
-    assert (card["slots_left"], card["leader"], card["campaign_id"]) == (1, "l", 7)
-    assert group_view(GID, {**state, "state": "failed"}, ["l"])["slots_left"] == 0
+    card = group_view(GID, state, ["l", "u1"], viewer="u1")
+    assert (card["slots_left"], card["joined"], card["campaign_id"]) == (1, 2, 7)
+    assert group_view(GID, {**state, "state": "failed"}, ["l"], viewer="l")["slots_left"] == 0
+
+
+def test_the_share_card_names_members_only_to_members_and_admins() -> None:
+    state = {"state": "open", "size": "3", "opened": "1900000000000", "deadline": "1900003600000"}
+    names = [m["user_id"] for m in group_view(GID, state, ["l", "u1"], viewer="l")["members"]]
+    assert names == ["l", "u1"]
+    stranger = group_view(GID, state, ["l", "u1"], viewer="x")["members"]
+    assert [(m["user_id"], m["role"], m["you"]) for m in stranger] == [
+        (None, "leader", False),
+        (None, "member", False),
+    ]
+    admin = group_view(GID, state, ["l"], viewer="ops", viewer_is_admin=True)["members"]
+    assert admin[0]["user_id"] == "l"
