@@ -210,6 +210,9 @@ def _format(value: Any, fmt: str) -> str:
     if fmt == "thing":
         return text if len(text) <= THING_MAX else text[: THING_MAX - 1] + "…"
     if fmt == "string":
+        # A UUID (36 characters) fits as its 32 hex digits.
+        if len(text) > CHARACTER_STRING_MAX:
+            text = text.replace("-", "")
         return text[:CHARACTER_STRING_MAX]
     return text
 
