@@ -68,11 +68,14 @@ SET state = 'sending', attempts = d.attempts + 1,
 FROM due WHERE d.id = due.id
 RETURNING {_DELIVERY_COLUMNS}, due.was
 """
+# The provider accepted: true whoever holds the lease now (a holder whose lease ran out
+# while it waited is still right), so only the state is checked. A resend already in
+# flight then finds the row sent and records nothing.
 MARK_SENT = """
 UPDATE notify.deliveries
-SET state = 'sent', sent_at = now(), finished_at = now(), channel = $3, locked_until = NULL,
+SET state = 'sent', sent_at = now(), finished_at = now(), channel = $2, locked_until = NULL,
     last_error = NULL
-WHERE id = $1 AND attempts = $2 AND state = 'sending'
+WHERE id = $1 AND state IN ('sending', 'pending')
 """
 MARK_RETRY = """
 UPDATE notify.deliveries
@@ -239,7 +242,7 @@ class NotifyRepository:
         return [_delivery(r) for r in rows]
 
     async def mark_sent(self, d: Delivery, channel: str) -> bool:
-        status = await self._pool.execute(MARK_SENT, d.id, d.attempts, channel)
+        status = await self._pool.execute(MARK_SENT, d.id, channel)
         return bool(status == "UPDATE 1")
 
     async def mark_retry(self, d: Delivery, delay: float, error: str, channel: str) -> bool:

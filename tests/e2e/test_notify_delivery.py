@@ -205,8 +205,8 @@ async def test_killing_notify_mid_stream_sends_no_duplicate_and_loses_no_consent
         settings,
         provider,
         notify_dispatch_concurrency=4,
-        notify_send_timeout_seconds=1.0,
-        notify_sending_lease_seconds=2.0,
+        notify_send_timeout_seconds=3.0,
+        notify_sending_lease_seconds=4.0,
     )
     one_time = [f"o{n}" for n in range(30)]
     long_term = [f"l{n}" for n in range(30)]
@@ -229,7 +229,7 @@ async def test_killing_notify_mid_stream_sends_no_duplicate_and_loses_no_consent
         sent = lambda: db.fetchval(  # noqa: E731
             "SELECT count(*) FROM notify.deliveries WHERE state = 'sent'"
         )
-        assert await wait_for(sent, 10, 10) == 10
+        assert await wait_for(sent, 10, 20) == 10, await states(db)
         proc.kill()
         in_flight = await db.fetchval(
             "SELECT count(*) FROM notify.deliveries WHERE state = 'sending'"
@@ -241,9 +241,18 @@ async def test_killing_notify_mid_stream_sends_no_duplicate_and_loses_no_consent
         provider.release()
         await proc.start()
         expected = Counter({u: 1 for u in one_time + long_term})
-        assert await settle(provider, len(expected), within=40) == len(expected)
+        got = await settle(provider, len(expected), within=60)
+        assert got == len(expected), (got, await states(db), proc.log.read_text()[-3000:])
         await asyncio.sleep(s.notify_sending_lease_seconds + 1)
-    assert provider.duplicates() == []
+    assert provider.duplicates() == [], await states(db)
     assert provider.accepted_by_user() == expected
     resent = await db.fetchval("SELECT count(*) FROM notify.deliveries WHERE attempts > 1")
     assert resent >= in_flight
+
+
+async def states(db: asyncpg.Connection) -> list[tuple[Any, ...]]:
+    """Delivery rows by state and attempts: context for a failing assertion."""
+    rows = await db.fetch(
+        "SELECT state, attempts, count(*) FROM notify.deliveries GROUP BY 1, 2 ORDER BY 1, 2"
+    )
+    return [tuple(r) for r in rows]

@@ -306,3 +306,43 @@ async def test_a_provider_hanging_for_one_user_does_not_hold_up_the_others(
         "SELECT attempts > 1 FROM notify.deliveries WHERE user_id = 'slow'"
     )
     assert await wait_for(retried, True, 10)
+
+
+async def test_sale_starting_reminders_go_once_to_each_subscriber_of_the_activity(
+    dispatching: tuple[TestClient[Any, Any], Settings],
+    provider: FakeProvider,
+    token: Token,
+    db: asyncpg.Connection,
+) -> None:
+    from prometheus_client import CollectorRegistry
+
+    from services.notify.metrics import NotifyMetrics
+    from services.notify.reminders import Reminders
+
+    client, s = dispatching
+    insert = """
+    INSERT INTO seckill.activities
+        (sku, title, price_cents, stock, starts_at, ends_at, per_user_limit,
+         payment_timeout_seconds)
+    VALUES ('tea', $1, 100, 5, now() + make_interval(secs => $2),
+            now() + make_interval(secs => $2 + 3600), 1, 900)
+    RETURNING id
+    """
+    soon = await db.fetchval(insert, "Tea set sale", s.notify_reminder_lead_seconds / 2)
+    later = await db.fetchval(insert, "Later sale", s.notify_reminder_lead_seconds * 2)
+    await subscribe(client, token("a"), template="sale_starting", activity_id=soon)
+    await subscribe(
+        client, token("b"), template="sale_starting", activity_id=soon, kind="long_term"
+    )
+    await subscribe(client, token("c"), template="sale_starting", activity_id=later)
+    from services.notify.app import DISPATCHER
+
+    app = client.server.app
+    reminders = Reminders(app[REPO], s, NotifyMetrics(CollectorRegistry()), app[DISPATCHER].wake)
+    assert await reminders.run_once() == 2
+    assert await reminders.run_once() == 0  # idempotent per activity and user
+    assert await wait_for(lambda: constant(len(provider.accepted)), 2, 10) == 2
+    await asyncio.sleep(0.3)
+    assert provider.accepted_by_user() == {"a": 1, "b": 1}
+    assert provider.accepted[0]["data"]["thing1"] == {"value": "Tea set sale"}
+    assert provider.accepted[0]["page"] == f"pages/activity/detail?id={soon}"
