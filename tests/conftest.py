@@ -26,7 +26,8 @@ from services.common.settings import Settings
 from tests.helpers import free_port, started_client
 
 RESET_SQL = """
-TRUNCATE seckill.activities, orders.orders, orders.outbox, orders.payments RESTART IDENTITY
+TRUNCATE seckill.activities, orders.orders, orders.outbox, orders.payments,
+    notify.deliveries, notify.subscriptions RESTART IDENTITY
 """
 
 
@@ -74,6 +75,8 @@ async def settings(base_settings: Settings) -> AsyncIterator[Settings]:
         seckill_ops_port=free_port(),
         order_port=free_port(),
         order_ops_port=free_port(),
+        notify_port=free_port(),
+        notify_ops_port=free_port(),
     )
     redis = Redis.from_url(s.redis_url)
     await redis.flushdb()

@@ -38,6 +38,7 @@ class GatewayValues:
     listen: str
     seckill_upstream: str
     order_upstream: str
+    notify_upstream: str
     rate_per_second: int
     burst: int
     exempt_cidrs: Sequence[str]
@@ -71,6 +72,7 @@ def render_nginx_conf(v: GatewayValues) -> str:
         limit_req=limit,
         seckill_upstream=v.seckill_upstream,
         order_upstream=v.order_upstream,
+        notify_upstream=v.notify_upstream,
         listen=v.listen,
     )
     # {{name}} placeholders: nginx's own $variables stay untouched.
@@ -88,6 +90,7 @@ def local_gateway_values(s: Settings, run_dir: Path) -> GatewayValues:
         listen=f"{_host(s.http_host)}:{s.gateway_port}",
         seckill_upstream=f"{_host(s.http_host)}:{s.seckill_port}",
         order_upstream=f"{_host(s.http_host)}:{s.order_port}",
+        notify_upstream=f"{_host(s.http_host)}:{s.notify_port}",
         rate_per_second=s.gateway_rate_limit_per_second,
         burst=s.gateway_rate_limit_burst,
         exempt_cidrs=[c.strip() for c in s.gateway_rate_limit_exempt.split(",") if c.strip()],
@@ -106,6 +109,7 @@ K8S_GATEWAY = GatewayValues(
     listen="8080",
     seckill_upstream="seckill:8081",
     order_upstream="order:8082",
+    notify_upstream="notify:8084",
     rate_per_second=Settings().gateway_rate_limit_per_second,
     burst=Settings().gateway_rate_limit_burst,
     exempt_cidrs=(),

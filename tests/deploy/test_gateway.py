@@ -37,12 +37,18 @@ async def gateway(tmp_path: Path) -> AsyncIterator[Gateway]:
     """start(**settings overrides) -> base URL of a gateway in front of stub services."""
     nginx = require("nginx", NGINX_HOW)
     seckill, order = TestServer(stub("seckill")), TestServer(stub("order"))
+    notify = TestServer(stub("notify"))
     await seckill.start_server()
     await order.start_server()
+    await notify.start_server()
     procs: list[asyncio.subprocess.Process] = []
 
     async def start(**overrides: Any) -> str:
-        ports = {"seckill_port": seckill.port, "order_port": order.port}
+        ports = {
+            "seckill_port": seckill.port,
+            "order_port": order.port,
+            "notify_port": notify.port,
+        }
         s = dataclasses.replace(Settings(), gateway_port=free_port(), **{**ports, **overrides})
         run = tmp_path / f"gw{len(procs)}"
         (run / "tmp").mkdir(parents=True)
@@ -69,6 +75,7 @@ async def gateway(tmp_path: Path) -> AsyncIterator[Gateway]:
         await asyncio.wait_for(proc.wait(), 10)
     await seckill.close()
     await order.close()
+    await notify.close()
 
 
 async def get(url: str, method: str = "GET", **kw: Any) -> tuple[int, dict[str, Any], Any]:
@@ -85,6 +92,8 @@ async def test_api_routes_reach_their_service(gateway: Gateway) -> None:
         "/api/orders": "order",
         "/api/orders/abc?x=1": "order",
         "/api/payments/callback": "order",
+        "/api/notify/messages": "notify",
+        "/api/notify/subscriptions": "notify",
     }
     for path, upstream in routes.items():
         status, _, body = await get(base + path, "POST" if "reserv" in path else "GET")

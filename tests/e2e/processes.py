@@ -63,7 +63,7 @@ class ServiceProcess:
 
 @contextlib.asynccontextmanager
 async def service(name: str, settings: Settings, tmp_path: Path) -> AsyncIterator[ServiceProcess]:
-    port = settings.order_ops_port if name == "order" else settings.seckill_ops_port
+    port = getattr(settings, f"{name}_ops_port")
     proc = ServiceProcess(name, settings, port, tmp_path / f"{name}.log")
     await proc.start()
     try:
