@@ -283,6 +283,4 @@ def outbox_event(activity_id: int, fields: dict[str, str]) -> Envelope:
         data |= {"reason": fields["reason"], "released_at": at}
     else:
         raise ValueError(f"unknown outbox entry type {kind!r}")
-    return Envelope(
-        id=event_id_for(kind, rid), type=kind, key=fields["user"], data=data, at=at
-    )
+    return Envelope(id=event_id_for(kind, rid), type=kind, key=fields["user"], data=data, at=at)
