@@ -27,7 +27,8 @@ from tests.helpers import free_port, started_client
 
 RESET_SQL = """
 TRUNCATE seckill.activities, orders.orders, orders.outbox, orders.payments,
-    groupbuy.campaigns, groupbuy.groups, groupbuy.members RESTART IDENTITY
+    groupbuy.campaigns, groupbuy.groups, groupbuy.members,
+    notify.deliveries, notify.subscriptions RESTART IDENTITY
 """
 
 
@@ -78,6 +79,8 @@ async def settings(base_settings: Settings) -> AsyncIterator[Settings]:
         order_ops_port=free_port(),
         groupbuy_port=free_port(),
         groupbuy_ops_port=free_port(),
+        notify_port=free_port(),
+        notify_ops_port=free_port(),
     )
     redis = Redis.from_url(s.redis_url)
     await redis.flushdb()

@@ -297,6 +297,56 @@ def order() -> list[Panel]:
     ]
 
 
+def notify() -> list[Panel]:
+    return [
+        *red_panels("notify"),
+        timeseries(
+            "Provider answers/s by result",
+            [
+                (
+                    f"sum by (result) (rate(notify_messages_total[{RATE}]))",
+                    "{{result}}",
+                )
+            ],
+            "ops",
+        ),
+        timeseries(
+            "Dropped by rule/s and retries/s",
+            [
+                (f"sum(rate(notify_no_consent_total[{RATE}]))", "no consent"),
+                (f"sum(rate(notify_rate_limited_total[{RATE}]))", "rate limited"),
+                (f"sum(rate(notify_retries_total[{RATE}]))", "retries"),
+                (f"sum(rate(notify_resumed_sends_total[{RATE}]))", "resumed after crash"),
+            ],
+            "ops",
+        ),
+        timeseries(
+            "Event -> delivered latency (p50 / p99)",
+            [
+                (
+                    f"histogram_quantile({q}, sum by (le) "
+                    f"(rate(notify_delivery_latency_seconds_bucket[{RATE}])))",
+                    f"p{int(q * 100)}",
+                )
+                for q in (0.5, 0.99)
+            ],
+            "s",
+        ),
+        timeseries(
+            "Deliveries by state",
+            [("max by (state) (notify_deliveries)", "{{state}}")],
+        ),
+        timeseries(
+            "Dead letters",
+            [
+                ('max(kafka_dlq_messages{topic=~".*notify.dlq"})', "notify.dlq size"),
+                (f"sum(rate(notify_dead_lettered_total[{RATE}]))", "dead-lettered/s"),
+            ],
+        ),
+        *consumer_panels("notify"),
+    ]
+
+
 def groupbuy() -> list[Panel]:
     return [
         *red_panels("groupbuy"),
@@ -407,6 +457,7 @@ def dashboards() -> dict[str, dict[str, Any]]:
         "flashsale-overview": board("flashsale-overview", "Flash sale: live overview", overview()),
         "flashsale-seckill": board("flashsale-seckill", "Flash sale: seckill service", seckill()),
         "flashsale-order": board("flashsale-order", "Flash sale: order service", order()),
+        "flashsale-notify": board("flashsale-notify", "Flash sale: notify service", notify()),
         "flashsale-groupbuy": board(
             "flashsale-groupbuy", "Flash sale: groupbuy service", groupbuy()
         ),

@@ -6,9 +6,11 @@
 
 from __future__ import annotations
 
+import functools
+import time
 import uuid
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
@@ -31,6 +33,8 @@ GROUP_FAILED = "group.failed"
 # Deterministic event ids: the same fact re-published (outbox retry, reclaim) keeps its
 # id, so consumers deduplicate on it.
 _EVENT_NAMESPACE = uuid.UUID("6f1c3c52-9a7e-4c55-9d0e-0b1f6a2f5e11")
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MS = timedelta(milliseconds=1)
 
 
 class MalformedEvent(ValueError):
@@ -42,7 +46,21 @@ def event_id_for(event_type: str, natural_key: str) -> str:
 
 
 def rfc3339(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    if moment.tzinfo is None:  # naive: local time, as datetime.astimezone reads it
+        moment = moment.astimezone(UTC)
+    return rfc3339_ms((moment - _EPOCH) // _MS)
+
+
+def rfc3339_ms(ms: int) -> str:
+    """UTC, millisecond precision, from epoch milliseconds. On the relay's path (three
+    per event): the per-second prefix is cached, the rest is integer formatting."""
+    seconds, millis = divmod(ms, 1000)
+    return f"{_second_prefix(seconds)}.{millis:03d}Z"
+
+
+@functools.lru_cache(maxsize=4096)
+def _second_prefix(seconds: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
 
 
 def from_epoch_ms(ms: int) -> datetime:

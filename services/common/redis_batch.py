@@ -1,8 +1,9 @@
 """Coalesces concurrent Redis script calls into pipelined round trips.
 
 The redis-py asyncio client costs far more per call than Redis does per script, so the
-hot path's throughput is in fewer round trips: every call that arrives while a batch is
-in flight joins the next one.
+hot path's throughput is in fewer round trips and fewer commands: every call that arrives
+while a batch is in flight joins the next one, and calls of a script written to take many
+at once (`call_merged`) become one command per shared key set.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from redis.asyncio import Redis
@@ -18,7 +20,72 @@ from redis.exceptions import NoScriptError
 
 log = logging.getLogger(__name__)
 
-_Call = tuple[AsyncScript, Sequence[str], Sequence[str | int], "asyncio.Future[Any]"]
+Arg = str | int
+
+
+@dataclass(slots=True)
+class _Call:
+    script: AsyncScript
+    keys: Sequence[str]
+    args: Sequence[Arg]
+    future: asyncio.Future[Any]
+    # (shared keys, head args) of a merged call; None for a plain one.
+    merge: tuple[tuple[str, ...], tuple[Arg, ...]] | None = None
+
+
+@dataclass(slots=True)
+class _Command:
+    """One EVALSHA of a round trip, answering one call or, merged, several."""
+
+    script: AsyncScript
+    keys: list[str]
+    args: list[Arg]
+    futures: list[asyncio.Future[Any]] = field(default_factory=list)
+    merged: bool = False
+
+    def settle(self, result: Any) -> None:
+        if isinstance(result, Exception):
+            self._fail(result)
+        elif not self.merged:
+            _resolve(self.futures[0], result)
+        elif not isinstance(result, list) or len(result) != len(self.futures):
+            self._fail(ValueError(f"merged script answered {len(self.futures)} calls wrongly"))
+        else:
+            for future, reply in zip(self.futures, result, strict=True):
+                _resolve(future, reply)
+
+    def _fail(self, exc: BaseException) -> None:
+        for future in self.futures:
+            if not future.done():
+                future.set_exception(exc)
+
+
+def _resolve(future: asyncio.Future[Any], result: Any) -> None:
+    if not future.done():
+        future.set_result(result)
+
+
+def commands(batch: Sequence[_Call]) -> list[_Command]:
+    """The round trip's commands: plain calls one each, merged calls of one script and
+    one shared key set together (KEYS = shared + each call's keys, ARGV = head + each
+    call's args), in arrival order."""
+    out: list[_Command] = []
+    merged: dict[tuple[str, tuple[str, ...], tuple[Arg, ...]], _Command] = {}
+    for call in batch:
+        if call.merge is None:
+            out.append(_Command(call.script, [*call.keys], [*call.args], [call.future]))
+            continue
+        shared_keys, head_args = call.merge
+        group = (call.script.sha, shared_keys, head_args)
+        command = merged.get(group)
+        if command is None:
+            command = _Command(call.script, [*shared_keys], [*head_args], merged=True)
+            merged[group] = command
+            out.append(command)
+        command.keys.extend(call.keys)
+        command.args.extend(call.args)
+        command.futures.append(call.future)
+    return out
 
 
 class ScriptBatcher:
@@ -46,16 +113,34 @@ class ScriptBatcher:
             task.cancel()
         await asyncio.gather(*self._workers, return_exceptions=True)
         while not self._queue.empty():
-            *_, fut = self._queue.get_nowait()
-            if not fut.done():
-                fut.set_exception(ConnectionError("service stopping"))
+            call = self._queue.get_nowait()
+            if not call.future.done():
+                call.future.set_exception(ConnectionError("service stopping"))
 
-    async def call(
-        self, script: AsyncScript, keys: Sequence[str], args: Sequence[str | int]
+    async def call(self, script: AsyncScript, keys: Sequence[str], args: Sequence[Arg]) -> Any:
+        """Run the script once, in the next round trip."""
+        return await self._enqueue(_Call(script, keys, args, self._future()))
+
+    async def call_merged(
+        self,
+        script: AsyncScript,
+        shared_keys: tuple[str, ...],
+        head_args: tuple[Arg, ...],
+        keys: Sequence[str],
+        args: Sequence[Arg],
     ) -> Any:
-        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait((script, keys, args, fut))
-        return await fut
+        """Run a script that takes many calls at once (see `commands`) and answers a list
+        with one reply per call; this call's reply is returned."""
+        call = _Call(script, keys, args, self._future(), (shared_keys, head_args))
+        return await self._enqueue(call)
+
+    @staticmethod
+    def _future() -> asyncio.Future[Any]:
+        return asyncio.get_running_loop().create_future()
+
+    async def _enqueue(self, call: _Call) -> Any:
+        self._queue.put_nowait(call)
+        return await call.future
 
     async def _work(self) -> None:
         while True:
@@ -64,39 +149,34 @@ class ScriptBatcher:
                 batch.append(self._queue.get_nowait())
             if self._on_batch is not None:
                 self._on_batch(len(batch))
+            pending = commands(batch)
             try:
                 # A timeout covers the whole round trip; redis-py drops a connection whose
                 # reply was abandoned, so no later call reads a stale reply.
                 async with asyncio.timeout(self._timeout):
-                    results = await self._execute(batch)
+                    results = await self._execute(pending)
             except Exception as exc:
-                for *_, fut in batch:
-                    if not fut.done():
-                        fut.set_exception(exc)
+                for command in pending:
+                    command.settle(exc)
                 continue
-            for (*_, fut), result in zip(batch, results, strict=True):
-                if fut.done():
-                    continue
-                if isinstance(result, Exception):
-                    fut.set_exception(result)
-                else:
-                    fut.set_result(result)
+            for command, result in zip(pending, results, strict=True):
+                command.settle(result)
 
-    async def _execute(self, batch: list[_Call]) -> list[Any]:
+    async def _execute(self, batch: list[_Command]) -> list[Any]:
         results = await self._pipeline(batch)
         missing = [i for i, r in enumerate(results) if isinstance(r, NoScriptError)]
         if missing:
             # Redis lost its script cache (restart, failover): NOSCRIPT means the script
-            # did not run, so loading it and running those calls again is safe.
-            for script in {batch[i][0] for i in missing}:
+            # did not run, so loading it and running those commands again is safe.
+            for script in {batch[i].script for i in missing}:
                 await self._redis.script_load(script.script)
             retried = await self._pipeline([batch[i] for i in missing])
             for i, result in zip(missing, retried, strict=True):
                 results[i] = result
         return results
 
-    async def _pipeline(self, batch: list[_Call]) -> list[Any]:
+    async def _pipeline(self, batch: list[_Command]) -> list[Any]:
         pipe = self._redis.pipeline(transaction=False)
-        for script, keys, args, _ in batch:
-            pipe.evalsha(script.sha, len(keys), *keys, *args)
+        for command in batch:
+            pipe.evalsha(command.script.sha, len(command.keys), *command.keys, *command.args)
         return list(await pipe.execute(raise_on_error=False))

@@ -87,6 +87,33 @@ class Settings:
     reconcile_interval_seconds: float = 60.0
     reconcile_lookback_seconds: int = 7 * 24 * 3600
     reconcile_ops_port: int = 9089
+    # Notifications (services/notify). Channel "log" writes messages to the log (local
+    # runs); "http" posts them to a WeChat-shaped subscribe-message API at the provider URL
+    # with the access token (a secret, kept fresh by whatever issues it).
+    notify_port: int = 8084
+    notify_ops_port: int = 9084
+    notify_channel: str = "log"
+    notify_provider_url: str = "https://api.weixin.qq.com"
+    notify_access_token: str = ""
+    # "template=provider template id" pairs, comma separated; a template not listed is
+    # sent with its own name as the provider's id.
+    notify_template_ids: str = ""
+    notify_miniprogram_state: str = "formal"
+    # One send may take this long before it counts as a retryable failure; a row being
+    # sent is leased for notify_sending_lease_seconds (longer than the timeout), after
+    # which a crashed dispatcher's row is sent again.
+    notify_send_timeout_seconds: float = 5.0
+    notify_sending_lease_seconds: float = 30.0
+    notify_max_attempts: int = 5
+    notify_backoff_base_seconds: float = 1.0
+    notify_backoff_max_seconds: float = 300.0
+    notify_dispatch_concurrency: int = 16
+    notify_dispatch_poll_seconds: float = 0.5
+    # Messages one user may be sent per rolling hour (0: no limit); excess is dropped.
+    notify_rate_limit_per_hour: int = 5
+    # "Sale starting soon" (预热) goes out this long before an activity starts.
+    notify_reminder_lead_seconds: float = 600.0
+    notify_reminder_interval_seconds: float = 5.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:

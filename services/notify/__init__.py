@@ -1,1 +1,1 @@
-"""Notification dispatch: consent, rate limits, retries, dead letters. Built in a later issue."""
+"""Notification dispatch: consent, templates, rate limits, retries, dead letters."""

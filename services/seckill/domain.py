@@ -16,8 +16,8 @@ from services.common.events import (
     SECKILL_RESERVED,
     Envelope,
     event_id_for,
-    from_epoch_ms,
     rfc3339,
+    rfc3339_ms,
 )
 from services.common.validation import (
     int_field,
@@ -177,7 +177,7 @@ class Reservation:
             "reservation_id": self.reservation_id,
             "activity_id": self.activity_id,
             "quantity": self.quantity,
-            "pay_before": rfc3339(from_epoch_ms(self.pay_before_ms)),
+            "pay_before": rfc3339_ms(self.pay_before_ms),
         }
 
 
@@ -209,8 +209,8 @@ def reservation_state_view(reservation_id: str, record: dict[str, Any]) -> dict[
         "activity_id": activity_of_reservation(reservation_id),
         "state": record["state"],
         "quantity": int(record["qty"]),
-        "reserved_at": rfc3339(from_epoch_ms(int(record["at"]))),
-        "pay_before": rfc3339(from_epoch_ms(int(record["deadline"]))),
+        "reserved_at": rfc3339_ms(int(record["at"])),
+        "pay_before": rfc3339_ms(int(record["deadline"])),
         **({"release_reason": record["reason"]} if "reason" in record else {}),
     }
 
@@ -223,7 +223,7 @@ def outbox_event(activity_id: int, fields: dict[str, str]) -> Envelope:
     """
     kind = fields["type"]
     rid = fields["rid"]
-    at = from_epoch_ms(int(fields["at"]))
+    at = rfc3339_ms(int(fields["at"]))
     data: dict[str, Any] = {
         "reservation_id": rid,
         "activity_id": activity_id,
@@ -234,13 +234,11 @@ def outbox_event(activity_id: int, fields: dict[str, str]) -> Envelope:
         data |= {
             "sku": fields["sku"],
             "unit_price_cents": int(fields["price"]),
-            "reserved_at": rfc3339(at),
-            "pay_before": rfc3339(from_epoch_ms(int(fields["deadline"]))),
+            "reserved_at": at,
+            "pay_before": rfc3339_ms(int(fields["deadline"])),
         }
     elif kind == SECKILL_RELEASED:
-        data |= {"reason": fields["reason"], "released_at": rfc3339(at)}
+        data |= {"reason": fields["reason"], "released_at": at}
     else:
         raise ValueError(f"unknown outbox entry type {kind!r}")
-    return Envelope(
-        id=event_id_for(kind, rid), type=kind, key=fields["user"], data=data, at=rfc3339(at)
-    )
+    return Envelope(id=event_id_for(kind, rid), type=kind, key=fields["user"], data=data, at=at)

@@ -72,19 +72,17 @@ class StockStore:
         self, activity_id: int, user_id: str, quantity: int, reservation_id: str
     ) -> tuple[Outcome, Reservation | None]:
         keys = activity_keys(activity_id)
-        script_keys = [
-            keys.meta,
-            keys.stock,
-            keys.users,
-            keys.reservations,
-            keys.outbox,
-            keys.rate(user_id),
-        ]
-        args = [user_id, quantity, reservation_id, self._rate]
+        shared = (keys.meta, keys.stock, keys.users, keys.reservations, keys.outbox)
+        own_keys = [keys.rate(user_id)]
+        own_args = [user_id, quantity, reservation_id]
         if self._batcher is None:
-            reply = await self._reserve(keys=script_keys, args=args)
+            replies = await self._reserve(keys=[*shared, *own_keys], args=[self._rate, *own_args])
+            reply = replies[0]
         else:
-            reply = await self._batcher.call(self._reserve, script_keys, args)
+            # Merged with the other presses on this activity in the same round trip.
+            reply = await self._batcher.call_merged(
+                self._reserve, shared, (self._rate,), own_keys, own_args
+            )
         outcome = Outcome(_text(reply[0]))
         if outcome is not Outcome.RESERVED:
             return outcome, None
@@ -118,7 +116,7 @@ class StockStore:
         """Readiness: run the real script path (catches a lost script cache), touching
         nothing: activity 0 never exists, so the script answers not_found."""
         keys = activity_keys(0)
-        reply = await self._reserve(
+        replies = await self._reserve(
             keys=[
                 keys.meta,
                 keys.stock,
@@ -127,7 +125,7 @@ class StockStore:
                 keys.outbox,
                 keys.rate("probe"),
             ],
-            args=["probe", 1, "0-probe", 0],
+            args=[0, "probe", 1, "0-probe"],
         )
-        if _text(reply[0]) != Outcome.NOT_FOUND:
-            raise RuntimeError(f"unexpected probe answer {reply!r}")
+        if _text(replies[0][0]) != Outcome.NOT_FOUND:
+            raise RuntimeError(f"unexpected probe answer {replies!r}")

@@ -38,9 +38,11 @@ async def gateway(tmp_path: Path) -> AsyncIterator[Gateway]:
     nginx = require("nginx", NGINX_HOW)
     seckill, order = TestServer(stub("seckill")), TestServer(stub("order"))
     groupbuy = TestServer(stub("groupbuy"))
+    notify = TestServer(stub("notify"))
     await seckill.start_server()
     await order.start_server()
     await groupbuy.start_server()
+    await notify.start_server()
     procs: list[asyncio.subprocess.Process] = []
 
     async def start(**overrides: Any) -> str:
@@ -48,6 +50,7 @@ async def gateway(tmp_path: Path) -> AsyncIterator[Gateway]:
             "seckill_port": seckill.port,
             "order_port": order.port,
             "groupbuy_port": groupbuy.port,
+            "notify_port": notify.port,
         }
         s = dataclasses.replace(Settings(), gateway_port=free_port(), **{**ports, **overrides})
         run = tmp_path / f"gw{len(procs)}"
@@ -76,6 +79,7 @@ async def gateway(tmp_path: Path) -> AsyncIterator[Gateway]:
     await seckill.close()
     await order.close()
     await groupbuy.close()
+    await notify.close()
 
 
 async def get(url: str, method: str = "GET", **kw: Any) -> tuple[int, dict[str, Any], Any]:
@@ -94,6 +98,8 @@ async def test_api_routes_reach_their_service(gateway: Gateway) -> None:
         "/api/payments/callback": "order",
         "/api/groupbuy/campaigns/3": "groupbuy",
         "/api/groupbuy/groups/3-abc/join": "groupbuy",
+        "/api/notify/messages": "notify",
+        "/api/notify/subscriptions": "notify",
     }
     for path, upstream in routes.items():
         status, _, body = await get(

@@ -55,6 +55,24 @@ ORDER = {
     "kafka_consumer_lag": {"topic", "group", "partition"},
     "kafka_dlq_messages": {"topic"},
 }
+NOTIFY = {
+    **COMMON,
+    "notify_messages": {"template", "channel", "result"},
+    "notify_queued": {"template"},
+    "notify_retries": {"template"},
+    "notify_rate_limited": {"template"},
+    "notify_no_consent": {"template"},
+    "notify_duplicates": set(),
+    "notify_resumed_sends": set(),
+    "notify_dead_lettered": set(),
+    "notify_delivery_latency_seconds": {"template"},
+    "notify_deliveries": {"state"},
+    "notify_dispatcher_failures": set(),
+    "kafka_consumer_messages": {"topic", "group", "result"},
+    "kafka_consumer_retries": {"topic", "group"},
+    "kafka_consumer_lag": {"topic", "group", "partition"},
+    "kafka_dlq_messages": {"topic"},
+}
 GROUPBUY = {
     **COMMON,
     "groupbuy_groups_opened": set(),
@@ -73,7 +91,7 @@ GROUPBUY = {
 }
 # Labels whose values come from a small, fixed set (or from live activities/partitions).
 ALLOWED_LABELS = {"route", "method", "status", "result", "topic", "group", "partition"}
-ALLOWED_LABELS |= {"activity", "state", "kind", "reason", "how", "le"}
+ALLOWED_LABELS |= {"activity", "state", "kind", "reason", "how", "le", "template", "channel"}
 # Histograms that are counts, not durations: no unit suffix applies.
 UNITLESS_HISTOGRAMS = {"seckill_reserve_batch_size"}
 MAX_SERIES_PER_METRIC = 300
@@ -213,6 +231,57 @@ async def test_order_metrics_follow_the_conventions_and_carry_no_ids(
     finally:
         await ops.close()
         await api.close()
+
+
+async def test_notify_metrics_follow_the_conventions_and_carry_no_ids(
+    settings: Settings, token: Token
+) -> None:
+    from services.common.kafka import publish_all, start_producer
+    from services.notify.app import create_app, create_ops
+    from tests.notify_provider import fake_provider, notify_settings, order_paid
+
+    async with fake_provider() as provider:
+        s = notify_settings(settings, provider, metrics_refresh_seconds=0.1)
+        api = await started_client(create_app(s))
+        ops = await started_client(create_ops(api.app))
+        try:
+            resp = await api.post(
+                "/api/notify/subscriptions", json={"template": "order_paid"}, headers=token("u1")
+            )
+            assert resp.status == 201
+            producer = await start_producer(s)
+            try:
+                events = [order_paid(1, "u1"), order_paid(2, "u2"), order_paid(1, "u1")]
+                await publish_all(producer, s.topic("orders"), events)
+            finally:
+                await producer.stop()
+
+            async def delivered() -> Any:
+                found = families(await scrape(ops))
+                sent = {s.labels["state"]: s.value for s in found["notify_deliveries"].samples}
+                dlq = [s for s in found["kafka_dlq_messages"].samples]
+                return sent.get("sent"), sent.get("skipped"), bool(dlq)
+
+            assert await wait_for(delivered, (1.0, 1.0, True)) == (1.0, 1.0, True)
+            found = families(await scrape(ops))
+            check_conventions(found, NOTIFY)
+            messages = {
+                (s.labels["template"], s.labels["channel"], s.labels["result"]): s.value
+                for s in found["notify_messages"].samples
+                if s.name.endswith("_total")
+            }
+            assert messages == {("order_paid", "http", "sent"): 1.0}
+            no_consent = [
+                s.value for s in found["notify_no_consent"].samples if s.name.endswith("_total")
+            ]
+            assert no_consent == [1.0]
+            latency = found["notify_delivery_latency_seconds"].samples
+            assert any(s.name.endswith("_count") and s.value == 1 for s in latency)
+            dlq = {s.labels["topic"] for s in found["kafka_dlq_messages"].samples}
+            assert s.topic("notify.dlq") in dlq
+        finally:
+            await ops.close()
+            await api.close()
 
 
 async def test_groupbuy_metrics_follow_the_conventions_and_carry_no_ids(

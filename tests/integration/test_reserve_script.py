@@ -5,13 +5,16 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import orjson
 import pytest
 from redis.asyncio import Redis
+from redis.exceptions import ResponseError
 
 from services.common.redis_batch import ScriptBatcher
 from services.common.settings import Settings
+from services.seckill import stock as stock_module
 from services.seckill.domain import Activity, Outcome, new_reservation_id
 from services.seckill.keys import ACTIVITIES, RELAY_GROUP, activity_keys
 from services.seckill.stock import StockStore
@@ -213,3 +216,50 @@ async def test_reservations_survive_a_lost_script_cache(store: StockStore, redis
     assert await reserve(store, activity, "u1") is Outcome.RESERVED
     await store.probe()
     assert await stock_of(redis, activity) == 2
+
+
+async def test_presses_merged_into_one_call_are_each_decided_in_order(redis: Redis) -> None:
+    sizes: list[int] = []
+    batcher = ScriptBatcher(redis, 64, 2.0, workers=1, on_batch=sizes.append)
+    store = StockStore(redis, batcher, rate_limit_per_second=0)
+    first, second = make_activity(activity_id=7, stock=3), make_activity(activity_id=8, stock=1)
+    await store.warm_up(first)
+    await store.warm_up(second)
+    batcher.start()  # after queueing, so that every press lands in one round trip
+    try:
+        presses = [
+            *(store.reserve(first.id, u, 1, new_reservation_id(first.id)) for u in "abcab"),
+            *(store.reserve(second.id, u, 1, new_reservation_id(second.id)) for u in "xy"),
+            store.reserve(404, "z", 1, new_reservation_id(404)),
+        ]
+        tasks = [asyncio.ensure_future(p) for p in presses]
+        await asyncio.sleep(0)
+        outcomes = [outcome for outcome, _ in await asyncio.gather(*tasks)]
+    finally:
+        await batcher.stop()
+    assert sizes == [8]
+    r, lim, out = Outcome.RESERVED, Outcome.LIMIT_REACHED, Outcome.SOLD_OUT
+    assert outcomes == [r, r, r, lim, lim, r, out, Outcome.NOT_FOUND]
+    assert await stock_of(redis, first) == 0 and await stock_of(redis, second) == 0
+    assert await outbox_len(redis, first) == 3 and await outbox_len(redis, second) == 1
+
+
+async def test_a_malformed_merged_call_is_refused_before_any_write(
+    store: StockStore, redis: Redis
+) -> None:
+    activity = make_activity(stock=3, limit=5)
+    await store.warm_up(activity)
+    keys = activity_keys(activity.id)
+    shared = [keys.meta, keys.stock, keys.users, keys.reservations, keys.outbox]
+    good = ["u1", 1, new_reservation_id(activity.id)]
+    bad = ["u2", 0, new_reservation_id(activity.id)]
+    script = redis.register_script(
+        (Path(stock_module.__file__).parent / "lua/reserve.lua").read_text()
+    )
+    with pytest.raises(ResponseError, match="bad quantity"):
+        await script(keys=[*shared, keys.rate("u1"), keys.rate("u2")], args=[0, *good, *bad])
+    with pytest.raises(ResponseError, match="same presses"):
+        await script(keys=[*shared, keys.rate("u1")], args=[0, *good, *bad])
+    assert await stock_of(redis, activity) == 3
+    assert await outbox_len(redis, activity) == 0
+    assert await redis.hlen(keys.reservations) == 0

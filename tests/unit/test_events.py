@@ -8,6 +8,8 @@ from typing import Any
 
 import orjson
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from services.common.events import (
     ENVELOPE_VERSION,
@@ -16,6 +18,7 @@ from services.common.events import (
     event_id_for,
     from_epoch_ms,
     rfc3339,
+    rfc3339_ms,
 )
 
 RFC3339_MS_UTC = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
@@ -163,6 +166,23 @@ def test_rfc3339_shows_zero_milliseconds_explicitly() -> None:
 def test_rfc3339_converts_other_offsets_to_utc() -> None:
     moment = datetime(2030, 3, 18, 1, 46, 40, 999_999, tzinfo=timezone(timedelta(hours=8)))
     assert rfc3339(moment) == "2030-03-17T17:46:40.999Z"
+
+
+@given(
+    st.datetimes(
+        min_value=datetime(1970, 1, 2),
+        max_value=datetime(9999, 12, 30),
+        timezones=st.timezones(),
+    )
+)
+def test_rfc3339_agrees_with_isoformat_truncated_to_milliseconds(moment: datetime) -> None:
+    expected = moment.astimezone(UTC).isoformat(timespec="milliseconds")
+    assert rfc3339(moment) == expected.replace("+00:00", "Z")
+
+
+@given(st.integers(min_value=0, max_value=253_402_300_799_999))
+def test_rfc3339_of_epoch_milliseconds_is_that_of_the_datetime(ms: int) -> None:
+    assert rfc3339_ms(ms) == rfc3339(datetime(1970, 1, 1, tzinfo=UTC) + timedelta(milliseconds=ms))
 
 
 def test_epoch_milliseconds_become_an_aware_utc_datetime() -> None:

@@ -1,0 +1,132 @@
+"""Wiring of the notify service: consumers of orders, groupbuy and seckill.reservations,
+the dispatcher, the dead-letter publisher, the sale-starting reminders."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import asyncpg
+from aiohttp import web
+from aiokafka import AIOKafkaProducer
+from prometheus_client import CollectorRegistry
+
+from services.common.http import HttpMetrics, auth_middleware, errors_and_metrics_middleware
+from services.common.kafka import (
+    BatchConsumer,
+    ConsumerMetrics,
+    DlqMetrics,
+    start_producer,
+    watch_dlq_sizes,
+)
+from services.common.observability import create_ops_app
+from services.common.resources import pg_pool
+from services.common.settings import Settings
+from services.common.shutdown import close_pool, stop_tasks
+from services.common.topics import GROUPBUY, ORDERS, SECKILL_RESERVATIONS
+from services.notify.channels import make_channel
+from services.notify.consumer import EventHandler
+from services.notify.dispatcher import Dispatcher
+from services.notify.metrics import NotifyMetrics
+from services.notify.reminders import Reminders
+from services.notify.repository import NotifyRepository
+from services.notify.routes import REPO, add_routes
+
+CONSUMER_GROUP = "notify"
+CONSUMED_TOPICS = (ORDERS, GROUPBUY, SECKILL_RESERVATIONS)
+PG_TRANSIENT = (
+    asyncpg.PostgresConnectionError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.InterfaceError,
+    asyncpg.TooManyConnectionsError,
+    # Two batches queueing for the same users in opposite order cannot deadlock (users
+    # are locked sorted), but a serialization hiccup is still only worth a retry.
+    asyncpg.DeadlockDetectedError,
+)
+PRODUCER: web.AppKey[AIOKafkaProducer] = web.AppKey("producer", AIOKafkaProducer)
+REGISTRY: web.AppKey[CollectorRegistry] = web.AppKey("registry", CollectorRegistry)
+DISPATCHER: web.AppKey[Dispatcher] = web.AppKey("dispatcher", Dispatcher)
+
+
+def create_app(
+    settings: Settings,
+    *,
+    run_consumers: bool = True,
+    run_dispatcher: bool = True,
+    run_reminders: bool = True,
+) -> web.Application:
+    registry = CollectorRegistry()
+    http_metrics = HttpMetrics(registry)
+    consumer_metrics = ConsumerMetrics(registry)
+    dlq_metrics = DlqMetrics(registry)
+    metrics = NotifyMetrics(registry)
+    app = web.Application(
+        middlewares=[
+            errors_and_metrics_middleware(http_metrics),
+            auth_middleware(settings.jwt_secret),
+        ],
+        client_max_size=64 * 1024,
+    )
+    app[REGISTRY] = registry
+
+    async def resources(app: web.Application) -> AsyncIterator[None]:
+        pool = await pg_pool(settings)
+        producer = await start_producer(settings)
+        channel = make_channel(settings)
+        app[PRODUCER] = producer
+        repo = NotifyRepository(pool)
+        app[REPO] = repo
+        dispatcher = Dispatcher(repo, channel, settings, metrics, producer)
+        app[DISPATCHER] = dispatcher
+        refresh = settings.metrics_refresh_seconds
+        tasks = [
+            asyncio.create_task(metrics.run_gauges(repo, refresh), name="notify-gauges"),
+            asyncio.create_task(
+                # notify.dlq is dlq("notify"); the consumers' own dead letters go to the
+                # <topic>.dlq of what they consume.
+                watch_dlq_sizes(settings, ["notify", *CONSUMED_TOPICS], dlq_metrics, refresh),
+                name="dlq-sizes",
+            ),
+        ]
+        if run_dispatcher:
+            tasks.append(asyncio.create_task(dispatcher.run(), name="notify-dispatcher"))
+            tasks.append(
+                asyncio.create_task(dispatcher.run_dlq_publisher(), name="notify-dlq-publisher")
+            )
+        if run_reminders:
+            reminders = Reminders(repo, settings, metrics, dispatcher.wake)
+            tasks.append(asyncio.create_task(reminders.run(), name="notify-reminders"))
+        if run_consumers:
+            handler = EventHandler(repo, settings, metrics, dispatcher.wake)
+            for topic in CONSUMED_TOPICS:
+                consumer = BatchConsumer(
+                    settings,
+                    topic,
+                    CONSUMER_GROUP,
+                    handler,
+                    producer,
+                    consumer_metrics,
+                    transient_errors=PG_TRANSIENT,
+                )
+                tasks.append(asyncio.create_task(consumer.run(), name=f"notify-{topic}"))
+        try:
+            yield
+        finally:
+            await stop_tasks(tasks)
+            await channel.close()
+            await producer.stop()
+            await close_pool(pool)
+
+    app.cleanup_ctx.append(resources)
+    add_routes(app)
+    return app
+
+
+def create_ops(api: web.Application) -> web.Application:
+    async def postgres_ready() -> None:
+        await api[REPO].ping()
+
+    async def kafka_ready() -> None:
+        await api[PRODUCER].client.fetch_all_metadata()
+
+    return create_ops_app(api[REGISTRY], {"postgres": postgres_ready, "kafka": kafka_ready})

@@ -1,0 +1,293 @@
+"""PostgreSQL adapter of the notify service: consents and the delivery queue."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+import orjson
+
+from services.notify.domain import Intent, NewSubscription, unique_users
+
+INSERT_SUBSCRIPTION = """
+INSERT INTO notify.subscriptions (user_id, template, scope, kind)
+VALUES ($1, $2, $3, $4)
+RETURNING id, user_id, template, scope, kind, state, created_at
+"""
+# One transaction per user at a time: the consent claim and the rolling-hour count must
+# not race another batch (another partition, another replica) for the same user.
+LOCK_USER = "SELECT pg_advisory_xact_lock(hashtextextended('notify.user:' || $1, 0))"
+DELIVERY_EXISTS = """
+SELECT 1 FROM notify.deliveries WHERE event_id = $1 AND user_id = $2 AND template = $3
+"""
+# The consent a message uses: a long-term one before a one-time one (do not spend a
+# one-time consent when a standing one covers the message), the most specific scope
+# first, the oldest first.
+FIND_CONSENT = """
+SELECT id, kind FROM notify.subscriptions
+WHERE user_id = $1 AND template = $2 AND state = 'active' AND (scope = '' OR scope = $3)
+ORDER BY (kind = 'long_term') DESC, (scope <> '') DESC, id
+LIMIT 1
+FOR UPDATE
+"""
+USE_CONSENT = """
+UPDATE notify.subscriptions SET state = 'used', used_at = now()
+WHERE id = $1 AND state = 'active'
+"""
+COUNT_RECENT = """
+SELECT count(*) FROM notify.deliveries
+WHERE user_id = $1 AND state <> 'skipped' AND created_at > now() - interval '1 hour'
+"""
+INSERT_DELIVERY = """
+INSERT INTO notify.deliveries
+    (event_id, event_type, user_id, template, scope, subscription_id, data, page, state,
+     skip_reason, event_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8, $9, $10, $11)
+"""
+_DELIVERY_COLUMNS = (
+    "d.id, d.event_id, d.event_type, d.user_id, d.template, d.data, d.page, d.attempts, "
+    "d.event_at, d.state"
+)
+# Due rows, and rows whose send lease ran out (their dispatcher died mid-send). A claimed
+# row is 'sending' with a lease; only the holder of (id, attempts) may record its outcome.
+CLAIM_DUE = f"""
+WITH due AS (
+    SELECT id, state AS was FROM notify.deliveries
+    WHERE (state = 'pending' AND next_attempt_at <= now())
+       OR (state = 'sending' AND locked_until <= now())
+    ORDER BY next_attempt_at
+    LIMIT $1
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE notify.deliveries d
+SET state = 'sending', attempts = d.attempts + 1,
+    locked_until = now() + make_interval(secs => $2)
+FROM due WHERE d.id = due.id
+RETURNING {_DELIVERY_COLUMNS}, due.was
+"""
+# The provider accepted: true whoever holds the lease now (a holder whose lease ran out
+# while it waited is still right), so only the state is checked. A resend already in
+# flight then finds the row sent and records nothing.
+MARK_SENT = """
+UPDATE notify.deliveries
+SET state = 'sent', sent_at = now(), finished_at = now(), channel = $2, locked_until = NULL,
+    last_error = NULL
+WHERE id = $1 AND state IN ('sending', 'pending')
+"""
+MARK_RETRY = """
+UPDATE notify.deliveries
+SET state = 'pending', next_attempt_at = now() + make_interval(secs => $3),
+    locked_until = NULL, last_error = $4, channel = $5
+WHERE id = $1 AND attempts = $2 AND state = 'sending'
+"""
+MARK_FINISHED = """
+UPDATE notify.deliveries
+SET state = $3, finished_at = now(), locked_until = NULL, last_error = $4, channel = $5
+WHERE id = $1 AND attempts = $2 AND state = 'sending'
+RETURNING user_id, template
+"""
+# "User refused": every consent of this user for this template is withdrawn.
+REVOKE_CONSENTS = """
+UPDATE notify.subscriptions SET state = 'revoked', revoked_at = now()
+WHERE user_id = $1 AND template = $2 AND state = 'active'
+"""
+LOCK_DEAD_UNPUBLISHED = """
+SELECT id, event_id, event_type, user_id, template, attempts, last_error, data, finished_at
+FROM notify.deliveries
+WHERE state = 'dead' AND dlq_published_at IS NULL
+ORDER BY id LIMIT $1
+FOR UPDATE SKIP LOCKED
+"""
+MARK_DLQ_PUBLISHED = """
+UPDATE notify.deliveries SET dlq_published_at = now() WHERE id = ANY($1::bigint[])
+"""
+LIST_SENT = """
+SELECT id, event_id, event_type, template, data, page, channel, event_at, sent_at
+FROM notify.deliveries
+WHERE user_id = $1 AND state = 'sent'
+ORDER BY sent_at DESC, id DESC
+LIMIT $2
+"""
+# Activities starting within the lead time, with their subscribers not yet reminded.
+# Reads the seckill service's activities table (same database): the reminder needs only
+# id, title and start, and a copy of them here would be one more thing to keep in sync.
+DUE_REMINDERS = """
+SELECT a.id AS activity_id, a.title, a.starts_at, s.user_id
+FROM seckill.activities a
+JOIN notify.subscriptions s
+  ON s.template = 'sale_starting' AND s.state = 'active' AND s.scope = 'activity:' || a.id
+WHERE a.starts_at > now() AND a.starts_at <= now() + make_interval(secs => $1)
+  AND NOT EXISTS (
+      SELECT 1 FROM notify.deliveries d
+      WHERE d.user_id = s.user_id AND d.template = 'sale_starting' AND d.scope = s.scope)
+ORDER BY a.starts_at, a.id, s.user_id
+LIMIT $2
+"""
+COUNT_BY_STATE = "SELECT state, count(*) AS n FROM notify.deliveries GROUP BY state"
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    id: int
+    event_id: str
+    event_type: str
+    user_id: str
+    template: str
+    data: dict[str, dict[str, str]]
+    page: str
+    attempts: int
+    event_at: datetime
+    resumed: bool = False  # re-claimed after its dispatcher died mid-send
+
+
+@dataclass
+class EnqueueResult:
+    queued: list[Intent] = field(default_factory=list)
+    duplicates: list[Intent] = field(default_factory=list)
+    no_consent: list[Intent] = field(default_factory=list)
+    rate_limited: list[Intent] = field(default_factory=list)
+
+
+def _delivery(row: asyncpg.Record) -> Delivery:
+    return Delivery(
+        id=row["id"],
+        event_id=row["event_id"],
+        event_type=row["event_type"],
+        user_id=row["user_id"],
+        template=row["template"],
+        data=orjson.loads(row["data"]),
+        page=row["page"],
+        attempts=row["attempts"],
+        event_at=row["event_at"],
+        resumed=row["was"] == "sending",
+    )
+
+
+class NotifyRepository:
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
+    async def subscribe(self, sub: NewSubscription) -> dict[str, Any]:
+        row = await self._pool.fetchrow(
+            INSERT_SUBSCRIPTION, sub.user_id, sub.template, sub.scope, sub.kind.value
+        )
+        assert row is not None
+        return dict(row)
+
+    async def enqueue(self, intents: Sequence[Intent], rate_limit_per_hour: int) -> EnqueueResult:
+        """Turn intents into delivery rows in ONE transaction, with the consent claim and
+        the rate limit: a message is queued only with an active matching consent (a
+        one-time consent becomes used) and while the user is under the limit; an intent
+        whose (event, user, template) already has a row changes nothing."""
+        result = EnqueueResult()
+        async with self._pool.acquire() as conn, conn.transaction():
+            # Sorted: two batches locking the same users cannot deadlock.
+            for user in unique_users(intents):
+                await conn.execute(LOCK_USER, user)
+            seen: set[tuple[str, str, str]] = set()
+            for intent in sorted(intents, key=lambda i: (i.event_at, i.event_id)):
+                key = (intent.event_id, intent.user_id, intent.template)
+                if key in seen or await conn.fetchval(DELIVERY_EXISTS, *key):
+                    result.duplicates.append(intent)
+                    continue
+                seen.add(key)
+                consent = await conn.fetchrow(
+                    FIND_CONSENT, intent.user_id, intent.template, intent.scope
+                )
+                if consent is None:
+                    await self._insert(conn, intent, None, "skipped", "no_consent")
+                    result.no_consent.append(intent)
+                    continue
+                if rate_limit_per_hour > 0:
+                    recent = await conn.fetchval(COUNT_RECENT, intent.user_id)
+                    if recent >= rate_limit_per_hour:
+                        await self._insert(conn, intent, None, "skipped", "rate_limited")
+                        result.rate_limited.append(intent)
+                        continue
+                if consent["kind"] == "one_time":
+                    await conn.execute(USE_CONSENT, consent["id"])
+                await self._insert(conn, intent, consent["id"], "pending", None)
+                result.queued.append(intent)
+        return result
+
+    @staticmethod
+    async def _insert(
+        conn: asyncpg.Connection,
+        intent: Intent,
+        subscription_id: int | None,
+        state: str,
+        skip_reason: str | None,
+    ) -> None:
+        await conn.execute(
+            INSERT_DELIVERY,
+            intent.event_id,
+            intent.event_type,
+            intent.user_id,
+            intent.template,
+            intent.scope,
+            subscription_id,
+            orjson.dumps(intent.data).decode(),
+            intent.page,
+            state,
+            skip_reason,
+            intent.event_at,
+        )
+
+    async def claim_due(self, limit: int, lease_seconds: float) -> list[Delivery]:
+        """Lease up to limit due rows to this dispatcher (state 'sending', attempts + 1)."""
+        rows = await self._pool.fetch(CLAIM_DUE, limit, lease_seconds)
+        return [_delivery(r) for r in rows]
+
+    async def mark_sent(self, d: Delivery, channel: str) -> bool:
+        status = await self._pool.execute(MARK_SENT, d.id, channel)
+        return bool(status == "UPDATE 1")
+
+    async def mark_retry(self, d: Delivery, delay: float, error: str, channel: str) -> bool:
+        status = await self._pool.execute(MARK_RETRY, d.id, d.attempts, delay, error, channel)
+        return bool(status == "UPDATE 1")
+
+    async def mark_dead(self, d: Delivery, error: str, channel: str) -> bool:
+        row = await self._pool.fetchrow(MARK_FINISHED, d.id, d.attempts, "dead", error, channel)
+        return row is not None
+
+    async def mark_refused(self, d: Delivery, error: str, channel: str) -> bool:
+        """The user refused: the message is finished and their consents to the template
+        are revoked, in one transaction."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            row = await conn.fetchrow(MARK_FINISHED, d.id, d.attempts, "refused", error, channel)
+            if row is None:
+                return False
+            await conn.execute(REVOKE_CONSENTS, row["user_id"], row["template"])
+            return True
+
+    async def publish_dead(
+        self, limit: int, publish: Callable[[list[asyncpg.Record]], Awaitable[None]]
+    ) -> int:
+        """Hand up to limit dead rows not yet in notify.dlq to publish (which returns once
+        Kafka acknowledged them) and mark them published, in one transaction holding their
+        locks: a crash before the commit publishes them again, with the same event ids."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            rows = list(await conn.fetch(LOCK_DEAD_UNPUBLISHED, limit))
+            if rows:
+                await publish(rows)
+                await conn.execute(MARK_DLQ_PUBLISHED, [r["id"] for r in rows])
+            return len(rows)
+
+    async def list_sent(self, user_id: str, limit: int) -> list[asyncpg.Record]:
+        return list(await self._pool.fetch(LIST_SENT, user_id, limit))
+
+    async def due_reminders(self, lead_seconds: float, limit: int) -> list[asyncpg.Record]:
+        return list(await self._pool.fetch(DUE_REMINDERS, lead_seconds, limit))
+
+    async def count_by_state(self) -> dict[str, int]:
+        return {r["state"]: r["n"] for r in await self._pool.fetch(COUNT_BY_STATE, timeout=5)}
+
+    async def ping(self) -> None:
+        await self._pool.fetchval("SELECT 1")
+
+    @property
+    def pool(self) -> asyncpg.Pool:
+        return self._pool
