@@ -542,7 +542,8 @@ async def wait_for_orders(
     t0 = time.monotonic()
     while True:
         count = await pg.fetchval(
-            "SELECT count(*) FROM orders.orders WHERE activity_id = $1", activity_id
+            "SELECT count(*) FROM orders.orders WHERE activity_id = $1 AND source = 'seckill'",
+            activity_id,
         )
         elapsed = time.monotonic() - t0
         if count >= expected:
@@ -563,12 +564,14 @@ async def snapshot_stores(
     order_ids = [
         row["reservation_id"]
         for row in await pg.fetch(
-            "SELECT reservation_id FROM orders.orders WHERE activity_id = $1", activity_id
+            "SELECT reservation_id FROM orders.orders WHERE activity_id = $1"
+            " AND source = 'seckill'",
+            activity_id,
         )
     ]
     per_user = await pg.fetch(
         "SELECT user_id, sum(quantity)::bigint AS units FROM orders.orders"
-        " WHERE activity_id = $1 GROUP BY user_id",
+        " WHERE activity_id = $1 AND source = 'seckill' GROUP BY user_id",
         activity_id,
     )
     order_units = {row["user_id"]: int(row["units"]) for row in per_user}

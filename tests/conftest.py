@@ -27,6 +27,7 @@ from tests.helpers import free_port, started_client
 
 RESET_SQL = """
 TRUNCATE seckill.activities, orders.orders, orders.outbox, orders.payments,
+    groupbuy.campaigns, groupbuy.groups, groupbuy.members,
     notify.deliveries, notify.subscriptions RESTART IDENTITY
 """
 
@@ -49,6 +50,7 @@ def _test_settings() -> Settings:
         kafka_session_timeout_ms=2_000,
         kafka_heartbeat_interval_ms=300,
         sweep_interval_seconds=0.1,
+        groupbuy_sweep_interval_seconds=0.1,
     )
 
 
@@ -75,6 +77,8 @@ async def settings(base_settings: Settings) -> AsyncIterator[Settings]:
         seckill_ops_port=free_port(),
         order_port=free_port(),
         order_ops_port=free_port(),
+        groupbuy_port=free_port(),
+        groupbuy_ops_port=free_port(),
         notify_port=free_port(),
         notify_ops_port=free_port(),
     )
@@ -131,5 +135,18 @@ async def orders(settings: Settings) -> AsyncIterator[TestClient[Any, Any]]:
     from services.order.app import create_app
 
     client = await started_client(create_app(settings))
+    yield client
+    await client.close()
+
+
+@pytest.fixture
+async def groupbuy(settings: Settings) -> AsyncIterator[TestClient[Any, Any]]:
+    """The groupbuy API in-process, without relay, sweeper or consumers (tests drive them,
+    or start the whole service with groupbuy_service)."""
+    from services.groupbuy.app import create_app
+
+    client = await started_client(
+        create_app(settings, run_relay=False, run_sweeper=False, run_consumers=False)
+    )
     yield client
     await client.close()

@@ -152,3 +152,70 @@ async def post_payment(
         headers={SIGNATURE_HEADER: sign(secret, ts, body), "Content-Type": "application/json"},
     )
     return resp.status, await resp.json()
+
+
+def campaign_body(**overrides: Any) -> dict[str, Any]:
+    now = datetime.now(UTC)
+    body: dict[str, Any] = {
+        "sku": "sku-gb",
+        "title": "Tea for five",
+        "group_price_cents": 4900,
+        "single_price_cents": 9900,
+        "group_size": 5,
+        "stock": 50,
+        "starts_at": (now - timedelta(seconds=1)).isoformat(),
+        "ends_at": (now + timedelta(hours=1)).isoformat(),
+        "group_window_seconds": 3600,
+        "per_user_limit": 1,
+    }
+    body.update(overrides)
+    return body
+
+
+async def create_campaign(
+    client: TestClient[Any, Any], admin: dict[str, str], **overrides: Any
+) -> dict[str, Any]:
+    resp = await client.post(
+        "/api/groupbuy/admin/campaigns", json=campaign_body(**overrides), headers=admin
+    )
+    assert resp.status == 201, await resp.text()
+    return dict(await resp.json())
+
+
+@contextlib.asynccontextmanager
+async def running_groupbuy_relay(redis: Any, settings: Any) -> AsyncIterator[Any]:
+    """The groupbuy outbox relay running in this process until the block ends."""
+    from prometheus_client import CollectorRegistry
+
+    from services.common.shutdown import stop_tasks
+    from services.common.stream_outbox import RelayMetrics, StreamOutboxRelay
+    from services.groupbuy.app import GROUPBUY_OUTBOX
+
+    relay = StreamOutboxRelay(
+        redis, settings, RelayMetrics(CollectorRegistry(), "groupbuy"), GROUPBUY_OUTBOX
+    )
+    task = asyncio.create_task(relay.run(), name="test-groupbuy-relay")
+    try:
+        yield relay
+    finally:
+        await stop_tasks([task])
+
+
+async def redis_keyspace(redis: Any, pattern: str) -> dict[bytes, Any]:
+    """Every key matching pattern with its value: "changes nothing" is compared on it."""
+    out: dict[bytes, Any] = {}
+    for key in sorted(await redis.keys(pattern)):
+        kind = (await redis.type(key)).decode()
+        if kind == "string":
+            out[key] = await redis.get(key)
+        elif kind == "hash":
+            out[key] = await redis.hgetall(key)
+        elif kind == "zset":
+            out[key] = await redis.zrange(key, 0, -1, withscores=True)
+        elif kind == "stream":
+            out[key] = await redis.xlen(key)
+        elif kind == "set":
+            out[key] = await redis.smembers(key)
+        else:
+            out[key] = kind
+    return out

@@ -347,6 +347,69 @@ def notify() -> list[Panel]:
     ]
 
 
+def groupbuy() -> list[Panel]:
+    return [
+        *red_panels("groupbuy"),
+        timeseries(
+            "Groups opened / completed / failed per second",
+            [
+                (f"sum(rate(groupbuy_groups_opened_total[{RATE}]))", "opened"),
+                (
+                    f"sum by (how) (rate(groupbuy_groups_completed_total[{RATE}]))",
+                    "completed {{how}}",
+                ),
+                (f"sum(rate(groupbuy_groups_failed_total[{RATE}]))", "failed"),
+            ],
+            "ops",
+        ),
+        timeseries(
+            "Joins/s and refused opens/s by result",
+            [
+                (f"sum by (result) (rate(groupbuy_joins_total[{RATE}]))", "join {{result}}"),
+                (
+                    f"sum by (result) (rate(groupbuy_open_refusals_total[{RATE}]))",
+                    "open {{result}}",
+                ),
+            ],
+            "ops",
+        ),
+        timeseries(
+            "Time to complete a group (p50 / p90)",
+            [
+                (
+                    f"histogram_quantile({q}, sum by (le) "
+                    f"(rate(groupbuy_time_to_complete_seconds_bucket[{RATE}])))",
+                    f"p{int(q * 100)}",
+                )
+                for q in (0.5, 0.9)
+            ],
+            "s",
+        ),
+        timeseries(
+            "Outbox: backlog, published/s, failures/s, reclaimed/s",
+            [
+                ("sum(groupbuy_outbox_backlog)", "backlog"),
+                (f"sum(rate(groupbuy_outbox_published_total[{RATE}]))", "published/s"),
+                (f"sum(rate(groupbuy_outbox_publish_failures_total[{RATE}]))", "failed rounds/s"),
+                (f"sum(rate(groupbuy_outbox_reclaimed_total[{RATE}]))", "reclaimed/s"),
+            ],
+        ),
+        timeseries(
+            "Sweeper failures/s and units returned/s",
+            [
+                (f"sum(rate(groupbuy_sweeper_failures_total[{RATE}]))", "sweeper failures"),
+                (
+                    f"sum by (result) (rate(groupbuy_unit_returns_total[{RATE}]))",
+                    "unit return {{result}}",
+                ),
+            ],
+            "ops",
+        ),
+        # Lag and results; DLQ sizes are on the order board (it watches every DLQ topic).
+        *consumer_panels("groupbuy")[:2],
+    ]
+
+
 def board(uid: str, title: str, panels: list[Panel]) -> dict[str, Any]:
     """A dashboard: panels laid out two per row (stats six per row), ids in order."""
     x = y = 0
@@ -395,4 +458,7 @@ def dashboards() -> dict[str, dict[str, Any]]:
         "flashsale-seckill": board("flashsale-seckill", "Flash sale: seckill service", seckill()),
         "flashsale-order": board("flashsale-order", "Flash sale: order service", order()),
         "flashsale-notify": board("flashsale-notify", "Flash sale: notify service", notify()),
+        "flashsale-groupbuy": board(
+            "flashsale-groupbuy", "Flash sale: groupbuy service", groupbuy()
+        ),
     }

@@ -38,6 +38,7 @@ class GatewayValues:
     listen: str
     seckill_upstream: str
     order_upstream: str
+    groupbuy_upstream: str
     notify_upstream: str
     rate_per_second: int
     burst: int
@@ -72,6 +73,7 @@ def render_nginx_conf(v: GatewayValues) -> str:
         limit_req=limit,
         seckill_upstream=v.seckill_upstream,
         order_upstream=v.order_upstream,
+        groupbuy_upstream=v.groupbuy_upstream,
         notify_upstream=v.notify_upstream,
         listen=v.listen,
     )
@@ -90,6 +92,7 @@ def local_gateway_values(s: Settings, run_dir: Path) -> GatewayValues:
         listen=f"{_host(s.http_host)}:{s.gateway_port}",
         seckill_upstream=f"{_host(s.http_host)}:{s.seckill_port}",
         order_upstream=f"{_host(s.http_host)}:{s.order_port}",
+        groupbuy_upstream=f"{_host(s.http_host)}:{s.groupbuy_port}",
         notify_upstream=f"{_host(s.http_host)}:{s.notify_port}",
         rate_per_second=s.gateway_rate_limit_per_second,
         burst=s.gateway_rate_limit_burst,
@@ -109,6 +112,7 @@ K8S_GATEWAY = GatewayValues(
     listen="8080",
     seckill_upstream="seckill:8081",
     order_upstream="order:8082",
+    groupbuy_upstream="groupbuy:8083",
     notify_upstream="notify:8084",
     rate_per_second=Settings().gateway_rate_limit_per_second,
     burst=Settings().gateway_rate_limit_burst,

@@ -48,6 +48,7 @@ PG_CLUSTER_MARKER = PIDS / "postgresql.cluster"
 SERVICES: tuple[tuple[str, str], ...] = (
     ("seckill", "seckill_ops_port"),
     ("order", "order_ops_port"),
+    ("groupbuy", "groupbuy_ops_port"),
     ("notify", "notify_ops_port"),
     ("reconcile", "reconcile_ops_port"),
 )

@@ -25,6 +25,10 @@ ORDER_PAID = "order.paid"
 ORDER_CANCELLED = "order.cancelled"
 ORDER_PAYMENT_DUE = "order.payment_due"
 ORDER_REFUND_REQUESTED = "order.refund_requested"
+GROUP_OPENED = "group.opened"
+GROUP_JOINED = "group.joined"
+GROUP_COMPLETED = "group.completed"
+GROUP_FAILED = "group.failed"
 
 # Deterministic event ids: the same fact re-published (outbox retry, reclaim) keeps its
 # id, so consumers deduplicate on it.

@@ -7,6 +7,15 @@ from redis.asyncio import BlockingConnectionPool, Redis
 
 from services.common.settings import Settings
 
+# Errors of a database that is down or restarting: consumers retry them until it is back,
+# never dead-letter them.
+PG_TRANSIENT: tuple[type[BaseException], ...] = (
+    asyncpg.PostgresConnectionError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.InterfaceError,
+    asyncpg.TooManyConnectionsError,
+)
+
 
 def redis_client(settings: Settings) -> Redis:
     # Bounded, blocking pool: under a spike callers wait for a connection instead of

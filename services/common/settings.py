@@ -29,6 +29,8 @@ class Settings:
     seckill_ops_port: int = 9081
     order_port: int = 8082
     order_ops_port: int = 9082
+    groupbuy_port: int = 8083
+    groupbuy_ops_port: int = 9083
     # Local nginx gateway (`make up`) and Prometheus (`make up PROMETHEUS=1`). The per-IP
     # rate limit skips the exempt CIDRs (loopback by default, so a local load test is
     # not throttled); 0 turns it off.
@@ -75,6 +77,10 @@ class Settings:
     sweep_interval_seconds: float = 1.0
     sweep_batch_size: int = 500
     payment_reminder_lead_seconds: float = 300.0
+    # Group-buy sweeper: how often it looks for groups past their deadline (to fail them,
+    # or complete them virtually), and how many it settles per campaign per round.
+    groupbuy_sweep_interval_seconds: float = 1.0
+    groupbuy_sweep_batch_size: int = 200
     # Reconciliation (Redis reservations vs PostgreSQL orders): how old a difference must
     # be to count (younger ones are in flight), how often the job runs, how far back.
     reconcile_grace_seconds: float = 60.0

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 
-import asyncpg
 from aiohttp import web
 from aiokafka import AIOKafkaProducer
 from prometheus_client import CollectorRegistry
@@ -19,12 +18,12 @@ from services.common.kafka import (
     watch_dlq_sizes,
 )
 from services.common.observability import create_ops_app
-from services.common.resources import pg_pool
+from services.common.resources import PG_TRANSIENT, pg_pool
 from services.common.settings import Settings
 from services.common.shutdown import close_pool, stop_tasks
+from services.common.topics import GROUPBUY, SECKILL_RESERVATIONS
 from services.common.topics import ORDERS as ORDERS_TOPIC
-from services.common.topics import SECKILL_RESERVATIONS
-from services.order.consumer import OrderCreationMetrics, ReservationHandler
+from services.order.consumer import GroupEventHandler, OrderCreationMetrics, ReservationHandler
 from services.order.outbox_relay import PgOutboxMetrics, PgOutboxRelay
 from services.order.repository import OrderRepository
 from services.order.routes import (
@@ -39,14 +38,9 @@ from services.order.state_metrics import OrderStateMetrics
 from services.order.sweeper import Sweeper, SweeperMetrics
 
 CONSUMER_GROUP = "order"
-# Errors of a database that is down or restarting: retried until it is back, never
-# dead-lettered.
-PG_TRANSIENT = (
-    asyncpg.PostgresConnectionError,
-    asyncpg.CannotConnectNowError,
-    asyncpg.InterfaceError,
-    asyncpg.TooManyConnectionsError,
-)
+# Its own consumer group: members of one group subscribing to different topics would
+# rebalance each other.
+GROUP_CONSUMER_GROUP = "order-groupbuy"
 PRODUCER: web.AppKey[AIOKafkaProducer] = web.AppKey("producer", AIOKafkaProducer)
 REGISTRY: web.AppKey[CollectorRegistry] = web.AppKey("registry", CollectorRegistry)
 
@@ -85,7 +79,7 @@ def create_app(
             sweeper = Sweeper(orders, settings, sweeper_metrics)
             tasks.append(asyncio.create_task(sweeper.run(), name="sweeper"))
         refresh = settings.metrics_refresh_seconds
-        dead_letters = [SECKILL_RESERVATIONS, ORDERS_TOPIC]
+        dead_letters = [SECKILL_RESERVATIONS, ORDERS_TOPIC, GROUPBUY]
         tasks.append(asyncio.create_task(state_metrics.run(pool, refresh), name="order-gauges"))
         tasks.append(
             asyncio.create_task(
@@ -105,6 +99,16 @@ def create_app(
                 transient_errors=PG_TRANSIENT,
             )
             tasks.append(asyncio.create_task(consumer.run(), name="reservation-consumer"))
+            group_consumer = BatchConsumer(
+                settings,
+                GROUPBUY,
+                GROUP_CONSUMER_GROUP,
+                GroupEventHandler(orders, creation_metrics),
+                producer,
+                consumer_metrics,
+                transient_errors=PG_TRANSIENT,
+            )
+            tasks.append(asyncio.create_task(group_consumer.run(), name="group-consumer"))
         try:
             yield
         finally:

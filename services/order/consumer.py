@@ -8,9 +8,21 @@ from collections.abc import Sequence
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
-from services.common.events import SECKILL_RELEASED, SECKILL_RESERVED
+from services.common.events import (
+    GROUP_COMPLETED,
+    GROUP_FAILED,
+    GROUP_JOINED,
+    GROUP_OPENED,
+    SECKILL_RELEASED,
+    SECKILL_RESERVED,
+)
 from services.common.kafka import Incoming, PermanentError
-from services.order.domain import InvalidReservation, NewOrder, order_from_reservation
+from services.order.domain import (
+    InvalidReservation,
+    NewOrder,
+    order_from_group_event,
+    order_from_reservation,
+)
 from services.order.repository import OrderRepository
 
 log = logging.getLogger(__name__)
@@ -30,6 +42,17 @@ class OrderCreationMetrics:
             "order_reservation_to_order_seconds",
             "Time from the reservation in Redis to its order committed in PostgreSQL.",
             buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+            registry=registry,
+        )
+        self.groups_settled = Counter(
+            "order_group_settlements_total",
+            "group.completed / group.failed events applied to orders, by result.",
+            ["result"],
+            registry=registry,
+        )
+        self.group_refunds = Counter(
+            "order_group_failed_refunds_total",
+            "Paid orders of failed groups cancelled and refunded.",
             registry=registry,
         )
 
@@ -58,3 +81,46 @@ class ReservationHandler:
         now = time.time()
         for order in created:
             self._metrics.latency.observe(max(0.0, now - order.reserved_at.timestamp()))
+
+
+class GroupEventHandler:
+    """Consumes the groupbuy topic: one order per group member (leader on group.opened,
+    member on group.joined), idempotent on (group id, user id); group.completed marks the
+    group's orders ready to fulfil; group.failed cancels them (reason group_failed) and
+    refunds the paid ones. A group's events share a partition (key = group id), so a
+    member's order is always created before its group settles."""
+
+    def __init__(self, orders: OrderRepository, metrics: OrderCreationMetrics) -> None:
+        self._orders = orders
+        self._metrics = metrics
+
+    async def __call__(self, batch: Sequence[Incoming]) -> None:
+        wanted: list[NewOrder] = []
+        settle: list[tuple[str, str]] = []
+        for item in batch:
+            kind, data = item.event.type, item.event.data
+            if kind in (GROUP_OPENED, GROUP_JOINED):
+                try:
+                    wanted.append(order_from_group_event(data))
+                except InvalidReservation as exc:
+                    raise PermanentError(str(exc)) from exc
+            elif kind in (GROUP_COMPLETED, GROUP_FAILED):
+                group_id = data.get("group_id")
+                if not isinstance(group_id, str) or not group_id:
+                    raise PermanentError(f"{kind} without a group id: {item.event.id}")
+                settle.append((kind, group_id))
+            else:
+                log.warning("ignoring unknown event type %s", kind)
+        if wanted:
+            created = await self._orders.create_orders(wanted)
+            self._metrics.created.inc(len(created))
+            self._metrics.duplicates.inc(len(wanted) - len(created))
+        # After the creations: a group settled in this batch has all its orders by now.
+        for kind, group_id in settle:
+            if kind == GROUP_COMPLETED:
+                await self._orders.complete_group(group_id)
+                self._metrics.groups_settled.labels("completed").inc()
+            else:
+                _, refunded = await self._orders.fail_group(group_id)
+                self._metrics.groups_settled.labels("failed").inc()
+                self._metrics.group_refunds.inc(len(refunded))

@@ -56,6 +56,9 @@ class NewOrder:
     unit_price_cents: int
     reserved_at: datetime
     pay_before: datetime
+    source: str = "seckill"
+    group_id: str | None = None
+    group_state: str | None = None
 
     @property
     def amount_cents(self) -> int:
@@ -79,6 +82,9 @@ class Order:
     created_at: datetime
     paid_at: datetime | None = None
     cancelled_at: datetime | None = None
+    source: str = "seckill"
+    group_id: str | None = None
+    group_state: str | None = None
 
 
 def order_id_for(reservation_id: str) -> uuid.UUID:
@@ -138,6 +144,52 @@ def order_from_reservation(data: dict[str, Any]) -> NewOrder:
     )
 
 
+class GroupState(StrEnum):
+    OPEN = "open"
+    COMPLETED = "completed"
+    FAILED = "failed"
+
+
+def group_order_key(group_id: str, user_id: str) -> str:
+    """The natural key of a group member's order (stored as its reservation_id): one
+    order per member of a group, however often the event is delivered."""
+    return f"{group_id}:{user_id}"
+
+
+def order_from_group_event(data: dict[str, Any]) -> NewOrder:
+    """The order a group.opened (leader) or group.joined (member) event asks for: one
+    unit at the group price, payable until the group's deadline plus the campaign's
+    payment window."""
+    group_id = _field(data, "group_id", str)
+    user_id = _field(data, "user_id", str)
+    campaign_id = _field(data, "campaign_id", int)
+    sku = _field(data, "sku", str)
+    price = _field(data, "unit_price_cents", int)
+    joined_at = _timestamp(data, "joined_at")
+    pay_before = _timestamp(data, "pay_before")
+    if not group_id or not user_id or not sku:
+        raise InvalidReservation("group_id, user_id and sku must not be empty")
+    if not 0 < campaign_id <= MAX_BIGINT or not 0 <= price <= MAX_BIGINT:
+        raise InvalidReservation("campaign_id and unit_price_cents must be in range")
+    if pay_before <= joined_at:
+        raise InvalidReservation("pay_before must be after joined_at")
+    key = group_order_key(group_id, user_id)
+    return NewOrder(
+        id=order_id_for(key),
+        reservation_id=key,
+        activity_id=campaign_id,
+        user_id=user_id,
+        sku=sku,
+        quantity=1,
+        unit_price_cents=price,
+        reserved_at=joined_at,
+        pay_before=pay_before,
+        source="groupbuy",
+        group_id=group_id,
+        group_state=GroupState.OPEN.value,
+    )
+
+
 def order_view(order: Order) -> dict[str, Any]:
     return {
         "id": str(order.id),
@@ -154,6 +206,9 @@ def order_view(order: Order) -> dict[str, Any]:
         "created_at": rfc3339(order.created_at),
         "paid_at": rfc3339(order.paid_at) if order.paid_at else None,
         "cancelled_at": rfc3339(order.cancelled_at) if order.cancelled_at else None,
+        "source": order.source,
+        "group_id": order.group_id,
+        "group_state": order.group_state,
     }
 
 
@@ -190,6 +245,13 @@ def _order_event(kind: str, order: Order | NewOrder, **data: Any) -> Envelope:
             "sku": order.sku,
             "quantity": order.quantity,
             "amount_cents": order.amount_cents,
+            # Group orders say so (source, group_id): consumers that return stock tell the
+            # kinds apart by it. Seckill events keep their original shape (no source).
+            **(
+                {"source": order.source, "group_id": order.group_id}
+                if order.group_id is not None
+                else {}
+            ),
             **data,
         },
     )

@@ -13,6 +13,7 @@ from services.common.errors import DomainError, NotFound
 from services.common.events import Envelope
 from services.common.topics import ORDERS
 from services.order.domain import (
+    GroupState,
     NewOrder,
     Order,
     State,
@@ -30,7 +31,8 @@ from services.order.payments import (
 
 _ORDER_COLUMNS = (
     "id, reservation_id, activity_id, user_id, sku, quantity, unit_price_cents, amount_cents, "
-    "state, cancel_reason, reserved_at, pay_before, created_at, paid_at, cancelled_at"
+    "state, cancel_reason, reserved_at, pay_before, created_at, paid_at, cancelled_at, "
+    "source, group_id, group_state"
 )
 _RETURNING = "RETURNING " + ", ".join(f"o.{c.strip()}" for c in _ORDER_COLUMNS.split(","))
 # One statement for the whole batch; a redelivered reservation hits the unique
@@ -38,9 +40,10 @@ _RETURNING = "RETURNING " + ", ".join(f"o.{c.strip()}" for c in _ORDER_COLUMNS.s
 INSERT_ORDERS = """
 INSERT INTO orders.orders
     (id, reservation_id, activity_id, user_id, sku, quantity, unit_price_cents, amount_cents,
-     reserved_at, pay_before)
+     reserved_at, pay_before, source, group_id, group_state)
 SELECT * FROM unnest($1::uuid[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::int[],
-                     $7::bigint[], $8::bigint[], $9::timestamptz[], $10::timestamptz[])
+                     $7::bigint[], $8::bigint[], $9::timestamptz[], $10::timestamptz[],
+                     $11::text[], $12::text[], $13::text[])
 ON CONFLICT (reservation_id) DO NOTHING
 RETURNING id
 """
@@ -72,6 +75,7 @@ CANCEL_BY_USER = f"""
 UPDATE orders.orders o
 SET state = 'cancelled', cancel_reason = 'user', cancelled_at = now(), updated_at = now()
 WHERE o.id = $1 AND o.user_id = $2 AND o.state = 'pending_payment'
+  AND o.group_state IS DISTINCT FROM 'open'
 {_RETURNING}
 """
 # SKIP LOCKED: several replicas sweep in parallel without waiting on each other, and an
@@ -80,6 +84,8 @@ CANCEL_EXPIRED = f"""
 WITH due AS (
     SELECT id FROM orders.orders
     WHERE state = 'pending_payment' AND pay_before <= now()
+      -- An open group is settled by the groupbuy sweeper (its deadline comes first).
+      AND group_state IS DISTINCT FROM 'open'
     ORDER BY pay_before LIMIT $1
     FOR UPDATE SKIP LOCKED
 )
@@ -104,6 +110,28 @@ FROM due WHERE o.id = due.id
 {_RETURNING}
 """
 COUNT_OUTBOX = "SELECT count(*) FROM orders.outbox"
+# group.completed: the group's orders are ready to fulfil (once paid).
+COMPLETE_GROUP = """
+UPDATE orders.orders SET group_state = 'completed', updated_at = now()
+WHERE group_id = $1 AND group_state = 'open'
+"""
+# group.failed: unpaid orders are cancelled; paid ones are cancelled too (the trigger
+# allows paid -> cancelled for group_failed only) and their payment refunded.
+FAIL_GROUP_ORDERS = f"""
+UPDATE orders.orders o
+SET state = 'cancelled', cancel_reason = 'group_failed', cancelled_at = now(),
+    group_state = 'failed', updated_at = now()
+WHERE o.group_id = $1 AND o.state = ANY($2::text[])
+{_RETURNING}
+"""
+FAIL_GROUP_REST = """
+UPDATE orders.orders SET group_state = 'failed', updated_at = now()
+WHERE group_id = $1 AND group_state IS DISTINCT FROM 'failed'
+"""
+APPLIED_PAYMENTS = """
+SELECT order_id, transaction_id, amount_cents FROM orders.payments
+WHERE order_id = ANY($1::uuid[]) AND outcome = 'applied'
+"""
 
 
 @dataclass
@@ -142,6 +170,9 @@ class OrderRepository:
                         o.amount_cents,
                         o.reserved_at,
                         o.pay_before,
+                        o.source,
+                        o.group_id,
+                        o.group_state,
                     )
                     for o in unique
                 ),
@@ -247,7 +278,46 @@ class OrderRepository:
         order = Order(**dict(current))
         if order.state == State.CANCELLED:
             return order  # cancelling twice is not an error: the caller's wish holds
+        if order.state == State.PENDING_PAYMENT and order.group_state == GroupState.OPEN:
+            raise DomainError(
+                409, "group_open", "a group order can be cancelled once its group completed"
+            )
         raise DomainError(409, "not_cancellable", f"the order is {order.state}")
+
+    async def complete_group(self, group_id: str) -> int:
+        """Mark a completed group's orders ready to fulfil; idempotent."""
+        status = await self._pool.execute(COMPLETE_GROUP, group_id)
+        return int(status.split()[-1])
+
+    async def fail_group(self, group_id: str) -> tuple[list[Order], list[Order]]:
+        """Cancel a failed group's orders (reason group_failed), in one transaction with
+        their order.cancelled events, and order.refund_requested for the paid ones.
+        Idempotent: a redelivered group.failed finds nothing left to cancel.
+        Returns (unpaid orders cancelled, paid orders cancelled and refunded)."""
+        async with self._transaction() as tx:
+            conn = tx.conn
+            rows = await conn.fetch(FAIL_GROUP_ORDERS, group_id, ["pending_payment", "paid"])
+            # RETURNING shows the new state; paid_at tells which ones had been paid.
+            cancelled = [Order(**dict(r)) for r in rows]
+            paid = [o for o in cancelled if o.paid_at is not None]
+            unpaid = [o for o in cancelled if o.paid_at is None]
+            await conn.execute(FAIL_GROUP_REST, group_id)
+            events = [order_cancelled_event(o) for o in cancelled]
+            if paid:
+                payments = await conn.fetch(APPLIED_PAYMENTS, [o.id for o in paid])
+                by_order = {p["order_id"]: p for p in payments}
+                for order in paid:
+                    payment = by_order[order.id]
+                    events.append(
+                        refund_requested_event(
+                            order,
+                            payment["transaction_id"],
+                            payment["amount_cents"],
+                            "group_failed",
+                        )
+                    )
+            await self._announce(tx, events)
+        return unpaid, paid
 
     async def cancel_expired(self, batch: int) -> list[Order]:
         """Cancel up to batch unpaid orders past their deadline (reason timeout)."""

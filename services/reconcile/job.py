@@ -40,7 +40,7 @@ ORDER BY id
 """
 ACTIVITY_ORDERS = """
 SELECT reservation_id, state, cancel_reason, cancelled_at FROM orders.orders
-WHERE activity_id = $1
+WHERE activity_id = $1 AND source = 'seckill'
 """
 
 

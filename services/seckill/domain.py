@@ -5,9 +5,8 @@ Pure functions and dataclasses: no I/O, so tests call them directly.
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
@@ -20,12 +19,20 @@ from services.common.events import (
     rfc3339,
     rfc3339_ms,
 )
+from services.common.validation import (
+    int_field,
+    new_owned_id,
+    owner_of,
+    parse_id,
+    reject_unknown,
+    text_field,
+    time_field,
+)
 
 MAX_STOCK = 10_000_000
 MAX_PER_USER_LIMIT = 100
 MAX_PAYMENT_TIMEOUT_SECONDS = 7 * 24 * 3600
 MAX_PRICE_CENTS = 10**12
-MAX_BIGINT = 2**63 - 1  # PostgreSQL bigserial ids
 
 
 class Status(StrEnum):
@@ -99,61 +106,18 @@ _ACTIVITY_FIELDS = {
 _ACTIVITY_DEFAULTS = {"per_user_limit": 1, "payment_timeout_seconds": 900}
 
 
-def _reject_unknown(body: dict[str, Any], allowed: set[str]) -> None:
-    unknown = sorted(set(body) - allowed)
-    if unknown:
-        raise ValidationError(unknown[0], "unknown field")
-
-
-def _int_field(body: dict[str, Any], name: str, low: int, high: int) -> int:
-    value = body.get(name)
-    if value is None:
-        raise ValidationError(name, "is required")
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ValidationError(name, "must be an integer")
-    if not low <= value <= high:
-        raise ValidationError(name, f"must be between {low} and {high}")
-    return value
-
-
-def _text_field(body: dict[str, Any], name: str, max_len: int) -> str:
-    value = body.get(name)
-    if value is None:
-        raise ValidationError(name, "is required")
-    if not isinstance(value, str) or not value.strip():
-        raise ValidationError(name, "must be a non-empty string")
-    if len(value) > max_len:
-        raise ValidationError(name, f"must be at most {max_len} characters")
-    return value.strip()
-
-
-def _time_field(body: dict[str, Any], name: str) -> datetime:
-    value = body.get(name)
-    if value is None:
-        raise ValidationError(name, "is required")
-    if not isinstance(value, str):
-        raise ValidationError(name, "must be an RFC 3339 timestamp string")
-    try:
-        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise ValidationError(name, "must be an RFC 3339 timestamp") from None
-    if moment.tzinfo is None:
-        raise ValidationError(name, "must carry a time zone (for example 'Z')")
-    return moment.astimezone(UTC)
-
-
 def parse_new_activity(body: dict[str, Any], now: datetime) -> NewActivity:
-    _reject_unknown(body, _ACTIVITY_FIELDS)
+    reject_unknown(body, _ACTIVITY_FIELDS)
     body = {**_ACTIVITY_DEFAULTS, **body}
     new = NewActivity(
-        sku=_text_field(body, "sku", 64),
-        title=_text_field(body, "title", 200),
-        price_cents=_int_field(body, "price_cents", 0, MAX_PRICE_CENTS),
-        stock=_int_field(body, "stock", 1, MAX_STOCK),
-        starts_at=_time_field(body, "starts_at"),
-        ends_at=_time_field(body, "ends_at"),
-        per_user_limit=_int_field(body, "per_user_limit", 1, MAX_PER_USER_LIMIT),
-        payment_timeout_seconds=_int_field(
+        sku=text_field(body, "sku", 64),
+        title=text_field(body, "title", 200),
+        price_cents=int_field(body, "price_cents", 0, MAX_PRICE_CENTS),
+        stock=int_field(body, "stock", 1, MAX_STOCK),
+        starts_at=time_field(body, "starts_at"),
+        ends_at=time_field(body, "ends_at"),
+        per_user_limit=int_field(body, "per_user_limit", 1, MAX_PER_USER_LIMIT),
+        payment_timeout_seconds=int_field(
             body, "payment_timeout_seconds", 1, MAX_PAYMENT_TIMEOUT_SECONDS
         ),
     )
@@ -166,18 +130,15 @@ def parse_new_activity(body: dict[str, Any], now: datetime) -> NewActivity:
 
 def parse_quantity(body: dict[str, Any]) -> int:
     """A reservation body: {} or {"quantity": n}."""
-    _reject_unknown(body, {"quantity"})
+    reject_unknown(body, {"quantity"})
     if "quantity" not in body:
         return 1
-    return _int_field(body, "quantity", 1, MAX_PER_USER_LIMIT)
+    return int_field(body, "quantity", 1, MAX_PER_USER_LIMIT)
 
 
 def parse_activity_id(raw: str) -> int | None:
     """A path id, or None when it cannot name an activity (answered as 404)."""
-    if not raw.isascii() or not raw.isdigit() or len(raw) > 19:
-        return None
-    value = int(raw)
-    return value if 0 < value <= MAX_BIGINT else None
+    return parse_id(raw)
 
 
 # --- reservations ---------------------------------------------------------------------
@@ -185,14 +146,11 @@ def parse_activity_id(raw: str) -> int | None:
 
 def new_reservation_id(activity_id: int) -> str:
     # The activity id prefix lets a lookup find the reservation's Redis hash slot.
-    return f"{activity_id}-{uuid.uuid4().hex}"
+    return new_owned_id(activity_id)
 
 
 def activity_of_reservation(reservation_id: str) -> int | None:
-    head, sep, tail = reservation_id.partition("-")
-    if not sep or len(tail) != 32 or not all(c in "0123456789abcdef" for c in tail):
-        return None
-    return parse_activity_id(head)
+    return owner_of(reservation_id)
 
 
 class Outcome(StrEnum):

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from services.common.stream_outbox import RELAY_GROUP
+
+__all__ = ["ACTIVITIES", "RELAY_GROUP", "ActivityKeys", "activity_keys", "activity_of_outbox"]
+
 # The set of activity ids the outbox relay watches (not touched by scripts).
 ACTIVITIES = "sk:activities"
-# Consumer group of the outbox relay on every activity's outbox stream.
-RELAY_GROUP = "relay"
 
 
 @dataclass(frozen=True, slots=True)

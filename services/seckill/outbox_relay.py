@@ -1,72 +1,29 @@
-"""Publishes the Redis outbox streams to Kafka, at least once.
-
-Every activity has an outbox stream written by the reserve/release scripts. The relay
-reads them with a consumer group, publishes with acks=all, and only then acknowledges
-(XACK) and deletes the entries. A relay that dies after reading leaves its entries
-pending: on restart it re-reads its own pending entries first, and any relay reclaims
-entries another one left idle for longer than relay_reclaim_idle_ms (XAUTOCLAIM). While
-Kafka is down entries simply wait in the streams; reservations keep succeeding.
-"""
+"""The seckill outbox relay: every activity's outbox stream (written by reserve.lua and
+release.lua) to the seckill.reservations topic, through services.common.stream_outbox."""
 
 from __future__ import annotations
 
-import asyncio
-import logging
-import time
-from typing import Any
-
 from aiokafka import AIOKafkaProducer
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from redis.asyncio import Redis
 
-from services.common.events import Envelope
-from services.common.kafka import publish_all, start_producer
 from services.common.settings import Settings
+from services.common.stream_outbox import RelayMetrics, StreamOutbox, StreamOutboxRelay
 from services.common.topics import SECKILL_RESERVATIONS
 from services.seckill.domain import outbox_event
-from services.seckill.keys import ACTIVITIES, RELAY_GROUP, activity_keys, activity_of_outbox
+from services.seckill.keys import ACTIVITIES, activity_keys, activity_of_outbox
 
-log = logging.getLogger(__name__)
+__all__ = ["SECKILL_OUTBOX", "OutboxRelay", "RelayMetrics"]
 
-STREAMS_REFRESH_SECONDS = 2.0
-READ_BLOCK_MS = 500
-
-
-class RelayMetrics:
-    def __init__(self, registry: CollectorRegistry) -> None:
-        self.published = Counter(
-            "seckill_outbox_published_total",
-            "Outbox entries published to Kafka and acknowledged.",
-            registry=registry,
-        )
-        self.reclaimed = Counter(
-            "seckill_outbox_reclaimed_total",
-            "Outbox entries reclaimed from a relay that stopped before acknowledging.",
-            registry=registry,
-        )
-        self.failures = Counter(
-            "seckill_outbox_publish_failures_total",
-            "Relay rounds that failed (Kafka or Redis unavailable); entries are retried.",
-            registry=registry,
-        )
-        self.backlog = Gauge(
-            "seckill_outbox_backlog",
-            "Outbox entries not yet published, over all activities.",
-            registry=registry,
-        )
-        self.delay = Histogram(
-            "seckill_outbox_publish_delay_seconds",
-            "Time from the script writing an entry to Kafka acknowledging it.",
-            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
-            registry=registry,
-        )
+SECKILL_OUTBOX = StreamOutbox(
+    registry=ACTIVITIES,
+    stream_of=lambda activity_id: activity_keys(activity_id).outbox,
+    id_of=activity_of_outbox,
+    to_event=outbox_event,
+    topic=SECKILL_RESERVATIONS,
+)
 
 
-def _entry_ms(entry_id: bytes) -> int:
-    return int(entry_id.split(b"-", 1)[0])
-
-
-class OutboxRelay:
+class OutboxRelay(StreamOutboxRelay):
     def __init__(
         self,
         redis: Redis,
@@ -74,135 +31,4 @@ class OutboxRelay:
         metrics: RelayMetrics,
         producer: AIOKafkaProducer | None = None,
     ) -> None:
-        self._redis = redis
-        self._settings = settings
-        self._metrics = metrics
-        self._producer = producer
-        self._owns_producer = producer is None
-        self._topic = settings.topic(SECKILL_RESERVATIONS)
-        self._consumer = settings.instance_id
-        self._streams: list[str] = []
-        self._streams_at = 0.0
-        self._reclaimed_at = 0.0
-        self._connected = False
-        self._failures = 0
-
-    def check_kafka(self) -> None:
-        """Readiness detail: raises while the relay cannot publish."""
-        if not self._connected:
-            raise ConnectionError("relay has not connected to Kafka yet")
-        if self._failures:
-            raise ConnectionError(f"last {self._failures} relay rounds failed")
-
-    async def run(self) -> None:
-        producer = self._producer or await start_producer(self._settings)
-        self._connected = True
-        try:
-            while True:
-                try:
-                    await self.relay_once(producer, block_ms=READ_BLOCK_MS)
-                    self._failures = 0
-                except asyncio.CancelledError:
-                    raise
-                except Exception as exc:
-                    self._failures += 1
-                    self._metrics.failures.inc()
-                    log.warning("relay round failed (%d in a row): %r", self._failures, exc)
-                    await asyncio.sleep(min(5.0, 0.1 * 2 ** min(self._failures, 6)))
-        finally:
-            if self._owns_producer:
-                await producer.stop()
-
-    async def relay_once(self, producer: AIOKafkaProducer, block_ms: int | None = None) -> int:
-        """One round: reclaim if due, publish own pending entries, else new ones."""
-        streams = await self._watched_streams()
-        if not streams:
-            if block_ms:
-                await asyncio.sleep(block_ms / 1000)
-            return 0
-        now = time.monotonic()
-        if now - self._reclaimed_at >= self._settings.relay_reclaim_interval_seconds:
-            self._reclaimed_at = now
-            await self.reclaim(streams)
-        entries = await self._read(streams, "0", None)  # read before but not acknowledged
-        if not entries:
-            entries = await self._read(streams, ">", block_ms)
-        if not entries:
-            return 0
-        return await self._publish(producer, entries)
-
-    async def reclaim(self, streams: list[str]) -> int:
-        """Take over entries another relay read but left unacknowledged for too long."""
-        claimed = 0
-        for stream in streams:
-            start = "0-0"
-            while True:
-                # Not justid: redis-py then drops the cursor needed to page through.
-                reply = await self._redis.xautoclaim(
-                    stream,
-                    RELAY_GROUP,
-                    self._consumer,
-                    self._settings.relay_reclaim_idle_ms,
-                    start_id=start,
-                    count=self._settings.relay_batch_size,
-                )
-                start, entries = reply[0], reply[1]
-                claimed += len(entries)
-                if start in (b"0-0", "0-0"):
-                    break
-        if claimed:
-            self._metrics.reclaimed.inc(claimed)
-            log.warning("reclaimed %d outbox entries from a stopped relay", claimed)
-        return claimed
-
-    async def _watched_streams(self) -> list[str]:
-        now = time.monotonic()
-        if now - self._streams_at >= STREAMS_REFRESH_SECONDS or not self._streams:
-            ids = sorted(int(a) for a in await self._redis.smembers(ACTIVITIES))
-            self._streams = [activity_keys(a).outbox for a in ids]
-            self._streams_at = now
-            if self._streams:
-                pipe = self._redis.pipeline(transaction=False)
-                for stream in self._streams:
-                    pipe.xlen(stream)
-                self._metrics.backlog.set(sum(await pipe.execute()))
-        return self._streams
-
-    async def _read(
-        self, streams: list[str], start: str, block_ms: int | None
-    ) -> list[tuple[str, list[tuple[bytes, dict[bytes, bytes] | None]]]]:
-        reply: Any = await self._redis.xreadgroup(
-            RELAY_GROUP,
-            self._consumer,
-            dict.fromkeys(streams, start),
-            count=self._settings.relay_batch_size,
-            block=block_ms,
-        )
-        return [(s.decode() if isinstance(s, bytes) else s, e) for s, e in (reply or []) if e]
-
-    async def _publish(
-        self,
-        producer: AIOKafkaProducer,
-        entries: list[tuple[str, list[tuple[bytes, dict[bytes, bytes] | None]]]],
-    ) -> int:
-        events: list[Envelope] = []
-        for stream, items in entries:
-            activity_id = activity_of_outbox(stream)
-            for _, fields in items:
-                if fields:  # None: deleted after ack by a relay that then died
-                    decoded = {k.decode(): v.decode() for k, v in fields.items()}
-                    events.append(outbox_event(activity_id, decoded))
-        await publish_all(producer, self._topic, events)
-        # Only now, after Kafka acknowledged every event, may the entries go.
-        pipe = self._redis.pipeline(transaction=False)
-        for stream, items in entries:
-            ids = [entry_id for entry_id, _ in items]
-            pipe.xack(stream, RELAY_GROUP, *ids)
-            pipe.xdel(stream, *ids)
-        await pipe.execute()
-        now_ms = time.time() * 1000
-        for _, items in entries:
-            for entry_id, _ in items:
-                self._metrics.delay.observe(max(0.0, (now_ms - _entry_ms(entry_id)) / 1000))
-        self._metrics.published.inc(len(events))
-        return len(events)
+        super().__init__(redis, settings, metrics, SECKILL_OUTBOX, producer)

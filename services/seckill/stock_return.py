@@ -42,6 +42,10 @@ class StockReturnHandler:
         for item in batch:
             if item.event.type != ORDER_CANCELLED:
                 continue
+            if item.event.data.get("source") == "groupbuy":
+                # A group order: its unit belongs to a group-buy campaign, returned by
+                # the groupbuy service, never to a seckill activity.
+                continue
             reservation_id = item.event.data.get("reservation_id")
             reason = item.event.data.get("reason")
             activity_id = (

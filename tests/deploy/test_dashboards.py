@@ -7,7 +7,7 @@ import re
 
 import yaml
 
-from tests.integration.test_metrics_names import NOTIFY, ORDER, SECKILL
+from tests.integration.test_metrics_names import GROUPBUY, NOTIFY, ORDER, SECKILL
 from tools.dashboards import dashboards
 from tools.deploy import DASHBOARDS_DIR, DEPLOY
 
@@ -22,7 +22,7 @@ def queried_metrics(expr: str) -> set[str]:
 
 
 def test_every_query_uses_a_metric_a_service_exports() -> None:
-    known = set(SECKILL) | set(ORDER) | set(NOTIFY) | EXTERNAL
+    known = set(SECKILL) | set(ORDER) | set(GROUPBUY) | set(NOTIFY) | EXTERNAL
     for name, board in dashboards().items():
         for panel in board["panels"]:
             for target in panel["targets"]:

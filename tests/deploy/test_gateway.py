@@ -37,9 +37,11 @@ async def gateway(tmp_path: Path) -> AsyncIterator[Gateway]:
     """start(**settings overrides) -> base URL of a gateway in front of stub services."""
     nginx = require("nginx", NGINX_HOW)
     seckill, order = TestServer(stub("seckill")), TestServer(stub("order"))
+    groupbuy = TestServer(stub("groupbuy"))
     notify = TestServer(stub("notify"))
     await seckill.start_server()
     await order.start_server()
+    await groupbuy.start_server()
     await notify.start_server()
     procs: list[asyncio.subprocess.Process] = []
 
@@ -47,6 +49,7 @@ async def gateway(tmp_path: Path) -> AsyncIterator[Gateway]:
         ports = {
             "seckill_port": seckill.port,
             "order_port": order.port,
+            "groupbuy_port": groupbuy.port,
             "notify_port": notify.port,
         }
         s = dataclasses.replace(Settings(), gateway_port=free_port(), **{**ports, **overrides})
@@ -75,6 +78,7 @@ async def gateway(tmp_path: Path) -> AsyncIterator[Gateway]:
         await asyncio.wait_for(proc.wait(), 10)
     await seckill.close()
     await order.close()
+    await groupbuy.close()
     await notify.close()
 
 
@@ -92,11 +96,15 @@ async def test_api_routes_reach_their_service(gateway: Gateway) -> None:
         "/api/orders": "order",
         "/api/orders/abc?x=1": "order",
         "/api/payments/callback": "order",
+        "/api/groupbuy/campaigns/3": "groupbuy",
+        "/api/groupbuy/groups/3-abc/join": "groupbuy",
         "/api/notify/messages": "notify",
         "/api/notify/subscriptions": "notify",
     }
     for path, upstream in routes.items():
-        status, _, body = await get(base + path, "POST" if "reserv" in path else "GET")
+        status, _, body = await get(
+            base + path, "POST" if "reserv" in path or "join" in path else "GET"
+        )
         assert (status, body) == (200, {"upstream": upstream, "path": path})
 
 

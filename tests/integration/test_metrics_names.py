@@ -73,9 +73,25 @@ NOTIFY = {
     "kafka_consumer_lag": {"topic", "group", "partition"},
     "kafka_dlq_messages": {"topic"},
 }
+GROUPBUY = {
+    **COMMON,
+    "groupbuy_groups_opened": set(),
+    "groupbuy_groups_completed": {"how"},
+    "groupbuy_groups_failed": set(),
+    "groupbuy_joins": {"result"},
+    "groupbuy_open_refusals": {"result"},
+    "groupbuy_time_to_complete_seconds": set(),
+    "groupbuy_unit_returns": {"result"},
+    "groupbuy_sweeper_failures": set(),
+    "groupbuy_outbox_published": set(),
+    "groupbuy_outbox_publish_failures": set(),
+    "groupbuy_outbox_reclaimed": set(),
+    "groupbuy_outbox_backlog": set(),
+    "groupbuy_outbox_publish_delay_seconds": set(),
+}
 # Labels whose values come from a small, fixed set (or from live activities/partitions).
 ALLOWED_LABELS = {"route", "method", "status", "result", "topic", "group", "partition"}
-ALLOWED_LABELS |= {"activity", "state", "kind", "reason", "le", "template", "channel"}
+ALLOWED_LABELS |= {"activity", "state", "kind", "reason", "how", "le", "template", "channel"}
 # Histograms that are counts, not durations: no unit suffix applies.
 UNITLESS_HISTOGRAMS = {"seckill_reserve_batch_size"}
 MAX_SERIES_PER_METRIC = 300
@@ -207,7 +223,11 @@ async def test_order_metrics_follow_the_conventions_and_carry_no_ids(
         assert partitions <= {"0", "1"}
         assert all(s.value == 0 for s in found["kafka_consumer_lag"].samples)
         dlq = {s.labels["topic"]: s.value for s in found["kafka_dlq_messages"].samples}
-        assert dlq == {fast.topic("seckill.reservations.dlq"): 0.0, fast.topic("orders.dlq"): 0.0}
+        assert dlq == {
+            fast.topic("seckill.reservations.dlq"): 0.0,
+            fast.topic("orders.dlq"): 0.0,
+            fast.topic("groupbuy.dlq"): 0.0,
+        }
     finally:
         await ops.close()
         await api.close()
@@ -262,3 +282,53 @@ async def test_notify_metrics_follow_the_conventions_and_carry_no_ids(
         finally:
             await ops.close()
             await api.close()
+
+
+async def test_groupbuy_metrics_follow_the_conventions_and_carry_no_ids(
+    settings: Settings, token: Token, redis: Redis, db: asyncpg.Connection
+) -> None:
+    from services.groupbuy.app import create_app, create_ops
+    from tests.helpers import create_campaign
+
+    api = await started_client(create_app(settings, run_consumers=False))
+    ops = await started_client(create_ops(api.app))
+    try:
+        campaign = await create_campaign(api, token("ops", admin=True), group_size=2, stock=2)
+        resp = await api.post(
+            f"/api/groupbuy/campaigns/{campaign['id']}/groups", headers=token("u1")
+        )
+        gid = (await resp.json())["id"]
+        for user in ("u1", "u2", "u3"):
+            await api.post(f"/api/groupbuy/groups/{gid}/join", headers=token(user))
+        await api.post(f"/api/groupbuy/campaigns/{campaign['id']}/groups", headers=token("u4"))
+        await api.get(f"/api/groupbuy/groups/{gid}", headers=token("u1"))
+        await wait_for(lambda: redis.xlen(f"gb:{{c{campaign['id']}}}:outbox"), 0)
+        found = families(await scrape(ops))
+        check_conventions(found, GROUPBUY)
+        joins = {
+            s.labels["result"]: s.value
+            for s in found["groupbuy_joins"].samples
+            if s.name.endswith("_total")
+        }
+        assert joins == {"already_member": 1.0, "joined": 1.0, "full": 1.0}
+        completed = {
+            s.labels["how"]: s.value
+            for s in found["groupbuy_groups_completed"].samples
+            if s.name.endswith("_total")
+        }
+        assert completed == {"full": 1.0, "virtual": 0.0}
+        opened = found["groupbuy_groups_opened"].samples
+        assert [s.value for s in opened if s.name.endswith("_total")] == [1.0]
+        refused = {
+            s.labels["result"]: s.value
+            for s in found["groupbuy_open_refusals"].samples
+            if s.name.endswith("_total")
+        }
+        assert refused == {"sold_out": 1.0}
+        times = found["groupbuy_time_to_complete_seconds"].samples
+        assert [s.value for s in times if s.name.endswith("_count")] == [1.0]
+        routes = {s.labels["route"] for s in found["http_requests"].samples}
+        assert "/api/groupbuy/groups/{id}/join" in routes
+    finally:
+        await ops.close()
+        await api.close()

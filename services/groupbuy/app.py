@@ -1,0 +1,146 @@
+"""Wiring of the groupbuy service: resources, relay, sweeper, consumers, routes, ops."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from services.common.http import auth_middleware, errors_and_metrics_middleware
+from services.common.kafka import BatchConsumer, BatchHandler, start_producer
+from services.common.observability import create_ops_app
+from services.common.resources import PG_TRANSIENT, pg_pool, redis_client
+from services.common.settings import Settings
+from services.common.shutdown import close_pool, stop_tasks
+from services.common.stream_outbox import StreamOutbox, StreamOutboxRelay
+from services.common.topics import GROUPBUY as GROUPBUY_TOPIC
+from services.common.topics import ORDERS
+from services.groupbuy.consumer import GroupRecordHandler, UnitReturnHandler
+from services.groupbuy.domain import outbox_event
+from services.groupbuy.keys import CAMPAIGNS, campaign_keys, campaign_of_outbox
+from services.groupbuy.metrics import GroupbuyMetrics
+from services.groupbuy.repository import CampaignRepository, GroupRecord
+from services.groupbuy.routes import GROUPBUY, Groupbuy, add_routes
+from services.groupbuy.store import GroupStore
+from services.groupbuy.sweeper import GroupSweeper
+
+log = logging.getLogger(__name__)
+
+# Two consumer groups: the record of groups (own topic) and unit returns (orders topic).
+RECORD_GROUP = "groupbuy-record"
+UNIT_RETURN_GROUP = "groupbuy"
+GROUPBUY_OUTBOX = StreamOutbox(
+    registry=CAMPAIGNS,
+    stream_of=lambda campaign_id: campaign_keys(campaign_id).outbox,
+    id_of=campaign_of_outbox,
+    to_event=outbox_event,
+    topic=GROUPBUY_TOPIC,
+)
+RELAY: web.AppKey[StreamOutboxRelay] = web.AppKey("relay", StreamOutboxRelay)
+METRICS: web.AppKey[GroupbuyMetrics] = web.AppKey("metrics", GroupbuyMetrics)
+
+
+async def warm_pending(gb: Groupbuy) -> None:
+    """Warm campaigns created while Redis was unreachable."""
+    for campaign in await gb.campaigns.unwarmed():
+        await gb.store.warm_up(campaign)
+        await gb.campaigns.mark_warmed(campaign.id)
+        log.info("warmed campaign %d", campaign.id)
+
+
+async def consume(
+    settings: Settings, topic: str, group: str, handler: BatchHandler, gb: Groupbuy
+) -> None:
+    producer = await start_producer(settings)  # for dead letters
+    try:
+        consumer = BatchConsumer(
+            settings, topic, group, handler, producer, gb.metrics.consumer, PG_TRANSIENT
+        )
+        await consumer.run()
+    finally:
+        await producer.stop()
+
+
+def create_app(
+    settings: Settings,
+    *,
+    run_relay: bool = True,
+    run_sweeper: bool = True,
+    run_consumers: bool = True,
+) -> web.Application:
+    metrics = GroupbuyMetrics()
+    app = web.Application(
+        middlewares=[
+            errors_and_metrics_middleware(metrics.http),
+            auth_middleware(settings.jwt_secret),
+        ],
+        client_max_size=64 * 1024,
+    )
+
+    async def resources(app: web.Application) -> AsyncIterator[None]:
+        redis = redis_client(settings)
+        pool = await pg_pool(settings)
+        store = GroupStore(redis)
+        gb = Groupbuy(
+            campaigns=CampaignRepository(pool),
+            groups=GroupRecord(pool),
+            store=store,
+            metrics=metrics,
+            cache={},
+        )
+        app[GROUPBUY] = gb
+        relay = StreamOutboxRelay(redis, settings, metrics.relay, GROUPBUY_OUTBOX)
+        app[RELAY] = relay
+        tasks = [asyncio.create_task(warm_pending(gb), name="warm-up")]
+        if run_relay:
+            tasks.append(asyncio.create_task(relay.run(), name="outbox-relay"))
+        if run_sweeper:
+            tasks.append(
+                asyncio.create_task(
+                    GroupSweeper(store, settings, metrics).run(), name="group-sweeper"
+                )
+            )
+        if run_consumers:
+            record = GroupRecordHandler(gb.groups)
+            returns = UnitReturnHandler(store, metrics)
+            tasks += [
+                asyncio.create_task(
+                    consume(settings, GROUPBUY_TOPIC, RECORD_GROUP, record, gb), name="record"
+                ),
+                asyncio.create_task(
+                    consume(settings, ORDERS, UNIT_RETURN_GROUP, returns, gb), name="unit-return"
+                ),
+            ]
+        try:
+            yield
+        finally:
+            await stop_tasks(tasks)
+            await close_pool(pool)
+            await redis.aclose()
+
+    app.cleanup_ctx.append(resources)
+    add_routes(app)
+    app[METRICS] = metrics
+    return app
+
+
+def create_ops(api: web.Application) -> web.Application:
+    metrics = api[METRICS]
+
+    async def redis_ready() -> None:
+        await api[GROUPBUY].store.probe()
+
+    async def postgres_ready() -> None:
+        await api[GROUPBUY].campaigns.ping()
+
+    async def kafka_ready() -> None:
+        api[RELAY].check_kafka()
+
+    # Kafka is informational: opens and joins keep succeeding and queue in the outbox.
+    return create_ops_app(
+        metrics.registry,
+        {"redis": redis_ready, "postgres": postgres_ready, "kafka": kafka_ready},
+        informational=frozenset({"kafka"}),
+    )

@@ -1,0 +1,161 @@
+"""HTTP views of the groupbuy service: parse, call, map. Rules live in domain.py."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from aiohttp import web
+
+from services.common.errors import NotFound
+from services.common.events import rfc3339
+from services.common.http import json_response, principal, read_json_object, require_admin
+from services.groupbuy.domain import (
+    Campaign,
+    campaign_of_group,
+    campaign_view,
+    group_view,
+    join_metric_result,
+    new_group_id,
+    parse_campaign_id,
+    parse_empty_body,
+    parse_new_campaign,
+    refusal,
+)
+from services.groupbuy.metrics import GroupbuyMetrics
+from services.groupbuy.repository import CampaignRepository, GroupRecord
+from services.groupbuy.store import GroupStore
+
+
+@dataclass
+class Groupbuy:
+    """What the views need, wired once in app.py."""
+
+    campaigns: CampaignRepository
+    groups: GroupRecord
+    store: GroupStore
+    metrics: GroupbuyMetrics
+    # Campaigns never change once created: cache them for the share-card load.
+    cache: dict[int, Campaign]
+
+    async def campaign(self, campaign_id: int | None) -> Campaign:
+        if campaign_id is None:
+            raise NotFound("campaign")
+        found = self.cache.get(campaign_id)
+        if found is None:
+            found = await self.campaigns.get(campaign_id)
+            if found is None:
+                raise NotFound("campaign")
+            self.cache[campaign_id] = found
+        return found
+
+
+GROUPBUY: web.AppKey[Groupbuy] = web.AppKey("groupbuy", Groupbuy)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+async def create_campaign(request: web.Request) -> web.Response:
+    require_admin(request)
+    gb = request.app[GROUPBUY]
+    new = parse_new_campaign(await read_json_object(request), _now())
+    campaign = await gb.campaigns.create(new)
+    await gb.store.warm_up(campaign)
+    await gb.campaigns.mark_warmed(campaign.id)
+    gb.cache[campaign.id] = campaign
+    return json_response(
+        campaign_view(campaign, campaign.stock, _now()),
+        201,
+        {"Location": f"/api/groupbuy/campaigns/{campaign.id}"},
+    )
+
+
+async def get_campaign(request: web.Request) -> web.Response:
+    gb = request.app[GROUPBUY]
+    campaign = await gb.campaign(parse_campaign_id(request.match_info["id"]))
+    remaining = await gb.store.remaining(campaign.id)
+    return json_response(campaign_view(campaign, remaining, _now()))
+
+
+async def open_group(request: web.Request) -> web.Response:
+    """One script: campaign live, per-user limit, a group's worth of stock."""
+    gb = request.app[GROUPBUY]
+    campaign_id = parse_campaign_id(request.match_info["id"])
+    if campaign_id is None:
+        raise NotFound("campaign")
+    user = principal(request).user_id
+    parse_empty_body(await read_json_object(request))
+    outcome, opened = await gb.store.open_group(campaign_id, user, new_group_id(campaign_id))
+    if opened is None:
+        gb.metrics.open_refused.labels(outcome.value).inc()
+        raise refusal(outcome, "campaign")
+    gb.metrics.opened.inc()
+    body = {
+        "id": opened.group_id,
+        "campaign_id": campaign_id,
+        "state": "open",
+        "position": 1,
+        "deadline": rfc3339(datetime.fromtimestamp(opened.deadline_ms / 1000, UTC)),
+    }
+    return json_response(body, 201, {"Location": f"/api/groupbuy/groups/{opened.group_id}"})
+
+
+async def join_group(request: web.Request) -> web.Response:
+    """One script: group open and not expired, not yet a member, a slot free; the join
+    that fills the last slot completes the group."""
+    gb = request.app[GROUPBUY]
+    group_id = request.match_info["id"]
+    user = principal(request).user_id
+    parse_empty_body(await read_json_object(request))
+    outcome, joined = await gb.store.join_group(group_id, user)
+    gb.metrics.joins.labels(join_metric_result(outcome)).inc()
+    if joined is None:
+        raise refusal(outcome)
+    if joined.completed and joined.opened_ms is not None:
+        gb.metrics.completed.labels("full").inc()
+        gb.metrics.time_to_complete.observe(max(0.0, time.time() - joined.opened_ms / 1000))
+    body = {
+        "id": group_id,
+        "campaign_id": campaign_of_group(group_id),
+        "state": "completed" if joined.completed else "open",
+        "position": joined.position,
+        "slots_left": joined.size - joined.position,
+    }
+    return json_response(body, 201, {"Location": f"/api/groupbuy/groups/{group_id}"})
+
+
+async def get_group(request: web.Request) -> web.Response:
+    """The share card. Redis is read first (live progress); PostgreSQL answers for a
+    group whose Redis state is gone."""
+    gb = request.app[GROUPBUY]
+    group_id = request.match_info["id"]
+    if campaign_of_group(group_id) is None:
+        raise NotFound("group")
+    who = principal(request)
+    live = await gb.store.group(group_id)
+    if live is not None:
+        state, members = live
+        return json_response(group_view(group_id, state, members, who.user_id, who.is_admin))
+    recorded = await gb.groups.get(group_id)
+    if recorded is None:
+        raise NotFound("group")
+    row, members = recorded
+    state = {
+        "state": row["state"],
+        "size": str(row["size"]),
+        "opened": str(int(row["opened_at"].timestamp() * 1000)),
+        "deadline": str(int(row["deadline"].timestamp() * 1000)),
+        "how": row["completion"] or "",
+    }
+    return json_response(group_view(group_id, state, members, who.user_id, who.is_admin))
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_post("/api/groupbuy/admin/campaigns", create_campaign)
+    app.router.add_get("/api/groupbuy/campaigns/{id}", get_campaign)
+    app.router.add_post("/api/groupbuy/campaigns/{id}/groups", open_group)
+    app.router.add_post("/api/groupbuy/groups/{id}/join", join_group)
+    app.router.add_get("/api/groupbuy/groups/{id}", get_group)

@@ -1,0 +1,210 @@
+"""Redis adapter of the groupbuy service: warm-up, open, join, expire, unit release.
+
+Redis is the gate; PostgreSQL is the record (campaigns on create, groups and members from
+the groupbuy topic). Every script writes its outbox entry in the same atomic step as the
+change it announces, so an acknowledged open or join cannot be lost by a crash of the
+service; it relies on Redis persistence as seckill does (docs/operations.md).
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+from dataclasses import dataclass
+
+from redis.asyncio import Redis
+from redis.exceptions import ResponseError
+
+from services.groupbuy.domain import Campaign, Outcome, campaign_of_group
+from services.groupbuy.keys import CAMPAIGNS, RELAY_GROUP, campaign_keys
+
+
+def _lua(name: str) -> str:
+    return importlib.resources.files("services.groupbuy").joinpath(f"lua/{name}").read_text()
+
+
+def _text(value: bytes | str | int) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+@dataclass(frozen=True, slots=True)
+class Opened:
+    group_id: str
+    deadline_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class Joined:
+    position: int
+    size: int
+    completed: bool
+    # Set when this join completed the group: when the group opened.
+    opened_ms: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Settled:
+    """What expire.lua did: 'failed', 'virtual', or a no-op ('not_due', 'settled', ...)."""
+
+    result: str
+    members: int = 0
+    opened_ms: int = 0
+    returned: int = 0
+
+
+class GroupStore:
+    def __init__(self, redis: Redis) -> None:
+        self._redis = redis
+        # register_script: reloads itself after NOSCRIPT (Redis restart or failover).
+        self._open = redis.register_script(_lua("open.lua"))
+        self._join = redis.register_script(_lua("join.lua"))
+        self._expire = redis.register_script(_lua("expire.lua"))
+        self._release = redis.register_script(_lua("release_unit.lua"))
+
+    async def warm_up(self, campaign: Campaign) -> None:
+        """Load a campaign into Redis. Idempotent: stock is set only if absent."""
+        keys = campaign_keys(campaign.id)
+        pipe = self._redis.pipeline(transaction=True)
+        pipe.hset(
+            keys.meta,
+            mapping={
+                "starts_ms": int(campaign.starts_at.timestamp() * 1000),
+                "ends_ms": int(campaign.ends_at.timestamp() * 1000),
+                "size": campaign.group_size,
+                "window_ms": campaign.group_window_seconds * 1000,
+                "limit": campaign.per_user_limit,
+                "price": campaign.group_price_cents,
+                "sku": campaign.sku,
+                "pay_ms": campaign.payment_timeout_seconds * 1000,
+                "virtual": int(campaign.virtual_completion),
+                "min_real": campaign.min_real_members,
+            },
+        )
+        pipe.set(keys.stock, campaign.stock, nx=True)
+        await pipe.execute()
+        try:
+            await self._redis.xgroup_create(keys.outbox, RELAY_GROUP, id="0", mkstream=True)
+        except ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+        # Registered last: relay and sweeper only watch campaigns whose stream group exists.
+        await self._redis.sadd(CAMPAIGNS, campaign.id)
+
+    async def is_warm(self, campaign_id: int) -> bool:
+        return bool(await self._redis.exists(campaign_keys(campaign_id).meta))
+
+    async def open_group(
+        self, campaign_id: int, user_id: str, group_id: str
+    ) -> tuple[Outcome, Opened | None]:
+        keys = campaign_keys(campaign_id)
+        reply = await self._open(
+            keys=[
+                keys.meta,
+                keys.stock,
+                keys.users,
+                keys.outbox,
+                keys.deadlines,
+                keys.group(group_id),
+                keys.members(group_id),
+            ],
+            args=[user_id, group_id],
+        )
+        outcome = Outcome(_text(reply[0]))
+        if outcome is not Outcome.OPENED:
+            return outcome, None
+        return outcome, Opened(group_id, int(reply[1]))
+
+    async def join_group(self, group_id: str, user_id: str) -> tuple[Outcome, Joined | None]:
+        campaign_id = campaign_of_group(group_id)
+        if campaign_id is None:
+            return Outcome.NOT_FOUND, None
+        keys = campaign_keys(campaign_id)
+        reply = await self._join(
+            keys=[
+                keys.meta,
+                keys.users,
+                keys.outbox,
+                keys.deadlines,
+                keys.group(group_id),
+                keys.members(group_id),
+            ],
+            args=[user_id, group_id],
+        )
+        outcome = Outcome(_text(reply[0]))
+        if outcome not in (Outcome.JOINED, Outcome.COMPLETED):
+            return outcome, None
+        completed = outcome is Outcome.COMPLETED
+        return outcome, Joined(
+            position=int(reply[1]),
+            size=int(reply[2]),
+            completed=completed,
+            opened_ms=int(reply[3]) if completed else None,
+        )
+
+    async def expire_group(self, campaign_id: int, group_id: str) -> Settled:
+        """Fail, or complete virtually, a group past its deadline; a no-op otherwise."""
+        keys = campaign_keys(campaign_id)
+        reply = await self._expire(
+            keys=[
+                keys.meta,
+                keys.stock,
+                keys.users,
+                keys.outbox,
+                keys.deadlines,
+                keys.group(group_id),
+                keys.members(group_id),
+            ],
+            args=[group_id],
+        )
+        result = _text(reply[0])
+        if result in ("failed", "virtual"):
+            return Settled(result, int(reply[1]), int(reply[2]), int(reply[3]))
+        return Settled(result)
+
+    async def release_unit(self, group_id: str, user_id: str) -> str:
+        """Return one member's unit of a completed group; idempotent per member."""
+        campaign_id = campaign_of_group(group_id)
+        if campaign_id is None:
+            return "unknown"
+        keys = campaign_keys(campaign_id)
+        reply = await self._release(
+            keys=[keys.stock, keys.users, keys.group(group_id), keys.members(group_id)],
+            args=[user_id],
+        )
+        return _text(reply[0])
+
+    async def due_groups(self, campaign_id: int, now_ms: int, limit: int) -> list[str]:
+        raw = await self._redis.zrangebyscore(
+            campaign_keys(campaign_id).deadlines, "-inf", now_ms, start=0, num=limit
+        )
+        return [_text(g) for g in raw]
+
+    async def campaigns(self) -> list[int]:
+        return sorted(int(c) for c in await self._redis.smembers(CAMPAIGNS))
+
+    async def remaining(self, campaign_id: int) -> int:
+        value = await self._redis.get(campaign_keys(campaign_id).stock)
+        return int(value) if value is not None else 0
+
+    async def group(self, group_id: str) -> tuple[dict[str, str], list[str]] | None:
+        """The group's state hash and members in joining order, or None if unknown."""
+        campaign_id = campaign_of_group(group_id)
+        if campaign_id is None:
+            return None
+        keys = campaign_keys(campaign_id)
+        pipe = self._redis.pipeline(transaction=True)
+        pipe.hgetall(keys.group(group_id))
+        pipe.zrange(keys.members(group_id), 0, -1)
+        state, members = await pipe.execute()
+        if not state:
+            return None
+        return (
+            {_text(k): _text(v) for k, v in state.items()},
+            [_text(m) for m in members],
+        )
+
+    async def probe(self) -> None:
+        """Readiness: run the real script path (catches a lost script cache), touching
+        nothing: group 0-<zeros> never exists, so join answers not_found."""
+        outcome, _ = await self.join_group(f"1-{'0' * 32}", "probe")
+        if outcome is not Outcome.NOT_FOUND:
+            raise RuntimeError(f"unexpected probe answer {outcome}")
