@@ -363,6 +363,10 @@ def groupbuy() -> list[Panel]:
             "ops",
         ),
         timeseries(
+            "Groups by state (PostgreSQL record)",
+            [("max by (state) (groupbuy_groups)", "{{state}}")],
+        ),
+        timeseries(
             "Joins/s and refused opens/s by result",
             [
                 (f"sum by (result) (rate(groupbuy_joins_total[{RATE}]))", "join {{result}}"),

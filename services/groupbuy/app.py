@@ -93,7 +93,12 @@ def create_app(
         app[GROUPBUY] = gb
         relay = StreamOutboxRelay(redis, settings, metrics.relay, GROUPBUY_OUTBOX)
         app[RELAY] = relay
-        tasks = [asyncio.create_task(warm_pending(gb), name="warm-up")]
+        tasks = [
+            asyncio.create_task(warm_pending(gb), name="warm-up"),
+            asyncio.create_task(
+                metrics.states.run(pool, settings.metrics_refresh_seconds), name="group-gauges"
+            ),
+        ]
         if run_relay:
             tasks.append(asyncio.create_task(relay.run(), name="outbox-relay"))
         if run_sweeper:

@@ -8,6 +8,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from services.common.http import HttpMetrics
 from services.common.kafka import ConsumerMetrics
 from services.common.stream_outbox import RelayMetrics
+from services.groupbuy.state_metrics import GroupStateMetrics
 
 
 class GroupbuyMetrics:
@@ -16,6 +17,7 @@ class GroupbuyMetrics:
         self.http = HttpMetrics(self.registry)
         self.relay = RelayMetrics(self.registry, prefix="groupbuy")
         self.consumer = ConsumerMetrics(self.registry)
+        self.states = GroupStateMetrics(self.registry)
         self.opened = Counter(
             "groupbuy_groups_opened_total", "Groups opened.", registry=self.registry
         )

@@ -75,6 +75,7 @@ NOTIFY = {
 }
 GROUPBUY = {
     **COMMON,
+    "groupbuy_groups": {"state"},
     "groupbuy_groups_opened": set(),
     "groupbuy_groups_completed": {"how"},
     "groupbuy_groups_failed": set(),
