@@ -112,6 +112,10 @@ class StreamOutboxRelay:
         self._streams: list[str] = []
         self._streams_at = 0.0
         self._reclaimed_at = 0.0
+        # Whether this consumer may hold entries read but not acknowledged (a failed
+        # publish, a reclaim, or a previous process with the same name): only then is the
+        # pending list read, which saves a Redis round trip per round on the hot process.
+        self._own_pending = True
         self._connected = False
         self._failures = 0
 
@@ -152,12 +156,19 @@ class StreamOutboxRelay:
         if now - self._reclaimed_at >= self._settings.relay_reclaim_interval_seconds:
             self._reclaimed_at = now
             await self.reclaim(streams)
-        entries = await self._read(streams, "0", None)  # read before but not acknowledged
+        entries = []
+        if self._own_pending:
+            entries = await self._read(streams, "0", None)  # read before, not acknowledged
+            self._own_pending = bool(entries)  # a full batch may leave more behind
+        from_pending = bool(entries)
         if not entries:
             entries = await self._read(streams, ">", block_ms)
         if not entries:
             return 0
-        return await self._publish(producer, entries)
+        self._own_pending = True  # until Kafka and then Redis acknowledged them
+        published = await self._publish(producer, entries)
+        self._own_pending = from_pending
+        return published
 
     async def reclaim(self, streams: list[str]) -> int:
         """Take over entries another relay read but left unacknowledged for too long."""
@@ -179,6 +190,7 @@ class StreamOutboxRelay:
                 if start in (b"0-0", "0-0"):
                     break
         if claimed:
+            self._own_pending = True
             self._metrics.reclaimed.inc(claimed)
             log.warning("reclaimed %d outbox entries from a stopped relay", claimed)
         return claimed

@@ -13,6 +13,7 @@ import orjson
 import pytest
 from aiohttp.test_utils import TestClient
 from aiokafka import AIOKafkaConsumer
+from aiokafka.errors import ProducerClosed
 from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
 
@@ -159,6 +160,44 @@ async def test_relay_killed_after_publishing_before_ack_duplicates_no_order(
             == 20.0
         )
     assert await order_count(db, activity_id)() == 20
+    got = await db.fetch(
+        "SELECT reservation_id FROM orders.orders WHERE activity_id=$1", activity_id
+    )
+    assert sorted(r["reservation_id"] for r in got) == sorted(rids)
+
+
+async def test_entries_of_a_failed_publish_are_published_by_the_same_relay_next_round(
+    seckill: TestClient[Any, Any],
+    orders: TestClient[Any, Any],
+    token: Token,
+    redis: Redis,
+    db: asyncpg.Connection,
+    settings: Settings,
+) -> None:
+    from services.seckill.outbox_relay import OutboxRelay, RelayMetrics
+
+    # Never reclaimed within the test: only the relay's own pending list can bring
+    # the entries back.
+    settings = dataclasses.replace(settings, relay_reclaim_idle_ms=600_000)
+    relay = OutboxRelay(redis, settings, RelayMetrics(CollectorRegistry()))
+    producer = make_producer(settings)
+    await producer.start()
+    try:
+        assert await relay.relay_once(producer) == 0  # nothing yet, pending list checked
+        activity_id, rids = await reserve_many(seckill, token, 12)
+        stream = activity_keys(activity_id).outbox
+        await producer.stop()  # the broker "goes away" after the relay read the entries
+        with pytest.raises(ProducerClosed):
+            await relay.relay_once(producer)
+        assert (await redis.xpending(stream, RELAY_GROUP))["pending"] == 12
+        producer = make_producer(settings)
+        await producer.start()
+        assert await relay.relay_once(producer) == 12
+        assert await relay.relay_once(producer) == 0
+    finally:
+        await producer.stop()
+    assert (await redis.xpending(stream, RELAY_GROUP))["pending"] == 0
+    assert await wait_for(order_count(db, activity_id), 12) == 12
     got = await db.fetch(
         "SELECT reservation_id FROM orders.orders WHERE activity_id=$1", activity_id
     )
