@@ -8,6 +8,7 @@ import contextlib
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -26,7 +27,7 @@ class ServiceProcess:
         self.name, self.settings, self.ops_port, self.log = name, settings, ops_port, log
         self.proc: subprocess.Popen[bytes] | None = None
 
-    async def start(self) -> None:
+    async def start(self, within: float = 60.0) -> None:
         with self.log.open("ab") as out:
             # Spawning returns at once; the wait for readiness below is async.
             self.proc = subprocess.Popen(  # noqa: ASYNC220
@@ -36,16 +37,22 @@ class ServiceProcess:
                 stdout=out,
                 stderr=out,
             )
-        async with aiohttp.ClientSession() as http:
-            for _ in range(200):
-                assert self.proc.poll() is None, self.log.read_text()[-3000:]
-                with contextlib.suppress(aiohttp.ClientError):
+        deadline = time.monotonic() + within
+        timeout = aiohttp.ClientTimeout(total=5)
+        async with aiohttp.ClientSession(timeout=timeout) as http:
+            while time.monotonic() < deadline:
+                assert self.proc.poll() is None, self.log_tail()
+                with contextlib.suppress(aiohttp.ClientError, TimeoutError):
                     url = f"http://127.0.0.1:{self.ops_port}/readyz"
                     async with http.get(url) as resp:
                         if resp.status == 200:
                             return
                 await asyncio.sleep(0.1)
-        raise AssertionError(f"{self.name} not ready:\n{self.log.read_text()[-3000:]}")
+        self.stop()
+        raise AssertionError(f"{self.name} not ready within {within} s:\n{self.log_tail()}")
+
+    def log_tail(self, chars: int = 3000) -> str:
+        return self.log.read_text(errors="replace")[-chars:] if self.log.exists() else ""
 
     def kill(self) -> None:
         assert self.proc is not None
@@ -59,14 +66,19 @@ class ServiceProcess:
                 self.proc.wait(10)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
+                self.proc.wait(10)  # reaped: no zombie, no ResourceWarning later
 
 
 @contextlib.asynccontextmanager
 async def service(name: str, settings: Settings, tmp_path: Path) -> AsyncIterator[ServiceProcess]:
     port = getattr(settings, f"{name}_ops_port")
     proc = ServiceProcess(name, settings, port, tmp_path / f"{name}.log")
-    await proc.start()
     try:
+        await proc.start()
         yield proc
+    except BaseException as exc:
+        # What the service logged is what explains a failed end-to-end test.
+        exc.add_note(f"--- {name} log (tail) ---\n{proc.log_tail()}")
+        raise
     finally:
         proc.stop()
