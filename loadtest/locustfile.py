@@ -7,32 +7,33 @@
 Scenarios (docs/loadtest.md has the details; `make loadtest` runs them headless and
 checks the invariants afterwards):
 
-| class           | tags              | what                                                     |
-|-----------------|-------------------|----------------------------------------------------------|
-| SpikeShopper    | spike, mixed      | open the page early, press until served or refused        |
-| RepeatPresser   | repeat, mixed     | one shopper pressing again and again (limit, rate limit)  |
-| Browser         | browse, mixed     | list activities, open one, look at one's orders           |
-| GroupBuyInviter | groupbuy, waiting | open a group, share it, friends join: WAITING for groupbuy|
-| Payer           | payment, waiting  | reserve, then pay a share of orders: WAITING for payments |
+| class           | tags            | what                                                       |
+|-----------------|-----------------|------------------------------------------------------------|
+| SpikeShopper    | spike, mixed    | open the page early, press until served or refused          |
+| RepeatPresser   | repeat, mixed   | one shopper pressing again and again (limit, rate limit)    |
+| Browser         | browse, mixed   | list activities, open one, look at one's orders             |
+| Payer           | payment, mixed  | reserve, then pay a share of the orders (signed callback)   |
+| GroupBuyInviter | groupbuy, mixed | open a group, share it, friends race to join, leaders pay   |
 
 The load shape (FlashSaleShape) follows --shape: `spike` models the warm-up (early birds,
 5% of -u), the spike (all -u users arriving at -r per second at the sale start) and the
 tail; `steady` holds -u users. -t ends both.
 
 The sale is created at test start through --admin-url (the seckill service itself: admin
-routes are not on the public gateway) unless --activity-id names one. Shoppers mint their
+routes are not on the public gateway) unless --activity-id names one; the group-buy
+campaign likewise through --groupbuy-admin-url unless --campaign-id names one. Each is
+created only when a class that uses it runs. Shoppers mint their
 own JWTs (PyJWT, --jwt-secret) for ids unique to the run. With --answers-dir every Locust
 process writes what its shoppers were answered, for the invariant checks
 (`python -m loadtest.verify`).
 
 Locust runs on gevent: this file imports nothing of the services' asyncio code (only the
-pure loadtest.scenarios and the settings defaults).
+pure loadtest.scenarios, the settings defaults and the payment provider's signature,
+services.order.payments.sign, so the scenario signs exactly as the contract says).
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import itertools
 import json
 import logging
@@ -40,11 +41,14 @@ import os
 import random
 import sys
 import time
+import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import gevent
+import gevent.pool
 import jwt
 import requests
 from locust import LoadTestShape, between, events, tag, task
@@ -56,14 +60,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `locust -f` from
 
 from loadtest.scenarios import (
     RUN_FILE,
-    WAITING,
     Answer,
     AnswerLog,
+    GroupAnswer,
+    PaymentAnswer,
     SpikePlan,
+    needs_campaign,
+    needs_sale,
     pick_user_classes,
     steady_target,
 )
-from services.common.settings import DEV_JWT_SECRET
+from services.common.settings import DEV_JWT_SECRET, DEV_PAYMENT_SECRET, Settings
+from services.order.payments import SIGNATURE_HEADER, sign
 
 log = logging.getLogger("loadtest")
 
@@ -73,6 +81,21 @@ ACTIVITY = "/api/seckill/activities/{id}"
 TOKEN_TTL_SECONDS = 6 * 3600
 ORDER_POLL_SECONDS = 1.0
 ORDER_POLL_ATTEMPTS = 30
+PAYMENT_CALLBACK = "/api/payments/callback"
+CAMPAIGN = "/api/groupbuy/campaigns/{id}"
+OPEN_GROUP = "/api/groupbuy/campaigns/{id}/groups"
+JOIN_GROUP = "/api/groupbuy/groups/{id}/join"
+GROUP = "/api/groupbuy/groups/{id}"
+# A provider retries a notification it got no answer to: this share of payments is sent
+# twice (same transaction id), which must change nothing.
+PAYMENT_REPLAY_SHARE = 0.1
+# The shared link: most circles have more friends than free slots (they race, the late
+# ones get 409 group_full); some too few (the group expires and fails, its orders are
+# cancelled). A friend sometimes taps the link twice (409 already_member).
+SHORT_CIRCLE_SHARE = 0.15
+EXTRA_FRIENDS = 2
+DOUBLE_TAP_SHARE = 0.1
+_DEFAULTS = Settings()
 
 ANSWERS = AnswerLog()
 _user_numbers = itertools.count(1)
@@ -149,15 +172,38 @@ def _options(parser: Any) -> None:
         help="payment scenario: share of orders that get paid",
     )
     g.add_argument(
-        "--campaign-id", type=int, default=0, help="groupbuy scenario: an existing campaign"
+        "--groupbuy-admin-url",
+        env_var="LOADTEST_GROUPBUY_ADMIN_URL",
+        default=f"http://{_DEFAULTS.http_host}:{_DEFAULTS.groupbuy_port}",
+        help="groupbuy service URL for creating the campaign (not on the public gateway)",
     )
-    g.add_argument("--group-size", type=int, default=3, help="groupbuy scenario: N")
+    g.add_argument(
+        "--campaign-id",
+        type=int,
+        default=0,
+        help="groupbuy scenario: existing campaign to load (0: create one at test start)",
+    )
+    g.add_argument("--group-size", type=int, default=3, help="of a created campaign: N")
+    g.add_argument(
+        "--group-window-seconds",
+        type=int,
+        default=30,
+        help="of a created campaign: how long a group stays open (short, so groups that "
+        "do not fill fail within the run)",
+    )
+    g.add_argument(
+        "--campaign-stock",
+        type=int,
+        default=0,
+        help="stock of a created campaign (0: --stock)",
+    )
     g.add_argument(
         "--payment-secret",
-        env_var="PAYMENT_SECRET",
-        default="",
+        env_var="PAYMENT_WEBHOOK_SECRET",
+        default=DEV_PAYMENT_SECRET,
         is_secret=True,
-        help="payment scenario: HMAC key of the payment callback",
+        help="HMAC key of the payment provider's callback (the order service's "
+        "PAYMENT_WEBHOOK_SECRET)",
     )
 
 
@@ -177,8 +223,7 @@ def _tags_of(user_class: Any) -> set[str]:
 
 @events.init.add_listener
 def _pick_classes(environment: Any, **_: Any) -> None:
-    """Whole classes by --tags (Locust would spawn a class left without tasks and fail),
-    and no WAITING scenario unless asked for."""
+    """Whole classes by --tags (Locust would spawn a class left without tasks and fail)."""
     opts = _opts(environment)
     if opts is None:
         return
@@ -209,15 +254,14 @@ def _rfc3339(moment: datetime) -> str:
     return moment.isoformat().replace("+00:00", "Z")
 
 
-@events.test_start.add_listener
-def _setup_sale(environment: Any, **_: Any) -> None:
-    """On the master (or the only process): create the sale unless one is given, and
-    record the run for the checks. Workers get the id with Locust's parsed options."""
-    if isinstance(environment.runner, WorkerRunner):
-        return
-    opts = _opts(environment)
-    if not opts.run_id:
-        opts.run_id = datetime.now(UTC).strftime("%Y%m%d%H%M%S") + f"-{random.randrange(1000)}"
+def _check(resp: requests.Response, expected: int, what: str) -> dict[str, Any]:
+    if resp.status_code != expected:
+        raise RuntimeError(f"{what}: {resp.status_code} {resp.text}")
+    body = resp.json()
+    return body if isinstance(body, dict) else {}
+
+
+def _create_sale(opts: Any, run_s: float) -> dict[str, Any]:
     admin = opts.admin_url.rstrip("/")
     headers = _admin_headers(opts.jwt_secret)
     if not opts.activity_id:
@@ -225,7 +269,6 @@ def _setup_sale(environment: Any, **_: Any) -> None:
         if start_in < 0:
             start_in = opts.warmup_seconds if opts.shape == "spike" else 0.0
         starts = datetime.now(UTC) + timedelta(seconds=start_in)
-        run_s = float(opts.run_time or 3600)
         body = {
             "sku": f"lt-{opts.run_id}",
             "title": f"Load test {opts.run_id}",
@@ -239,9 +282,7 @@ def _setup_sale(environment: Any, **_: Any) -> None:
         resp = requests.post(
             f"{admin}/api/seckill/admin/activities", json=body, headers=headers, timeout=10
         )
-        if resp.status_code != 201:
-            raise RuntimeError(f"creating the sale at {admin}: {resp.status_code} {resp.text}")
-        opts.activity_id = int(resp.json()["id"])
+        opts.activity_id = int(_check(resp, 201, f"creating the sale at {admin}")["id"])
         log.info(
             "created activity %s (stock %s) starting %s",
             opts.activity_id,
@@ -251,17 +292,81 @@ def _setup_sale(environment: Any, **_: Any) -> None:
     activity = requests.get(
         f"{admin}{ACTIVITY.format(id=opts.activity_id)}", headers=headers, timeout=10
     )
-    activity.raise_for_status()
+    info = _check(activity, 200, f"reading activity {opts.activity_id} at {admin}")
+    return {
+        "activity_id": opts.activity_id,
+        "stock": info["stock"],
+        "per_user_limit": info["per_user_limit"],
+        "admin_url": admin,
+    }
+
+
+def _create_campaign(opts: Any, run_s: float) -> dict[str, Any]:
+    admin = opts.groupbuy_admin_url.rstrip("/")
+    headers = _admin_headers(opts.jwt_secret)
+    if not opts.campaign_id:
+        now = datetime.now(UTC)
+        size = int(opts.group_size)
+        body = {
+            "sku": f"lt-gb-{opts.run_id}",
+            "title": f"Load test group buy {opts.run_id}",
+            "group_price_cents": 1990,
+            "single_price_cents": 2990,
+            "group_size": size,
+            "stock": max(size, int(opts.campaign_stock or opts.stock)),
+            "starts_at": _rfc3339(now - timedelta(seconds=1)),
+            "ends_at": _rfc3339(now + timedelta(seconds=run_s + 600)),
+            "group_window_seconds": int(opts.group_window_seconds),
+            "per_user_limit": 1,
+            "payment_timeout_seconds": 900,
+        }
+        resp = requests.post(
+            f"{admin}/api/groupbuy/admin/campaigns", json=body, headers=headers, timeout=10
+        )
+        opts.campaign_id = int(_check(resp, 201, f"creating the campaign at {admin}")["id"])
+        log.info(
+            "created campaign %s (stock %s, groups of %s, open %s s)",
+            opts.campaign_id,
+            body["stock"],
+            size,
+            body["group_window_seconds"],
+        )
+    campaign = requests.get(
+        f"{admin}{CAMPAIGN.format(id=opts.campaign_id)}", headers=headers, timeout=10
+    )
+    info = _check(campaign, 200, f"reading campaign {opts.campaign_id} at {admin}")
+    return {
+        "campaign_id": opts.campaign_id,
+        "stock": info["stock"],
+        "group_size": info["group_size"],
+        "per_user_limit": info["per_user_limit"],
+        "virtual_completion": info["virtual_completion"],
+        "group_window_seconds": info["group_window_seconds"],
+        "admin_url": admin,
+    }
+
+
+@events.test_start.add_listener
+def _setup_sale(environment: Any, **_: Any) -> None:
+    """On the master (or the only process): create the sale and/or the campaign the
+    picked classes use, unless given, and record the run for the checks. Workers get the
+    ids with Locust's parsed options."""
+    if isinstance(environment.runner, WorkerRunner):
+        return
+    opts = _opts(environment)
+    if not opts.run_id:
+        opts.run_id = datetime.now(UTC).strftime("%Y%m%d%H%M%S") + f"-{random.randrange(1000)}"
+    classes = [c.__name__ for c in environment.user_classes]
+    run_s = float(opts.run_time or 3600)
+    record: dict[str, Any] = {"run_id": opts.run_id, "user_classes": classes}
+    if needs_sale(classes):
+        record |= _create_sale(opts, run_s)
+    if needs_campaign(classes):
+        record["campaign"] = _create_campaign(opts, run_s)
     if opts.answers_dir:
         out = Path(opts.answers_dir)
         out.mkdir(parents=True, exist_ok=True)
-        info = activity.json()
-        record = {
-            "run_id": opts.run_id,
-            "activity_id": opts.activity_id,
-            "stock": info["stock"],
-            "per_user_limit": info["per_user_limit"],
-            "admin_url": admin,
+        record |= {
             "host": environment.host,
             "order_host": opts.order_host or environment.host,
             "started_at": _rfc3339(datetime.now(UTC)),
@@ -316,18 +421,22 @@ class Shopper(FastHttpUser):
         self.activity_id = int(opts.activity_id)
         if not self.activity_id:
             raise StopUser()  # the sale could not be set up; test_start logged why
-        self.user_id = f"lt-{opts.run_id}-{os.getpid()}-{next(_user_numbers)}"
-        self.auth = {"Authorization": f"Bearer {mint(opts.jwt_secret, self.user_id)}"}
+        self.user_id = new_user_id(opts.run_id)
+        self.auth = self.bearer(self.user_id)
         self.order_host = (opts.order_host or self.host).rstrip("/")
         self.held = 0
+        self.last_reservation_id: str | None = None
+
+    def bearer(self, user_id: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {mint(self.opts.jwt_secret, user_id)}"}
 
     def view_activity(self) -> None:
         self.client.get(ACTIVITY.format(id=self.activity_id), headers=self.auth, name=ACTIVITY)
 
-    def my_orders(self) -> list[dict[str, Any]]:
+    def my_orders(self, auth: dict[str, str] | None = None) -> list[dict[str, Any]]:
         with self.client.get(
             f"{self.order_host}/api/orders?limit=20",
-            headers=self.auth,
+            headers=auth or self.auth,
             name="/api/orders",
             catch_response=True,
         ) as resp:
@@ -363,6 +472,7 @@ class Shopper(FastHttpUser):
                 resp.failure(f"HTTP {resp.status_code} {body.get('error', '-')}")
             if kind == Answer.RESERVED:
                 self.held += 1
+                self.last_reservation_id = body.get("reservation_id")
             retry_after = 0.0
             if kind == Answer.RATE_LIMITED:
                 try:
@@ -370,6 +480,94 @@ class Shopper(FastHttpUser):
                 except ValueError:
                     retry_after = 1.0
             return kind, retry_after
+
+    def wait_for_order(
+        self, match: Callable[[dict[str, Any]], bool], auth: dict[str, str] | None = None
+    ) -> dict[str, Any] | None:
+        """The caller's order that `match`es, once the pipeline (Kafka -> order service)
+        created it; no order after ORDER_POLL_ATTEMPTS polls is a failure."""
+        for _attempt in range(ORDER_POLL_ATTEMPTS):
+            found = next((o for o in self.my_orders(auth) if match(o)), None)
+            if found is not None:
+                return found
+            gevent.sleep(ORDER_POLL_SECONDS)
+        fail_check("order appears", f"no order after {ORDER_POLL_ATTEMPTS} polls")
+        return None
+
+    def pay(self, order: dict[str, Any]) -> str:
+        """Pay `order` as the payment provider does: its signed notification to the
+        callback (services/order/payments.py). A share is sent twice, as a provider
+        retries; the replay must be answered like the first and change nothing."""
+        txn = f"lt-{uuid.uuid4().hex[:24]}"
+        body = json.dumps(
+            {
+                "transaction_id": txn,
+                "order_id": order["id"],
+                "amount_cents": int(order["amount_cents"]),
+                "status": "success",
+                "paid_at": _rfc3339(datetime.now(UTC)),
+            }
+        ).encode()
+        kind = self._notify_payment(order["id"], txn, body)
+        if kind != Answer.UNEXPECTED and random.random() < PAYMENT_REPLAY_SHARE:
+            again = self._notify_payment(order["id"], txn, body)
+            if again != kind:
+                fail_check("payment replay", f"{txn}: first {kind}, replay {again}")
+        return kind
+
+    def _notify_payment(self, order_id: str, txn: str, body: bytes) -> str:
+        signature = sign(self.opts.payment_secret, int(time.time()), body)
+        with self.client.post(
+            f"{self.order_host}{PAYMENT_CALLBACK}",
+            data=body,
+            headers={"Content-Type": "application/json", SIGNATURE_HEADER: signature},
+            name=PAYMENT_CALLBACK,
+            catch_response=True,
+        ) as resp:
+            answer = _body(resp)
+            kind = ANSWERS.record_payment(
+                order_id, txn, resp.status_code or None, answer.get("result")
+            )
+            if kind == Answer.UNEXPECTED:
+                resp.failure(f"HTTP {resp.status_code} {answer.get('error', '-')}")
+            else:
+                resp.success()
+            return kind
+
+    def order_state(self, order_id: str, auth: dict[str, str] | None = None) -> dict[str, Any]:
+        with self.client.get(
+            f"{self.order_host}/api/orders/{order_id}",
+            headers=auth or self.auth,
+            name="/api/orders/{id}",
+            catch_response=True,
+        ) as resp:
+            if resp.status_code != 200:
+                resp.failure(f"HTTP {resp.status_code}")
+                return {}
+            return _body(resp)
+
+
+def new_user_id(run_id: str) -> str:
+    return f"lt-{run_id}-{os.getpid()}-{next(_user_numbers)}"
+
+
+def _body(resp: Any) -> dict[str, Any]:
+    try:
+        body = resp.json() if resp.content else {}
+    except ValueError:
+        body = {}
+    return body if isinstance(body, dict) else {}
+
+
+def fail_check(name: str, why: str) -> None:
+    """A broken expectation seen by the client, counted as a failure in Locust's stats."""
+    events.request.fire(
+        request_type="CHECK",
+        name=name,
+        response_time=0,
+        response_length=0,
+        exception=AssertionError(why),
+    )
 
 
 class SpikeShopper(Shopper):
@@ -418,13 +616,7 @@ class RepeatPresser(Shopper):
     def hammer(self) -> None:
         kind, _ = self.press()
         if kind == Answer.RESERVED and self.held > int(self.opts.per_user_limit):
-            events.request.fire(
-                request_type="CHECK",
-                name="per-user limit",
-                response_time=0,
-                response_length=0,
-                exception=AssertionError(f"{self.user_id} got {self.held} reservations"),
-            )
+            fail_check("per-user limit", f"{self.user_id} got {self.held} reservations")
 
 
 class Browser(Shopper):
@@ -451,95 +643,169 @@ class Browser(Shopper):
         self.my_orders()
 
 
-# --------------------------------------------------- WAITING for later services
-# Written against the API contract of ../shared/DESIGN.md; tagged `waiting`, excluded from
-# default runs, never faked. Field names the contract leaves open are marked ASSUMED.
+# --------------------------------------------------------- paying, group buying
+
+
+class Payer(Shopper):
+    """Reserves, waits for the order (Kafka -> order service), and pays a share
+    (--pay-share) of them as the payment provider does: a callback signed with
+    --payment-secret (`X-Payment-Signature: t=<unix>,v1=<HMAC-SHA256>`), sometimes sent
+    twice. The others leave their order unpaid. A paid order must then read `paid`."""
+
+    weight = 1
+
+    def wait_time(self) -> float:
+        return random.uniform(2.0, 5.0) if self.done else random.uniform(0.3, 1.0)
+
+    def on_start(self) -> None:
+        super().on_start()
+        self.done = False
+
+    @tag("payment", "mixed")
+    @task
+    def reserve_and_pay(self) -> None:
+        if self.done:
+            self.my_orders()
+            return
+        kind, retry_after = self.press()
+        if kind == Answer.RATE_LIMITED:
+            gevent.sleep(retry_after)
+            return
+        if kind in (Answer.NOT_STARTED, Answer.UNEXPECTED):
+            return
+        if kind != Answer.RESERVED:
+            self.done = True  # sold out, limit reached, ended
+            return
+        self.done = self.held >= int(self.opts.per_user_limit)
+        rid = self.last_reservation_id
+        order = self.wait_for_order(lambda o: o.get("reservation_id") == rid)
+        if order is None or random.random() >= float(self.opts.pay_share):
+            return
+        gevent.sleep(random.uniform(0.5, 3.0))  # the shopper confirms in the wallet
+        if self.pay(order) == PaymentAnswer.PAID:
+            state = self.order_state(order["id"]).get("state")
+            if state != "paid":
+                fail_check("paid order reads paid", f"order {order['id']} is {state}")
 
 
 class GroupBuyInviter(Shopper):
-    """WAITING for the groupbuy service. A leader opens a group of --campaign-id, shares
-    it, and N-1 friends (fresh tokens) join by the link; then the share card is read."""
+    """Group buying (拼团) by shared link. Each round a new leader opens a group of the
+    campaign (--campaign-id, or one created at test start), shares the link with a circle
+    of friends (fresh shoppers) who open it within a second or two and race for the N-1
+    free slots: the late ones are answered 409 group_full, a double tap 409
+    already_member; a circle too small leaves the group to expire and fail. The leader
+    then reads the share card and pays a share (--pay-share) of their group orders. Once
+    the campaign is sold out (410), it only looks at the campaign page."""
 
     weight = 1
     wait_time = between(1.0, 3.0)
 
     def on_start(self) -> None:
         opts = _opts(self.environment)
-        if not opts.campaign_id:
-            log.error("GroupBuyInviter needs --campaign-id (and the groupbuy service)")
-            raise StopUser()
         self.opts = opts
-        self.user_id = f"lt-{opts.run_id}-{os.getpid()}-{next(_user_numbers)}"
-        self.auth = {"Authorization": f"Bearer {mint(opts.jwt_secret, self.user_id)}"}
+        self.campaign_id = int(opts.campaign_id)
+        if not self.campaign_id:
+            raise StopUser()  # the campaign could not be set up; test_start logged why
+        self.order_host = (opts.order_host or self.host).rstrip("/")
+        self.auth = self.bearer(new_user_id(opts.run_id))  # for the campaign page
+        self.sold_out = False
 
-    @tag("groupbuy", WAITING)
+    @tag("groupbuy", "mixed")
     @task
     def open_share_join(self) -> None:
+        if self.sold_out:
+            self.client.get(CAMPAIGN.format(id=self.campaign_id), headers=self.auth, name=CAMPAIGN)
+            return
+        leader = new_user_id(self.opts.run_id)
+        leader_auth = self.bearer(leader)
+        group_id = self.open_group(leader, leader_auth)
+        if group_id is None:
+            return
+        size = int(self.opts.group_size)
+        if random.random() < SHORT_CIRCLE_SHARE:
+            circle = max(0, size - 2)
+        else:
+            circle = size - 1 + random.randint(0, EXTRA_FRIENDS)
+        friends = gevent.pool.Group()
+        outcomes: list[str] = []
+        for n in range(circle):
+            friends.spawn(self.friend_joins, group_id, f"{leader}-f{n}", outcomes)
+        if random.random() < DOUBLE_TAP_SHARE:  # the leader opens their own link
+            friends.spawn(self.join, group_id, leader, leader_auth)
+        friends.join()
+        self.read_share_card(group_id, leader_auth, outcomes.count(GroupAnswer.COMPLETED))
+        if random.random() < float(self.opts.pay_share):
+            order = self.wait_for_order(lambda o: o.get("group_id") == group_id, leader_auth)
+            if order is not None:
+                self.pay(order)
+
+    def open_group(self, leader: str, auth: dict[str, str]) -> str | None:
         with self.client.post(
-            f"/api/groupbuy/campaigns/{self.opts.campaign_id}/groups",
-            json={},
-            headers=self.auth,
+            OPEN_GROUP.format(id=self.campaign_id),
+            data=b"{}",
+            headers={**auth, "Content-Type": "application/json"},
+            name=OPEN_GROUP,
             catch_response=True,
-            name="/api/groupbuy/campaigns/{id}/groups",
         ) as resp:
-            if resp.status_code != 201:
-                resp.failure(f"open group: HTTP {resp.status_code}")
+            body = _body(resp)
+            group_id = body.get("id")
+            kind = ANSWERS.record_group(
+                "open", leader, resp.status_code or None, body.get("error"), group_id
+            )
+            if kind not in GroupAnswer.EXPECTED:
+                resp.failure(f"HTTP {resp.status_code} {body.get('error', '-')}")
+                return None
+            resp.success()
+            if kind in (GroupAnswer.SOLD_OUT, GroupAnswer.ENDED):
+                self.sold_out = True
+            return group_id if kind == GroupAnswer.OPENED else None
+
+    def friend_joins(self, group_id: str, friend: str, outcomes: list[str]) -> None:
+        gevent.sleep(random.uniform(0.2, 2.0))  # the friend opens the shared link
+        auth = self.bearer(friend)
+        outcomes.append(self.join(group_id, friend, auth))
+        if random.random() < DOUBLE_TAP_SHARE:
+            self.join(group_id, friend, auth)
+
+    def join(self, group_id: str, user: str, auth: dict[str, str]) -> str:
+        with self.client.post(
+            JOIN_GROUP.format(id=group_id),
+            data=b"{}",
+            headers={**auth, "Content-Type": "application/json"},
+            name=JOIN_GROUP,
+            catch_response=True,
+        ) as resp:
+            body = _body(resp)
+            kind = ANSWERS.record_group(
+                "join",
+                user,
+                resp.status_code or None,
+                body.get("error"),
+                body.get("id"),
+                body.get("state"),
+            )
+            if kind in GroupAnswer.EXPECTED:
+                resp.success()
+            else:
+                resp.failure(f"HTTP {resp.status_code} {body.get('error', '-')}")
+            return kind
+
+    def read_share_card(self, group_id: str, auth: dict[str, str], completions: int) -> None:
+        """The card after the circle joined: a group some join completed reads
+        completed with N members; no group completes twice or exceeds N."""
+        with self.client.get(
+            GROUP.format(id=group_id), headers=auth, name=GROUP, catch_response=True
+        ) as resp:
+            card = _body(resp)
+            if resp.status_code != 200:
+                resp.failure(f"HTTP {resp.status_code} {card.get('error', '-')}")
                 return
-            body = resp.json() or {}
-            group_id = body.get("id") or body.get("group_id")  # ASSUMED field name
-        for n in range(int(self.opts.group_size) - 1):
-            friend = f"{self.user_id}-friend{n}"
-            headers = {"Authorization": f"Bearer {mint(self.opts.jwt_secret, friend)}"}
-            gevent.sleep(random.uniform(0.2, 2.0))  # friends open the shared link later
-            with self.client.post(
-                f"/api/groupbuy/groups/{group_id}/join",
-                json={},
-                headers=headers,
-                catch_response=True,
-                name="/api/groupbuy/groups/{id}/join",
-            ) as join:
-                if join.status_code in (200, 201, 409, 410):
-                    join.success()  # 409 already joined / 410 full or expired: contract
-        self.client.get(
-            f"/api/groupbuy/groups/{group_id}", headers=self.auth, name="/api/groupbuy/groups/{id}"
-        )
-
-
-class Payer(Shopper):
-    """WAITING for the payment callback. Reserves, waits for the order, and pays a share
-    (--pay-share) of them through a signed provider callback (HMAC-SHA256 over the body,
-    --payment-secret); the others let their order time out."""
-
-    weight = 1
-    wait_time = between(0.5, 2.0)
-
-    @tag("payment", WAITING)
-    @task
-    def reserve_and_pay(self) -> None:
-        kind, _ = self.press()
-        if kind != Answer.RESERVED:
-            raise StopUser()
-        order = None
-        for _attempt in range(ORDER_POLL_ATTEMPTS):
-            order = next(iter(self.my_orders()), None)
-            if order:
-                break
-            gevent.sleep(ORDER_POLL_SECONDS)
-        if order is None or random.random() >= float(self.opts.pay_share):
-            raise StopUser()
-        body = json.dumps(
-            {  # ASSUMED callback body: the payment issue will fix the fields
-                "order_id": order["id"],
-                "amount_cents": order["amount_cents"],
-                "provider_txn_id": f"lt-{order['id']}",
-                "paid_at": _rfc3339(datetime.now(UTC)),
-            }
-        ).encode()
-        sig = hmac.new(self.opts.payment_secret.encode(), body, hashlib.sha256).hexdigest()
-        self.client.post(
-            f"{self.order_host}/api/payments/callback",
-            data=body,
-            headers={"Content-Type": "application/json", "X-Signature": sig},
-            name="/api/payments/callback",
-        )
-        raise StopUser()
+            size, joined = int(card.get("size", 0)), int(card.get("joined", 0))
+            if completions > 1:
+                resp.failure(f"{completions} joins were told they completed the group")
+            elif joined > size:
+                resp.failure(f"{joined} members in a group of {size}")
+            elif completions and (card.get("state") != "completed" or joined != size):
+                resp.failure(f"completed by a join but reads {card.get('state')} {joined}/{size}")
+            else:
+                resp.success()

@@ -1,7 +1,8 @@
 """`make loadtest`: one headless Locust scenario, its report and charts, then the invariants.
 
     python -m loadtest.run --scenario spike --users 2000 --spawn-rate 500 --run-time 60s \\
-        --host http://127.0.0.1:8080 --admin-url http://127.0.0.1:8081 [-- LOCUST ARGS]
+        --host http://127.0.0.1:8080 --admin-url http://127.0.0.1:8081 \\
+        [--groupbuy-admin-url http://127.0.0.1:8083] [-- LOCUST ARGS]
 
 Writes into --out (default .run/loadtest/<time>-<scenario>/): locust_stats.csv,
 locust_stats_history.csv, locust_failures.csv, report.html, throughput.png, latency.png,
@@ -35,6 +36,7 @@ def locust_argv(args: argparse.Namespace, out: Path, python: str = sys.executabl
     argv = [python, "-m", "locust", "-f", str(LOCUSTFILE), "--headless"]
     argv += ["--users", str(args.users), "--spawn-rate", str(args.spawn_rate)]
     argv += ["--run-time", args.run_time, "--host", args.host, "--admin-url", args.admin_url]
+    argv += ["--groupbuy-admin-url", args.groupbuy_admin_url]
     if args.order_host:
         argv += ["--order-host", args.order_host]
     if args.processes != 1:
@@ -80,7 +82,17 @@ def parse_args(settings: Settings, argv: Sequence[str] | None = None) -> argpars
         default=f"http://{settings.http_host}:{settings.seckill_port}",
         help="seckill service itself, for creating the sale (admin routes are not public)",
     )
-    p.add_argument("--stock", type=int, default=0, help="0: 500 for spike, else 2 per user")
+    p.add_argument(
+        "--groupbuy-admin-url",
+        default=f"http://{settings.http_host}:{settings.groupbuy_port}",
+        help="groupbuy service itself, for creating the campaign",
+    )
+    p.add_argument(
+        "--stock",
+        type=int,
+        default=0,
+        help="of the sale and the campaign; 0: 500 for spike, else 2 per user",
+    )
     p.add_argument("--per-user-limit", type=int, default=1)
     p.add_argument("--processes", type=int, default=-1, help="Locust processes (-1: a core each)")
     p.add_argument("--orders-timeout", type=float, default=120.0)
@@ -101,8 +113,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     for stale in out.glob("answers-*.json"):
         stale.unlink()
     scenario = SCENARIOS[args.scenario]
-    if scenario.waiting:
-        print(f"note: scenario {scenario.name} is WAITING: {scenario.about}", file=sys.stderr)
     env = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
@@ -119,7 +129,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"· chart {path}")
 
     if not (out / RUN_FILE).exists():
-        print(f"the sale was not set up (admin URL {args.admin_url}): see {out}/locust.log")
+        print(f"the sale or campaign was not set up: see {out}/locust.log")
         return 2
     checks_rc = verify.main([str(out), "--orders-timeout", str(args.orders_timeout)])
     print(f"· results in {out}")

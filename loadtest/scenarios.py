@@ -15,10 +15,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-# Tag of the scenarios written against services that do not exist yet (group buying,
-# payment): excluded from every run unless picked by name or by their own tag.
-WAITING = "waiting"
-
 
 @dataclass(frozen=True, slots=True)
 class Scenario:
@@ -26,7 +22,6 @@ class Scenario:
     user_classes: tuple[str, ...]
     shape: str  # "spike" or "steady"
     about: str
-    waiting: bool = False
 
 
 SCENARIOS: dict[str, Scenario] = {
@@ -42,28 +37,39 @@ SCENARIOS: dict[str, Scenario] = {
         Scenario("repeat", ("RepeatPresser",), "steady", "one shopper pressing again and again"),
         Scenario("browse", ("Browser",), "steady", "browsing activities and one's orders"),
         Scenario(
-            "mixed",
-            ("Browser", "SpikeShopper", "RepeatPresser"),
-            "steady",
-            "a mixed day over what exists today: mostly browsing, some buying, a few "
-            "impatient double-tappers",
-        ),
-        Scenario(
             "groupbuy",
             ("GroupBuyInviter",),
             "steady",
-            "open a group, share it, friends join (WAITING for the groupbuy service)",
-            waiting=True,
+            "open a group, share the link, friends race to join; some leaders pay",
         ),
         Scenario(
             "payment",
             ("Payer",),
             "steady",
-            "reserve, then pay a share of the orders (WAITING for the payment callback)",
-            waiting=True,
+            "reserve, then pay a share of the orders through the signed provider callback",
+        ),
+        Scenario(
+            "mixed",
+            ("Browser", "SpikeShopper", "RepeatPresser", "Payer", "GroupBuyInviter"),
+            "steady",
+            "a mixed day: mostly browsing, some buying and paying, a few impatient "
+            "double-tappers, group buys shared among friends",
         ),
     )
 }
+
+# Which stores a user class needs set up at test start: the flash sale (seckill activity)
+# or the group-buy campaign. The post-run checks follow the same split.
+CAMPAIGN_CLASSES = frozenset({"GroupBuyInviter"})
+PAYING_CLASSES = frozenset({"Payer", "GroupBuyInviter"})
+
+
+def needs_sale(user_classes: Iterable[str]) -> bool:
+    return any(c not in CAMPAIGN_CLASSES for c in user_classes)
+
+
+def needs_campaign(user_classes: Iterable[str]) -> bool:
+    return any(c in CAMPAIGN_CLASSES for c in user_classes)
 
 
 # ------------------------------------------------------------------------ load shape
@@ -124,7 +130,7 @@ def pick_user_classes(
     Locust filters tasks by --tags but still spawns a class left without tasks (and it
     then fails); this picks whole classes instead. Classes named on the command line
     always run; otherwise a class runs when one of its tags is asked for (or no tag is)
-    and none is excluded; WAITING classes only run when named or asked for by a tag.
+    and none is excluded.
     """
     if names:
         unknown = [n for n in names if n not in available]
@@ -138,10 +144,7 @@ def pick_user_classes(
         own = set(class_tags)
         if own & excluded:
             continue
-        if wanted is None:
-            if WAITING in own:
-                continue
-        elif not own & wanted:
+        if wanted is not None and not own & wanted:
             continue
         picked.append(name)
     return picked
@@ -180,14 +183,88 @@ def classify(status: int | None, error: str | None) -> str:
     return pairs.get((status or 0, error or ""), Answer.UNEXPECTED)
 
 
+class GroupAnswer:
+    """How an open or join answer of group buying is classified (docs/groupbuy.md,
+    "Errors"). Kept apart from the reservation answers' names in the shared counter."""
+
+    OPENED = "group_opened"
+    JOINED = "group_joined"
+    COMPLETED = "group_completed_by_join"  # the join that filled the last slot
+    FULL = "group_full"
+    ALREADY_MEMBER = "group_already_member"
+    CLOSED = "group_closed"  # completed virtually, slots left but closed
+    EXPIRED = "group_expired"
+    SOLD_OUT = "campaign_sold_out"
+    LIMIT_REACHED = "campaign_limit_reached"
+    NOT_STARTED = "campaign_not_started"
+    ENDED = "campaign_ended"
+
+    # A friend racing others for the last slot gets group_full: an answer, not a failure.
+    EXPECTED = frozenset(
+        {
+            OPENED,
+            JOINED,
+            COMPLETED,
+            FULL,
+            ALREADY_MEMBER,
+            CLOSED,
+            EXPIRED,
+            SOLD_OUT,
+            LIMIT_REACHED,
+            NOT_STARTED,
+            ENDED,
+        }
+    )
+
+
+def classify_group(action: str, status: int | None, error: str | None, state: str | None) -> str:
+    """`action` is "open" or "join"; `state` the answered group state of a 201."""
+    if status == 201:
+        if action == "open":
+            return GroupAnswer.OPENED
+        return GroupAnswer.COMPLETED if state == "completed" else GroupAnswer.JOINED
+    pairs = {
+        (409, "group_full"): GroupAnswer.FULL,
+        (409, "already_member"): GroupAnswer.ALREADY_MEMBER,
+        (409, "group_completed"): GroupAnswer.CLOSED,
+        (410, "group_expired"): GroupAnswer.EXPIRED,
+        (410, "sold_out"): GroupAnswer.SOLD_OUT,
+        (409, "limit_reached"): GroupAnswer.LIMIT_REACHED,
+        (409, "not_started"): GroupAnswer.NOT_STARTED,
+        (410, "campaign_ended"): GroupAnswer.ENDED,
+    }
+    return pairs.get((status or 0, error or ""), Answer.UNEXPECTED)
+
+
+class PaymentAnswer:
+    """What the payment callback answered (200 with the outcome; services/order/routes.py)."""
+
+    PAID = "payment_paid"
+    REFUND_REQUESTED = "payment_refund_requested"
+
+    EXPECTED = frozenset({PAID, REFUND_REQUESTED})
+
+
+def classify_payment(status: int | None, result: str | None) -> str:
+    if status == 200 and result == "paid":
+        return PaymentAnswer.PAID
+    if status == 200 and result == "refund_requested":
+        return PaymentAnswer.REFUND_REQUESTED
+    return Answer.UNEXPECTED
+
+
 @dataclass(slots=True)
 class AnswerLog:
     """What one Locust process's shoppers were answered: enough to check the invariants
-    afterwards (reservation ids, units per user, demand) without keeping every request."""
+    afterwards (reservation ids, units per user, demand, groups and joins acknowledged,
+    payments acknowledged) without keeping every request."""
 
     reservations: list[tuple[str, str, int]] = field(default_factory=list)  # user, id, qty
     definitive_presses: Counter[str] = field(default_factory=Counter)  # user -> presses
     answers: Counter[str] = field(default_factory=Counter)  # Answer -> count
+    groups: list[tuple[str, str]] = field(default_factory=list)  # group id, leader
+    joins: list[tuple[str, str, bool]] = field(default_factory=list)  # group, user, completed
+    payments: list[tuple[str, str, str]] = field(default_factory=list)  # order, txn, result
 
     def record(
         self, user: str, status: int | None, error: str | None, rid: str | None, qty: int
@@ -202,11 +279,43 @@ class AnswerLog:
             self.reservations.append((user, rid, qty))
         return kind
 
+    def record_group(
+        self,
+        action: str,
+        user: str,
+        status: int | None,
+        error: str | None,
+        group_id: str | None,
+        state: str | None = None,
+    ) -> str:
+        kind = classify_group(action, status, error, state)
+        if kind in (GroupAnswer.OPENED, GroupAnswer.JOINED, GroupAnswer.COMPLETED):
+            if not group_id:
+                kind = Answer.UNEXPECTED
+            elif kind == GroupAnswer.OPENED:
+                self.groups.append((group_id, user))
+            else:
+                self.joins.append((group_id, user, kind == GroupAnswer.COMPLETED))
+        self.answers[kind] += 1
+        return kind
+
+    def record_payment(
+        self, order_id: str, transaction_id: str, status: int | None, result: str | None
+    ) -> str:
+        kind = classify_payment(status, result)
+        self.answers[kind] += 1
+        if kind != Answer.UNEXPECTED and result:
+            self.payments.append((order_id, transaction_id, result))
+        return kind
+
     def to_json(self) -> dict[str, Any]:
         return {
             "reservations": [list(r) for r in self.reservations],
             "definitive_presses": dict(self.definitive_presses),
             "answers": dict(self.answers),
+            "groups": [list(g) for g in self.groups],
+            "joins": [list(j) for j in self.joins],
+            "payments": [list(p) for p in self.payments],
         }
 
     @classmethod
@@ -217,12 +326,18 @@ class AnswerLog:
             {str(k): int(v) for k, v in raw.get("definitive_presses", {}).items()}
         )
         log.answers.update({str(k): int(v) for k, v in raw.get("answers", {}).items()})
+        log.groups = [(str(g), str(u)) for g, u in raw.get("groups", [])]
+        log.joins = [(str(g), str(u), bool(c)) for g, u, c in raw.get("joins", [])]
+        log.payments = [(str(o), str(t), str(r)) for o, t, r in raw.get("payments", [])]
         return log
 
     def merge(self, other: AnswerLog) -> None:
         self.reservations.extend(other.reservations)
         self.definitive_presses.update(other.definitive_presses)
         self.answers.update(other.answers)
+        self.groups.extend(other.groups)
+        self.joins.extend(other.joins)
+        self.payments.extend(other.payments)
 
 
 ANSWERS_GLOB = "answers-*.json"

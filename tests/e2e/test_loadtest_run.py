@@ -49,3 +49,34 @@ async def test_a_short_spike_through_locust_passes_the_invariant_checks(
     assert "ALL PASS" in checks and "sold out exactly" in checks, checks
     for name in ("report.html", "locust_stats.csv", "throughput.png", "latency.png"):
         assert (out / name).stat().st_size > 0, name
+
+
+async def test_a_short_group_buy_run_passes_the_group_and_payment_checks(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """Groups of 3 open for 3 s: friends race for the slots (group_full answered and not a
+    failure), short circles expire and fail, leaders pay; every invariant holds."""
+    out = tmp_path / "run"
+    groupbuy = f"http://127.0.0.1:{settings.groupbuy_port}"
+    order = f"http://127.0.0.1:{settings.order_port}"
+    argv = [sys.executable, "-m", "loadtest.run", "--scenario", "groupbuy", "--users", "6"]
+    argv += ["--spawn-rate", "6", "--run-time", "10s", "--processes", "1", "--stock", "60"]
+    argv += ["--host", groupbuy, "--order-host", order, "--groupbuy-admin-url", groupbuy]
+    argv += ["--out", str(out), "--orders-timeout", "60"]
+    argv += ["--", "--group-window-seconds", "3", "--pay-share", "0.5"]
+    async with service("groupbuy", settings, tmp_path), service("order", settings, tmp_path):
+        done = await asyncio.to_thread(
+            subprocess.run,
+            argv,
+            cwd=ROOT,
+            env=settings_env(settings),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
+    checks = (out / "checks.txt").read_text()
+    assert "ALL PASS" in checks, checks
+    for name in ("group-buy: no oversell", "failed groups' orders cancelled"):
+        assert name in checks, checks
+    assert "acknowledged payments applied" in checks, checks

@@ -10,16 +10,33 @@ from loadtest.charts import parse_history
 from loadtest.demo import StoreSnapshot
 from loadtest.scenarios import (
     SCENARIOS,
-    WAITING,
     Answer,
     AnswerLog,
+    GroupAnswer,
+    PaymentAnswer,
     SpikePlan,
     classify,
+    classify_group,
+    classify_payment,
     load_answers,
+    needs_campaign,
+    needs_sale,
     pick_user_classes,
     steady_target,
 )
-from loadtest.verify import RedisReservation, parse_reservations, run_load_checks
+from loadtest.verify import (
+    GroupbuySnapshot,
+    GroupState,
+    OrderRow,
+    PaymentRow,
+    RedisReservation,
+    groups_settled,
+    parse_group,
+    parse_reservations,
+    run_groupbuy_checks,
+    run_load_checks,
+    run_payment_checks,
+)
 
 # ------------------------------------------------------------------------- shapes
 
@@ -46,30 +63,45 @@ def test_steady_shape_stops_at_the_run_time_only_if_there_is_one() -> None:
 AVAILABLE = {
     "SpikeShopper": {"spike", "mixed"},
     "Browser": {"browse", "mixed"},
-    "GroupBuyInviter": {"groupbuy", WAITING},
+    "GroupBuyInviter": {"groupbuy", "mixed"},
+    "Payer": {"payment", "mixed"},
 }
 
 
-def test_default_run_leaves_out_the_scenarios_waiting_for_their_service() -> None:
-    assert pick_user_classes(AVAILABLE) == ["SpikeShopper", "Browser"]
+def test_a_run_without_names_or_tags_runs_every_class() -> None:
+    assert pick_user_classes(AVAILABLE) == list(AVAILABLE)
 
 
-def test_tags_pick_whole_classes_and_waiting_ones_only_on_request() -> None:
+def test_tags_pick_whole_classes() -> None:
     assert pick_user_classes(AVAILABLE, tags=["browse"]) == ["Browser"]
-    assert pick_user_classes(AVAILABLE, tags=["mixed"]) == ["SpikeShopper", "Browser"]
+    assert pick_user_classes(AVAILABLE, tags=["mixed"]) == list(AVAILABLE)
     assert pick_user_classes(AVAILABLE, tags=["groupbuy"]) == ["GroupBuyInviter"]
-    assert pick_user_classes(AVAILABLE, exclude_tags=["spike"]) == ["Browser"]
+    assert pick_user_classes(AVAILABLE, tags=["payment"]) == ["Payer"]
+    assert pick_user_classes(AVAILABLE, tags=["mixed"], exclude_tags=["spike", "groupbuy"]) == [
+        "Browser",
+        "Payer",
+    ]
 
 
-def test_named_classes_run_even_when_waiting_and_unknown_names_are_refused() -> None:
+def test_named_classes_run_and_unknown_names_are_refused() -> None:
     assert pick_user_classes(AVAILABLE, names=["GroupBuyInviter"]) == ["GroupBuyInviter"]
     with pytest.raises(ValueError, match="Nope"):
         pick_user_classes(AVAILABLE, names=["Nope"])
 
 
-def test_every_scenario_names_classes_and_waiting_ones_are_marked() -> None:
-    assert {s.name for s in SCENARIOS.values() if s.waiting} == {"groupbuy", "payment"}
+def test_every_scenario_names_classes_and_a_mixed_day_has_them_all() -> None:
     assert all(s.user_classes and s.shape in ("spike", "steady") for s in SCENARIOS.values())
+    assert SCENARIOS["groupbuy"].user_classes == ("GroupBuyInviter",)
+    assert SCENARIOS["payment"].user_classes == ("Payer",)
+    named = {c for s in SCENARIOS.values() if s.name != "mixed" for c in s.user_classes}
+    assert set(SCENARIOS["mixed"].user_classes) == named
+
+
+def test_only_the_classes_that_use_a_sale_or_a_campaign_get_one() -> None:
+    assert needs_campaign(["GroupBuyInviter"]) and not needs_sale(["GroupBuyInviter"])
+    assert needs_sale(["Payer"]) and not needs_campaign(["Payer"])
+    assert needs_sale(["Browser", "GroupBuyInviter"])
+    assert needs_campaign(["Browser", "GroupBuyInviter"])
 
 
 # ------------------------------------------------------------------- answer logs
@@ -103,6 +135,46 @@ def test_answer_log_counts_definitive_presses_and_survives_json(tmp_path) -> Non
     assert merged.reservations == [("u1", "1-a", 1)]
     assert dict(merged.definitive_presses) == {"u1": 2, "u3": 1}
     assert merged.answers[Answer.UNEXPECTED] == 1
+
+
+def test_group_answers_are_classified_and_a_lost_race_for_the_last_slot_is_expected() -> None:
+    assert classify_group("open", 201, None, "open") == GroupAnswer.OPENED
+    assert classify_group("join", 201, None, "open") == GroupAnswer.JOINED
+    assert classify_group("join", 201, None, "completed") == GroupAnswer.COMPLETED
+    assert classify_group("join", 409, "group_full", None) == GroupAnswer.FULL
+    assert classify_group("join", 409, "already_member", None) == GroupAnswer.ALREADY_MEMBER
+    assert classify_group("join", 410, "group_expired", None) == GroupAnswer.EXPIRED
+    assert classify_group("open", 410, "sold_out", None) == GroupAnswer.SOLD_OUT
+    assert GroupAnswer.FULL in GroupAnswer.EXPECTED
+    assert classify_group("join", 409, "sold_out", None) == Answer.UNEXPECTED
+    assert classify_group("join", 500, "internal", None) == Answer.UNEXPECTED
+    assert classify_group("join", None, None, None) == Answer.UNEXPECTED
+
+
+def test_payment_answers_are_classified_by_the_outcome() -> None:
+    assert classify_payment(200, "paid") == PaymentAnswer.PAID
+    assert classify_payment(200, "refund_requested") == PaymentAnswer.REFUND_REQUESTED
+    assert classify_payment(401, None) == Answer.UNEXPECTED
+    assert classify_payment(200, "maybe") == Answer.UNEXPECTED
+
+
+def test_group_and_payment_answers_survive_json(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    a = AnswerLog()
+    a.record_group("open", "lead", 201, None, "7-g1")
+    a.record_group("join", "f1", 201, None, "7-g1", "completed")
+    a.record_group("join", "f2", 409, "group_full", None)
+    a.record_group("open", "lead2", 201, None, None)  # a 201 without a group id
+    a.record_payment("o-1", "t-1", 200, "paid")
+    a.record_payment("o-2", "t-2", 401, None)
+    import json
+
+    (tmp_path / "answers-1.json").write_text(json.dumps(a.to_json()))
+    merged, _ = load_answers(tmp_path)
+    assert merged.groups == [("7-g1", "lead")]
+    assert merged.joins == [("7-g1", "f1", True)]
+    assert merged.payments == [("o-1", "t-1", "paid")]
+    assert merged.answers[GroupAnswer.FULL] == 1
+    assert merged.answers[Answer.UNEXPECTED] == 2
 
 
 # ------------------------------------------------------------ post-run invariants
@@ -218,6 +290,195 @@ def test_no_answer_files_means_the_checks_cannot_pass() -> None:
 def test_redis_reservations_hash_is_parsed() -> None:
     raw = {b"7-x": b'{"state":"reserved","user":"u9","qty":2,"at":"1","deadline":"2"}'}
     assert parse_reservations(raw) == [RedisReservation("7-x", "u9", 2, "reserved")]
+
+
+# ------------------------------------------------------ group-buy and payment checks
+
+G1, G2, G3 = "7-aa", "7-bb", "7-cc"
+
+
+def _group(gid: str, state: str, members: tuple[str, ...], how: str = "") -> GroupState:
+    return GroupState(gid, state, how, 3, members, deadline_ms=2_000)
+
+
+def _gorder(
+    gid: str,
+    user: str,
+    state: str = "pending_payment",
+    reason: str | None = None,
+    group_state: str = "open",
+    paid: bool = False,
+) -> OrderRow:
+    return OrderRow(f"o-{gid}-{user}", f"{gid}:{user}", user, state, reason, paid, gid, group_state)
+
+
+def _clean_campaign() -> tuple[GroupbuySnapshot, AnswerLog]:
+    """Stock 9, N = 3: G1 completed in full, G2 failed (one friend only), G3 still open."""
+    groups = {
+        G1: _group(G1, "completed", ("a", "b", "c"), "full"),
+        G2: _group(G2, "failed", ("d", "e")),
+        G3: _group(G3, "open", ("f",)),
+    }
+    orders = [_gorder(G1, u, group_state="completed") for u in ("a", "b", "c")]
+    orders += [_gorder(G2, u, "cancelled", "group_failed", "failed") for u in ("d", "e")]
+    orders.append(_gorder(G3, "f"))
+    answers = AnswerLog()
+    for gid, leader in ((G1, "a"), (G2, "d"), (G3, "f")):
+        answers.record_group("open", leader, 201, None, gid)
+    answers.record_group("join", "b", 201, None, G1, "open")
+    answers.record_group("join", "c", 201, None, G1, "completed")
+    answers.record_group("join", "x", 409, "group_full", None)
+    answers.record_group("join", "e", 201, None, G2, "open")
+    snapshot = GroupbuySnapshot(
+        remaining=3,  # 9 - 3 sold to G1 - 3 held by G3 (G2's came back)
+        redis_groups=groups,
+        pg_groups=dict(groups),
+        orders=orders,
+        now_ms=1_000,
+    )
+    return snapshot, answers
+
+
+def _gb_failed(snapshot: GroupbuySnapshot, answers: AnswerLog, stock: int = 9) -> list[str]:
+    return _failed(run_groupbuy_checks(stock=stock, answers=answers, snapshot=snapshot))
+
+
+def test_a_clean_campaign_passes_every_group_check_and_is_settled() -> None:
+    snapshot, answers = _clean_campaign()
+    assert _gb_failed(snapshot, answers) == []
+    assert groups_settled(snapshot)
+
+
+def test_an_oversold_campaign_fails() -> None:
+    snapshot, answers = _clean_campaign()
+    assert _gb_failed(snapshot, answers, stock=5) == ["group-buy: no oversell"]
+    negative = GroupbuySnapshot(-1, snapshot.redis_groups, snapshot.pg_groups, snapshot.orders, 0)
+    assert "group-buy: no oversell" in _gb_failed(negative, answers)
+
+
+def test_a_group_completed_short_or_twice_or_over_n_fails() -> None:
+    snapshot, answers = _clean_campaign()
+    answers.record_group("join", "z", 201, None, G1, "completed")  # a second completion
+    assert "group-buy: N members, one completion" in _gb_failed(snapshot, answers)
+    snapshot, answers = _clean_campaign()
+    short = dict(snapshot.redis_groups, **{G1: _group(G1, "completed", ("a", "b"), "full")})
+    snap = GroupbuySnapshot(4, short, short, snapshot.orders, 0)
+    assert "group-buy: N members, one completion" in _gb_failed(snap, answers)
+    crowded = dict(snapshot.redis_groups, **{G3: _group(G3, "open", ("f", "g", "h", "i"))})
+    snap = GroupbuySnapshot(3, crowded, crowded, snapshot.orders, 0)
+    assert "group-buy: N members, one completion" in _gb_failed(snap, answers)
+
+
+def test_a_lost_join_or_a_record_that_differs_from_redis_fails() -> None:
+    snapshot, answers = _clean_campaign()
+    answers.record_group("join", "ghost", 201, None, G3, "open")
+    assert _gb_failed(snapshot, answers) == ["group-buy: 201 answers recorded"]
+    snapshot, answers = _clean_campaign()
+    record = dict(snapshot.pg_groups, **{G2: _group(G2, "open", ("d", "e"))})
+    snap = GroupbuySnapshot(3, snapshot.redis_groups, record, snapshot.orders, 1_000)
+    assert _gb_failed(snap, answers) == ["group-buy: 201 answers recorded"]
+    assert not groups_settled(snap)
+
+
+def test_a_member_without_an_order_or_an_order_of_a_stranger_fails() -> None:
+    snapshot, answers = _clean_campaign()
+    missing = [o for o in snapshot.orders if o.user_id != "b"]
+    snap = GroupbuySnapshot(3, snapshot.redis_groups, snapshot.pg_groups, missing, 1_000)
+    assert _gb_failed(snap, answers) == ["group member -> exactly one order"]
+    assert not groups_settled(snap)
+    stranger = [*snapshot.orders, _gorder(G3, "stranger")]
+    snap = GroupbuySnapshot(3, snapshot.redis_groups, snapshot.pg_groups, stranger, 1_000)
+    assert _gb_failed(snap, answers) == ["group member -> exactly one order"]
+
+
+def test_a_failed_group_with_a_live_order_fails_and_so_does_a_wrong_group_failed() -> None:
+    snapshot, answers = _clean_campaign()
+    live = [
+        _gorder(G2, "e", group_state="failed") if o.reservation_id == f"{G2}:e" else o
+        for o in snapshot.orders
+    ]
+    snap = GroupbuySnapshot(3, snapshot.redis_groups, snapshot.pg_groups, live, 1_000)
+    assert _gb_failed(snap, answers) == ["failed groups' orders cancelled"]
+    wrong = [
+        _gorder(G1, "a", "cancelled", "group_failed", "completed")
+        if o.reservation_id == f"{G1}:a"
+        else o
+        for o in snapshot.orders
+    ]
+    snap = GroupbuySnapshot(3, snapshot.redis_groups, snapshot.pg_groups, wrong, 1_000)
+    assert _gb_failed(snap, answers) == ["failed groups' orders cancelled"]
+
+
+def test_an_unswept_group_past_its_deadline_is_not_settled() -> None:
+    snapshot, _ = _clean_campaign()
+    later = GroupbuySnapshot(3, snapshot.redis_groups, snapshot.pg_groups, snapshot.orders, 5_000)
+    assert not groups_settled(later)
+
+
+def test_a_groups_redis_hash_is_parsed() -> None:
+    raw = {
+        b"state": b"completed",
+        b"how": b"full",
+        b"size": b"3",
+        b"deadline": b"99",
+        b"released:b": b"1",
+    }
+    g = parse_group("7-aa", raw, [b"a", b"b", b"c"])
+    assert g == GroupState("7-aa", "completed", "full", 3, ("a", "b", "c"), 99, 1)
+
+
+def _seckill_order(oid: str, state: str, reason: str | None = None, paid: bool = False) -> OrderRow:
+    return OrderRow(oid, f"r-{oid}", "u", state, reason, paid)
+
+
+def _pay_failed(
+    answered: list[tuple[str, str, str]], orders: list[OrderRow], payments: list[PaymentRow]
+) -> list[str]:
+    answers = AnswerLog()
+    answers.payments = answered
+    return _failed(run_payment_checks(answers=answers, orders=orders, payments=payments))
+
+
+def test_clean_payments_pass_including_a_refunded_group_order_and_a_replay() -> None:
+    orders = [
+        _seckill_order("o1", "paid", paid=True),
+        _seckill_order("o2", "pending_payment"),
+        _seckill_order("o3", "cancelled", "timeout"),
+        OrderRow("o4", "7-bb:d", "d", "cancelled", "group_failed", True, "7-bb", "failed"),
+    ]
+    payments = [
+        PaymentRow("t1", "o1", "applied", None),
+        PaymentRow("t3", "o3", "refund_requested", "order_cancelled"),
+        PaymentRow("t4", "o4", "applied", None),
+    ]
+    answered = [
+        ("o1", "t1", "paid"),
+        ("o1", "t1", "paid"),
+        ("o3", "t3", "refund_requested"),
+        ("o4", "t4", "paid"),
+    ]
+    assert _pay_failed(answered, orders, payments) == []
+
+
+def test_an_order_paid_and_cancelled_for_another_reason_fails() -> None:
+    orders = [_seckill_order("o1", "cancelled", "timeout", paid=True)]
+    payments = [PaymentRow("t1", "o1", "applied", None)]
+    assert _pay_failed([], orders, payments) == ["no order both paid and cancelled"]
+    twice = [_seckill_order("o1", "paid", paid=True)]
+    two = [PaymentRow("t1", "o1", "applied", None), PaymentRow("t2", "o1", "applied", None)]
+    assert _pay_failed([], twice, two) == ["no order both paid and cancelled"]
+
+
+def test_an_acknowledged_payment_that_did_not_stick_fails() -> None:
+    orders = [_seckill_order("o1", "pending_payment"), _seckill_order("o2", "paid", paid=True)]
+    payments = [PaymentRow("t2", "o2", "applied", None)]
+    lost = [("o1", "t1", "paid"), ("o2", "t2", "paid")]
+    assert _pay_failed(lost, orders, payments) == ["acknowledged payments applied"]
+    unpaid = [_seckill_order("o1", "pending_payment")]
+    recorded = [PaymentRow("t1", "o1", "applied", None)]
+    assert "acknowledged payments applied" in _pay_failed([("o1", "t1", "paid")], unpaid, recorded)
+    flip = [("o2", "t2", "paid"), ("o2", "t2", "refund_requested")]
+    assert _pay_failed(flip, orders[1:], payments) == ["acknowledged payments applied"]
 
 
 # ------------------------------------------------------------------------ charts
@@ -408,5 +669,13 @@ def test_only_the_spike_sells_out_by_default_and_an_explicit_stock_wins() -> Non
     argv = locust_argv(
         parse_args(settings, ["--scenario", "mixed", "--", "--tags", "x"]), repeat.out
     )
-    assert argv[-5:] == ["--tags", "x", "Browser", "SpikeShopper", "RepeatPresser"]
-    assert "--processes" in argv and "--shape" in argv
+    assert argv[-7:] == [
+        "--tags",
+        "x",
+        "Browser",
+        "SpikeShopper",
+        "RepeatPresser",
+        "Payer",
+        "GroupBuyInviter",
+    ]
+    assert "--processes" in argv and "--shape" in argv and "--groupbuy-admin-url" in argv
