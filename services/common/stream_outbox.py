@@ -17,13 +17,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from redis.asyncio import Redis
+from redis.exceptions import ResponseError
 
 from services.common.events import Envelope
 from services.common.kafka import publish_all, start_producer
@@ -35,6 +36,36 @@ STREAMS_REFRESH_SECONDS = 2.0
 READ_BLOCK_MS = 500
 # Consumer group of the relay on every outbox stream.
 RELAY_GROUP = "relay"
+
+
+async def warm_sale(
+    redis: Redis,
+    *,
+    meta_key: str,
+    meta: Mapping[str, str | int],
+    stock_key: str,
+    stock: int,
+    outbox_key: str,
+    registry_key: str,
+    sale_id: int,
+) -> None:
+    """Load a sale (an activity, a campaign) into Redis: its settings, its stock, its
+    outbox stream with the relay's group, and its id in the registry the relay watches.
+
+    Idempotent: the stock is set only if absent, so warming again never hands out stock
+    twice. The id is registered last: the relay only watches streams whose group exists.
+    """
+    pipe = redis.pipeline(transaction=True)
+    fields: dict[Any, Any] = dict(meta)  # redis-py's key type is wider and invariant
+    pipe.hset(meta_key, mapping=fields)
+    pipe.set(stock_key, stock, nx=True)
+    await pipe.execute()
+    try:
+        await redis.xgroup_create(outbox_key, RELAY_GROUP, id="0", mkstream=True)
+    except ResponseError as exc:
+        if "BUSYGROUP" not in str(exc):
+            raise
+    await redis.sadd(registry_key, sale_id)
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,10 +12,10 @@ import importlib.resources
 from dataclasses import dataclass
 
 from redis.asyncio import Redis
-from redis.exceptions import ResponseError
 
+from services.common.stream_outbox import warm_sale
 from services.groupbuy.domain import Campaign, Outcome, campaign_of_group
-from services.groupbuy.keys import CAMPAIGNS, RELAY_GROUP, campaign_keys
+from services.groupbuy.keys import CAMPAIGNS, campaign_keys
 
 
 def _lua(name: str) -> str:
@@ -61,12 +61,13 @@ class GroupStore:
         self._release = redis.register_script(_lua("release_unit.lua"))
 
     async def warm_up(self, campaign: Campaign) -> None:
-        """Load a campaign into Redis. Idempotent: stock is set only if absent."""
+        """Load a campaign into Redis; idempotent (see warm_sale). The sweeper, like the
+        relay, only watches campaigns registered there."""
         keys = campaign_keys(campaign.id)
-        pipe = self._redis.pipeline(transaction=True)
-        pipe.hset(
-            keys.meta,
-            mapping={
+        await warm_sale(
+            self._redis,
+            meta_key=keys.meta,
+            meta={
                 "starts_ms": int(campaign.starts_at.timestamp() * 1000),
                 "ends_ms": int(campaign.ends_at.timestamp() * 1000),
                 "size": campaign.group_size,
@@ -78,16 +79,12 @@ class GroupStore:
                 "virtual": int(campaign.virtual_completion),
                 "min_real": campaign.min_real_members,
             },
+            stock_key=keys.stock,
+            stock=campaign.stock,
+            outbox_key=keys.outbox,
+            registry_key=CAMPAIGNS,
+            sale_id=campaign.id,
         )
-        pipe.set(keys.stock, campaign.stock, nx=True)
-        await pipe.execute()
-        try:
-            await self._redis.xgroup_create(keys.outbox, RELAY_GROUP, id="0", mkstream=True)
-        except ResponseError as exc:
-            if "BUSYGROUP" not in str(exc):
-                raise
-        # Registered last: relay and sweeper only watch campaigns whose stream group exists.
-        await self._redis.sadd(CAMPAIGNS, campaign.id)
 
     async def is_warm(self, campaign_id: int) -> bool:
         return bool(await self._redis.exists(campaign_keys(campaign_id).meta))

@@ -13,11 +13,11 @@ from typing import Any
 
 import orjson
 from redis.asyncio import Redis
-from redis.exceptions import ResponseError
 
 from services.common.redis_batch import ScriptBatcher
+from services.common.stream_outbox import warm_sale
 from services.seckill.domain import Activity, Outcome, Reservation
-from services.seckill.keys import ACTIVITIES, RELAY_GROUP, activity_keys
+from services.seckill.keys import ACTIVITIES, activity_keys
 
 
 def _lua(name: str) -> str:
@@ -40,13 +40,12 @@ class StockStore:
         self._release = redis.register_script(_lua("release.lua"))
 
     async def warm_up(self, activity: Activity) -> None:
-        """Load an activity into Redis. Idempotent: stock is set only if absent, so
-        warming again never hands out stock twice."""
+        """Load an activity into Redis; idempotent (see warm_sale)."""
         keys = activity_keys(activity.id)
-        pipe = self._redis.pipeline(transaction=True)
-        pipe.hset(
-            keys.meta,
-            mapping={
+        await warm_sale(
+            self._redis,
+            meta_key=keys.meta,
+            meta={
                 "starts_ms": int(activity.starts_at.timestamp() * 1000),
                 "ends_ms": int(activity.ends_at.timestamp() * 1000),
                 "limit": activity.per_user_limit,
@@ -54,16 +53,12 @@ class StockStore:
                 "price": activity.price_cents,
                 "sku": activity.sku,
             },
+            stock_key=keys.stock,
+            stock=activity.stock,
+            outbox_key=keys.outbox,
+            registry_key=ACTIVITIES,
+            sale_id=activity.id,
         )
-        pipe.set(keys.stock, activity.stock, nx=True)
-        await pipe.execute()
-        try:
-            await self._redis.xgroup_create(keys.outbox, RELAY_GROUP, id="0", mkstream=True)
-        except ResponseError as exc:
-            if "BUSYGROUP" not in str(exc):
-                raise
-        # Registered last: the relay only watches streams whose group exists.
-        await self._redis.sadd(ACTIVITIES, activity.id)
 
     async def is_warm(self, activity_id: int) -> bool:
         return bool(await self._redis.exists(activity_keys(activity_id).meta))
