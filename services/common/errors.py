@@ -35,3 +35,19 @@ class ValidationError(DomainError):
 class NotFound(DomainError):
     def __init__(self, what: str) -> None:
         super().__init__(404, "not_found", f"{what} not found")
+
+
+class OutcomeUnknown(DomainError):
+    """A state-changing call whose reply never came (Redis timed out or the connection
+    broke mid-call): it may have been applied. Answered 503 with where to look, never a
+    blind 500: the caller learns the truth from `check` instead of guessing."""
+
+    def __init__(self, check: str, **ids: Any) -> None:
+        super().__init__(
+            503,
+            "outcome_unknown",
+            f"the request may or may not have been applied; GET {check} tells which "
+            "(a 404 there means it was not)",
+            check=check,
+            **ids,
+        )

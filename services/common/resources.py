@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncpg
+from redis import exceptions as redis_errors
 from redis.asyncio import BlockingConnectionPool, Redis
 
 from services.common.settings import Settings
@@ -14,6 +15,15 @@ PG_TRANSIENT: tuple[type[BaseException], ...] = (
     asyncpg.CannotConnectNowError,
     asyncpg.InterfaceError,
     asyncpg.TooManyConnectionsError,
+)
+
+# A Redis call that got no answer: timed out (ours or the socket's) or the connection
+# broke. A command already sent may still have run, so its outcome is unknown.
+REDIS_UNANSWERED: tuple[type[BaseException], ...] = (
+    TimeoutError,
+    ConnectionError,
+    redis_errors.TimeoutError,
+    redis_errors.ConnectionError,
 )
 
 

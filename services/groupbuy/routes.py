@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from aiohttp import web
 
-from services.common.errors import NotFound
+from services.common.errors import NotFound, OutcomeUnknown
 from services.common.events import rfc3339
 from services.common.http import json_response, principal, read_json_object, require_admin
+from services.common.resources import REDIS_UNANSWERED as UNANSWERED
 from services.groupbuy.domain import (
     Campaign,
     campaign_of_group,
@@ -26,6 +28,8 @@ from services.groupbuy.domain import (
 from services.groupbuy.metrics import GroupbuyMetrics
 from services.groupbuy.repository import CampaignRepository, GroupRecord
 from services.groupbuy.store import GroupStore
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -88,7 +92,13 @@ async def open_group(request: web.Request) -> web.Response:
         raise NotFound("campaign")
     user = principal(request).user_id
     parse_empty_body(await read_json_object(request))
-    outcome, opened = await gb.store.open_group(campaign_id, user, new_group_id(campaign_id))
+    group_id = new_group_id(campaign_id)
+    try:
+        outcome, opened = await gb.store.open_group(campaign_id, user, group_id)
+    except UNANSWERED as exc:  # the script may have run: the group card tells
+        gb.metrics.open_refused.labels("outcome_unknown").inc()
+        log.warning("opening group %s: outcome unknown: %r", group_id, exc)
+        raise OutcomeUnknown(f"/api/groupbuy/groups/{group_id}", group_id=group_id) from exc
     if opened is None:
         gb.metrics.open_refused.labels(outcome.value).inc()
         raise refusal(outcome, "campaign")
@@ -110,7 +120,12 @@ async def join_group(request: web.Request) -> web.Response:
     group_id = request.match_info["id"]
     user = principal(request).user_id
     parse_empty_body(await read_json_object(request))
-    outcome, joined = await gb.store.join_group(group_id, user)
+    try:
+        outcome, joined = await gb.store.join_group(group_id, user)
+    except UNANSWERED as exc:  # the script may have run: the group card lists members
+        gb.metrics.joins.labels("outcome_unknown").inc()
+        log.warning("joining group %s: outcome unknown: %r", group_id, exc)
+        raise OutcomeUnknown(f"/api/groupbuy/groups/{group_id}", group_id=group_id) from exc
     gb.metrics.joins.labels(join_metric_result(outcome)).inc()
     if joined is None:
         raise refusal(outcome)

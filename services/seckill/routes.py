@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from aiohttp import web
 
-from services.common.errors import NotFound
+from services.common.errors import NotFound, OutcomeUnknown
 from services.common.http import (
     json_response,
     principal,
     read_json_object,
     require_admin,
 )
+from services.common.resources import REDIS_UNANSWERED as UNANSWERED
 from services.seckill.activities import ActivityRepository
 from services.seckill.domain import (
     Activity,
@@ -31,6 +33,8 @@ from services.seckill.domain import (
 from services.seckill.metrics import SeckillMetrics
 from services.seckill.sold_out import SoldOutFlags
 from services.seckill.stock import StockStore
+
+log = logging.getLogger(__name__)
 
 LIST_LIMIT = 100
 
@@ -110,9 +114,17 @@ async def reserve(request: web.Request) -> web.Response:
         sk.metrics.sold_out_short_circuit.inc()
         sk.metrics.reservations.labels(Outcome.SOLD_OUT.name.lower()).inc()
         raise refusal(Outcome.SOLD_OUT)
-    outcome, reservation = await sk.stock.reserve(
-        activity_id, user, quantity, new_reservation_id(activity_id)
-    )
+    reservation_id = new_reservation_id(activity_id)
+    try:
+        outcome, reservation = await sk.stock.reserve(activity_id, user, quantity, reservation_id)
+    except UNANSWERED as exc:
+        # The script may have run (the reply was lost, not the command): the caller can
+        # look the reservation up by the id it would have had.
+        sk.metrics.reservations.labels("outcome_unknown").inc()
+        log.warning("reservation %s outcome unknown: %r", reservation_id, exc)
+        raise OutcomeUnknown(
+            f"/api/seckill/reservations/{reservation_id}", reservation_id=reservation_id
+        ) from exc
     sk.metrics.reservations.labels(
         "reserved" if outcome is Outcome.RESERVED else outcome.name.lower()
     ).inc()
