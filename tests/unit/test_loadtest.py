@@ -3,6 +3,8 @@ the post-run invariant checks, chart data, wrk parsing and the benchmark's verdi
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from loadtest.bench import report, wrk
@@ -679,3 +681,20 @@ def test_only_the_spike_sells_out_by_default_and_an_explicit_stock_wins() -> Non
         "GroupBuyInviter",
     ]
     assert "--processes" in argv and "--shape" in argv and "--groupbuy-admin-url" in argv
+
+
+def test_the_benchmark_keeps_its_data_out_of_the_dev_stack() -> None:
+    from loadtest.bench.__main__ import bench_settings
+    from services.common.settings import Settings
+
+    base = Settings(
+        database_url="postgresql://postgres@127.0.0.1:5432/flashsale",
+        redis_url="redis://127.0.0.1:6379/0",
+        kafka_topic_prefix="",
+    )
+    bench = bench_settings(base)
+    assert bench.database_url == "postgresql://postgres@127.0.0.1:5432/flashsale_bench"
+    assert bench.redis_url == "redis://127.0.0.1:6379/13"
+    assert bench.topic("seckill.reservations") == "bench.seckill.reservations"
+    chosen = bench_settings(dataclasses.replace(base, redis_url="redis://h:6379/7"))
+    assert chosen.redis_url == "redis://h:6379/7"  # a database the operator named is kept
