@@ -24,6 +24,7 @@ from services.common.events import (
     from_epoch_ms,
     rfc3339,
 )
+from services.common.sales import Status, sale_status
 from services.common.validation import (
     int_field,
     new_owned_id,
@@ -40,13 +41,6 @@ MAX_PER_USER_LIMIT = 100
 MAX_WINDOW_SECONDS = 7 * 24 * 3600
 MAX_PAYMENT_TIMEOUT_SECONDS = 7 * 24 * 3600
 MAX_PRICE_CENTS = 10**12
-
-
-class Status(StrEnum):
-    UPCOMING = "upcoming"
-    LIVE = "live"
-    SOLD_OUT = "sold_out"
-    ENDED = "ended"
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,12 +79,8 @@ class Campaign:
 
 
 def campaign_status(campaign: Campaign, remaining: int, now: datetime) -> Status:
-    if now >= campaign.ends_at:
-        return Status.ENDED
-    if now < campaign.starts_at:
-        return Status.UPCOMING
     # A new group needs a whole group's worth of units.
-    return Status.SOLD_OUT if remaining < campaign.group_size else Status.LIVE
+    return sale_status(campaign.starts_at, campaign.ends_at, remaining, now, campaign.group_size)
 
 
 def campaign_view(campaign: Campaign, remaining: int, now: datetime) -> dict[str, Any]:

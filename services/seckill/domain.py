@@ -19,6 +19,7 @@ from services.common.events import (
     rfc3339,
     rfc3339_ms,
 )
+from services.common.sales import Status, sale_status
 from services.common.validation import (
     int_field,
     new_owned_id,
@@ -33,13 +34,6 @@ MAX_STOCK = 10_000_000
 MAX_PER_USER_LIMIT = 100
 MAX_PAYMENT_TIMEOUT_SECONDS = 7 * 24 * 3600
 MAX_PRICE_CENTS = 10**12
-
-
-class Status(StrEnum):
-    UPCOMING = "upcoming"
-    LIVE = "live"
-    SOLD_OUT = "sold_out"
-    ENDED = "ended"
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,11 +62,7 @@ class Activity:
 
 
 def activity_status(activity: Activity, remaining: int, now: datetime) -> Status:
-    if now >= activity.ends_at:
-        return Status.ENDED
-    if now < activity.starts_at:
-        return Status.UPCOMING
-    return Status.SOLD_OUT if remaining <= 0 else Status.LIVE
+    return sale_status(activity.starts_at, activity.ends_at, remaining, now)
 
 
 def activity_view(activity: Activity, remaining: int, now: datetime) -> dict[str, Any]:
