@@ -12,7 +12,6 @@ import dataclasses
 import uuid
 from collections.abc import AsyncIterator, Callable
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import pytest
@@ -33,16 +32,10 @@ TRUNCATE seckill.activities, orders.orders, orders.outbox, orders.payments,
 
 
 def _test_settings() -> Settings:
-    base = Settings.from_env()
-    db = urlsplit(base.database_url)
-    rd = urlsplit(base.redis_url)
     # <database>_test, and Redis database 15 unless REDIS_URL names another non-zero one:
     # concurrent runs with different DATABASE_URL/REDIS_URL do not reset each other.
-    redis_db = rd.path.strip("/") or "0"
     return dataclasses.replace(
-        base,
-        database_url=urlunsplit(db._replace(path=f"{db.path.rstrip('/')}_test")),
-        redis_url=urlunsplit(rd._replace(path=f"/{redis_db if redis_db != '0' else '15'}")),
+        Settings.from_env().set_apart("test", 15),
         relay_reclaim_idle_ms=1_000,
         relay_reclaim_interval_seconds=0.5,
         consumer_max_attempts=2,

@@ -37,7 +37,6 @@ import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
 import asyncpg
@@ -562,17 +561,7 @@ def bench_settings(base: Settings) -> Settings:
     a million reservations: in the stack `make up` runs, notify, groupbuy and the
     reconciliation job would then spend minutes working through them (a demo right after
     a benchmark ran at a fifth of its speed)."""
-    db = urlsplit(base.database_url)
-    rd = urlsplit(base.redis_url)
-    redis_db = rd.path.strip("/") or "0"
-    return dataclasses.replace(
-        base,
-        database_url=urlunsplit(db._replace(path=f"{db.path.rstrip('/')}_bench")),
-        redis_url=urlunsplit(
-            rd._replace(path=f"/{redis_db if redis_db != '0' else BENCH_REDIS_DB}")
-        ),
-        kafka_topic_prefix=f"bench.{base.kafka_topic_prefix}",
-    )
+    return base.set_apart("bench", BENCH_REDIS_DB, "bench.")
 
 
 def main(argv: list[str] | None = None) -> int:

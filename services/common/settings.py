@@ -9,7 +9,8 @@ from __future__ import annotations
 import os
 import socket
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
+from urllib.parse import urlsplit, urlunsplit
 
 DEV_JWT_SECRET = "dev-only-secret-change-me-0123456789abcdef"
 DEV_PAYMENT_SECRET = "dev-only-payment-webhook-secret-0123456789"
@@ -139,3 +140,18 @@ class Settings:
 
     def group(self, name: str) -> str:
         return f"{self.kafka_topic_prefix}{name}"
+
+    def set_apart(self, suffix: str, redis_db: int, topic_prefix: str = "") -> Settings:
+        """The same servers, other data: database <name>_<suffix>, Redis database redis_db
+        (unless REDIS_URL names a non-zero one: that choice is kept) and topic_prefix in
+        front of the topics and groups. For runs that must not touch the dev stack's data
+        (tests, the benchmark)."""
+        db = urlsplit(self.database_url)
+        rd = urlsplit(self.redis_url)
+        named = rd.path.strip("/") or "0"
+        return replace(
+            self,
+            database_url=urlunsplit(db._replace(path=f"{db.path.rstrip('/')}_{suffix}")),
+            redis_url=urlunsplit(rd._replace(path=f"/{named if named != '0' else redis_db}")),
+            kafka_topic_prefix=f"{topic_prefix}{self.kafka_topic_prefix}",
+        )
