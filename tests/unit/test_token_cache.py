@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 import jwt
 import pytest
@@ -55,20 +56,29 @@ def test_the_cache_trusts_a_token_only_within_its_nbf_iat_exp_window(
     assert verifier._cache[token][1:] == (now - 5, now + 60)
 
 
+def _now() -> int:
+    return int(time.time())
+
+
+# Built when the test runs, not when pytest collects it: a not-yet-valid token minted at
+# collection became valid in a run that reached this test more than 30 s later.
 @pytest.mark.parametrize(
-    "header",
+    "make_header",
     [
-        None,
-        "Basic abc",
-        bearer(
-            {"sub": "u1", "exp": int(time.time()) + 60}, secret="another-secret-0123456789abcdef01"
+        lambda: None,
+        lambda: "Basic abc",
+        lambda: bearer(
+            {"sub": "u1", "exp": _now() + 60}, secret="another-secret-0123456789abcdef01"
         ),
-        bearer({"sub": "u1", "exp": int(time.time()) - 1}),
-        bearer({"sub": "", "exp": int(time.time()) + 60}),
-        bearer({"sub": "u1", "nbf": int(time.time()) + 30, "exp": int(time.time()) + 60}),
+        lambda: bearer({"sub": "u1", "exp": _now() - 1}),
+        lambda: bearer({"sub": "", "exp": _now() + 60}),
+        lambda: bearer({"sub": "u1", "nbf": _now() + 30, "exp": _now() + 60}),
     ],
 )
-def test_refused_tokens_are_refused_every_time_and_never_cached(header: str | None) -> None:
+def test_refused_tokens_are_refused_every_time_and_never_cached(
+    make_header: Callable[[], str | None],
+) -> None:
+    header = make_header()
     verifier = TokenVerifier(SECRET)
     for _ in range(2):
         with pytest.raises(AuthError):
