@@ -73,6 +73,7 @@ async def settings(base_settings: Settings) -> AsyncIterator[Settings]:
         instance_id=f"test-{uuid.uuid4().hex[:6]}",
         seckill_port=free_port(),
         seckill_ops_port=free_port(),
+        seckill_worker_ops_port=free_port(),
         order_port=free_port(),
         order_ops_port=free_port(),
         groupbuy_port=free_port(),

@@ -192,7 +192,7 @@ class Bench:
     naive_url: str
     results: dict[str, list[wrk.WrkResult]] = dataclasses.field(default_factory=dict)
     pipelines: list[report.Pipeline] = dataclasses.field(default_factory=list)
-    seckill_metrics: str = ""
+    relay_metrics: str = ""
     relay_before: dict[int, list[tuple[float, float]]] = dataclasses.field(default_factory=dict)
 
     async def new_activity(self) -> int:
@@ -262,7 +262,7 @@ class Bench:
     async def relay_histogram(self) -> list[tuple[float, float]]:
         """The seckill relay's publish-delay histogram (script -> Kafka acknowledged)."""
         try:
-            async with self.http.get(self.seckill_metrics) as r:
+            async with self.http.get(self.relay_metrics) as r:
                 return report.histogram_buckets(await r.text(), RELAY_DELAY)
         except aiohttp.ClientError:
             return []
@@ -365,6 +365,7 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
     for port in (
         settings.seckill_port,
         settings.seckill_ops_port,
+        settings.seckill_worker_ops_port,
         settings.order_port,
         settings.order_ops_port,
     ):
@@ -391,9 +392,20 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
     }
     py = sys.executable
     server_cpus = args.server_cpus or None
+    pipeline_cpus = args.pipeline_cpus or None
     procs = {
-        "seckill": Proc("seckill", [py, "-m", "services.seckill"], env, server_cpus),
-        "order": Proc("order", [py, "-m", "services.order"], env, args.pipeline_cpus or None),
+        # The API alone on the server core; its background work (the outbox relay) runs
+        # in the worker, beside the order service, as production runs them.
+        "seckill": Proc(
+            "seckill",
+            [py, "-m", "services.seckill"],
+            {**env, "SECKILL_EMBEDDED_WORKER": "false"},
+            server_cpus,
+        ),
+        "seckill-worker": Proc(
+            "seckill-worker", [py, "-m", "services.seckill.worker"], env, pipeline_cpus
+        ),
+        "order": Proc("order", [py, "-m", "services.order"], env, pipeline_cpus),
         "hello": Proc(
             "hello",
             [py, "-m", "loadtest.bench.servers", "hello", str(hello_port)],
@@ -424,6 +436,9 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
         for p in procs.values():
             p.start(RUN_DIR)
         await wait_http(f"http://{host}:{settings.seckill_ops_port}/readyz", procs["seckill"])
+        await wait_http(
+            f"http://{host}:{settings.seckill_worker_ops_port}/readyz", procs["seckill-worker"]
+        )
         await wait_http(f"http://{host}:{settings.order_ops_port}/readyz", procs["order"])
         await wait_http(f"http://{host}:{hello_port}/hello", procs["hello"])
         await wait_http(
@@ -441,7 +456,7 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
                 seckill_url=f"http://{host}:{settings.seckill_port}",
                 hello_url=f"http://{host}:{hello_port}/hello",
                 naive_url=f"http://{host}:{naive_port}",
-                seckill_metrics=f"http://{host}:{settings.seckill_ops_port}/metrics",
+                relay_metrics=f"http://{host}:{settings.seckill_worker_ops_port}/metrics",
             )
             for k in range(args.rounds + 1):
                 record = k > 0
@@ -478,10 +493,12 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
         f"over {args.tokens} pre-minted tokens (loadtest/bench/rotate.lua), same for all",
         "rounds": f"1 warm-up (discarded) + {args.rounds} measured, targets in rotating order",
         "pinning": f"servers under test on CPU {server_cpus or 'any'}, wrk on CPU "
-        f"{args.client_cpus or 'any'}, order service on CPU {args.pipeline_cpus or 'any'}; "
+        f"{args.client_cpus or 'any'}, seckill worker (outbox relay) and order service on CPU "
+        f"{args.pipeline_cpus or 'any'}; "
         "Redis, PostgreSQL and the broker unpinned (shared)",
-        "servers": "one process each, uvloop, logs at WARNING; seckill with its outbox relay "
-        "running, order service consuming (the whole pipeline is live during reserve rounds)",
+        "servers": "one process each, uvloop, logs at WARNING; the seckill API with its "
+        "background work in the seckill worker (outbox relay), order service consuming (the "
+        "whole pipeline is live during reserve rounds)",
         "reserve": f"fresh activity per round, stock {BENCH_STOCK:,}, per-user limit "
         f"{PER_USER_LIMIT}, rate limit {settings.user_rate_limit_per_second}/s per user, "
         f"batch max {settings.reserve_batch_max}, Redis pool {settings.redis_pool_size}",
@@ -539,8 +556,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--pipeline-cpus",
         default="1" if two_plus else "",
-        help="taskset CPU list of the order service (default: wrk's core, so the service "
-        "under test keeps its core, as separate pods would; '' = no pinning)",
+        help="taskset CPU list of the seckill worker and the order service (default: wrk's "
+        "core, so the service under test keeps its core, as separate pods would; '' = no "
+        "pinning)",
     )
     p.add_argument("--hello-port", type=int, default=0, help="0: a free port")
     p.add_argument("--naive-port", type=int, default=0, help="0: a free port")

@@ -16,6 +16,16 @@ DEV_JWT_SECRET = "dev-only-secret-change-me-0123456789abcdef"
 DEV_PAYMENT_SECRET = "dev-only-payment-webhook-secret-0123456789"
 
 
+def _boolean(raw: str) -> bool:
+    # bool("false") is True: spell the accepted words out.
+    word = raw.strip().lower()
+    if word in ("1", "true", "yes", "on"):
+        return True
+    if word in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(raw)
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     redis_url: str = "redis://127.0.0.1:6379/0"
@@ -28,6 +38,12 @@ class Settings:
     http_host: str = "127.0.0.1"
     seckill_port: int = 8081
     seckill_ops_port: int = 9081
+    # The seckill background work (outbox relay, stock returns, live gauges) runs in the
+    # API process when true; false leaves it to `python -m services.seckill.worker`, whose
+    # /healthz, /readyz and /metrics are on seckill_worker_ops_port (services/seckill/
+    # background.py says why production runs it apart).
+    seckill_embedded_worker: bool = True
+    seckill_worker_ops_port: int = 9085
     order_port: int = 8082
     order_ops_port: int = 9082
     groupbuy_port: int = 8083
@@ -128,7 +144,7 @@ class Settings:
                 continue
             kind = type(getattr(defaults, f.name))
             try:
-                values[f.name] = kind(raw)
+                values[f.name] = _boolean(raw) if kind is bool else kind(raw)
             except ValueError as exc:
                 raise ValueError(
                     f"{f.name.upper()}={raw!r} is not a valid {kind.__name__}"

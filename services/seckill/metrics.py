@@ -5,20 +5,17 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from services.common.http import HttpMetrics
-from services.common.kafka import ConsumerMetrics
-from services.seckill.live_metrics import LiveMetrics
-from services.seckill.outbox_relay import RelayMetrics
-from services.seckill.stock_return import StockReturnMetrics
+from services.seckill.background import BackgroundMetrics
 
 
 class SeckillMetrics:
-    def __init__(self) -> None:
+    """The API's metrics, and the background work's when it runs in the same process
+    (`background` is None when it runs in its own: its metrics are that process's)."""
+
+    def __init__(self, embedded_background: bool = True) -> None:
         self.registry = CollectorRegistry()
         self.http = HttpMetrics(self.registry)
-        self.relay = RelayMetrics(self.registry)
-        self.live = LiveMetrics(self.registry)
-        self.consumer = ConsumerMetrics(self.registry)
-        self.stock_returns = StockReturnMetrics(self.registry)
+        self.background = BackgroundMetrics(self.registry) if embedded_background else None
         self.reservations = Counter(
             "seckill_reservations_total",
             "Reservation attempts by result (reserved, sold_out, limit_reached, ...).",

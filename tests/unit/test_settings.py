@@ -72,6 +72,20 @@ def test_a_float_setting_that_does_not_parse_is_refused_naming_the_variable() ->
     assert str(caught.value) == "SOLD_OUT_RECHECK_SECONDS='half a second' is not a valid float"
 
 
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("false", False), ("0", False), ("No", False), ("off", False), ("true", True), ("1", True)],
+)
+def test_a_boolean_setting_takes_words_not_python_truthiness(value: str, expected: bool) -> None:
+    assert Settings.from_env({"SECKILL_EMBEDDED_WORKER": value}).seckill_embedded_worker is expected
+
+
+def test_a_boolean_setting_that_does_not_parse_is_refused_naming_the_variable() -> None:
+    with pytest.raises(ValueError) as caught:
+        Settings.from_env({"SECKILL_EMBEDDED_WORKER": "nope"})
+    assert str(caught.value) == "SECKILL_EMBEDDED_WORKER='nope' is not a valid bool"
+
+
 def test_settings_are_frozen() -> None:
     with pytest.raises(dataclasses.FrozenInstanceError):
         Settings().order_port = 1  # type: ignore[misc]
