@@ -42,7 +42,7 @@ import aiohttp
 import asyncpg
 import redis.asyncio as aioredis
 
-from loadtest.bench import report, wrk
+from loadtest.bench import cpu, report, wrk
 from loadtest.bench.servers import NAIVE_SCHEMA
 from loadtest.demo import check_reservations_became_orders, check_stock_conservation
 from loadtest.verify import parse_reservations
@@ -190,7 +190,9 @@ class Bench:
     seckill_url: str
     hello_url: str
     naive_url: str
+    pids: dict[str, int] = dataclasses.field(default_factory=dict)
     results: dict[str, list[wrk.WrkResult]] = dataclasses.field(default_factory=dict)
+    cpu_use: dict[str, list[cpu.CpuUse]] = dataclasses.field(default_factory=dict)
     pipelines: list[report.Pipeline] = dataclasses.field(default_factory=list)
     relay_metrics: str = ""
     relay_before: dict[int, list[tuple[float, float]]] = dataclasses.field(default_factory=dict)
@@ -222,7 +224,7 @@ class Bench:
         )
         return sale
 
-    async def wrk_round(self, url: str) -> wrk.WrkResult:
+    async def wrk_round(self, url: str) -> tuple[wrk.WrkResult, cpu.CpuUse]:
         argv = wrk.command(
             url,
             self.tokens_file,
@@ -231,8 +233,10 @@ class Bench:
             seconds=self.args.seconds,
             cpus=self.args.client_cpus or None,
         )
+        before, started = cpu.snapshot(self.pids), time.monotonic()
         result, _ = await asyncio.to_thread(wrk.run, argv, self.args.seconds + 60)
-        return result
+        used = cpu.used(before, cpu.snapshot(self.pids), time.monotonic() - started)
+        return result, used
 
     async def round(self, target: str, record: bool) -> int | None:
         """One wrk round against `target`; returns the activity of a reserve round."""
@@ -247,7 +251,7 @@ class Bench:
             activity = await self.new_activity()
             url = f"{self.seckill_url}/api/seckill/activities/{activity}/reservations"
         relay_before = await self.relay_histogram() if activity is not None else []
-        result = await self.wrk_round(url)
+        result, used = await self.wrk_round(url)
         log(
             f"{target:7} {result.ok_rps:8.0f} 2xx/s  p50 {result.p50_ms:6.2f} ms  "
             f"p99 {result.p99_ms:7.2f} ms  non-2xx {result.non_2xx}  errors {result.socket_errors}"
@@ -255,6 +259,7 @@ class Bench:
         )
         if record:
             self.results.setdefault(target, []).append(result)
+            self.cpu_use.setdefault(target, []).append(used)
         if activity is not None:
             self.relay_before[activity] = relay_before
         return activity
@@ -457,15 +462,16 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
                 hello_url=f"http://{host}:{hello_port}/hello",
                 naive_url=f"http://{host}:{naive_port}",
                 relay_metrics=f"http://{host}:{settings.seckill_worker_ops_port}/metrics",
+                pids={n: p.popen.pid for n, p in procs.items() if p.popen is not None},
             )
             for k in range(args.rounds + 1):
                 record = k > 0
                 for target in rotated(report.TARGETS, k):
                     activity = await bench.round(target, record)
                     if activity is not None:
-                        p = await bench.pipeline(activity)
+                        round_pipeline = await bench.pipeline(activity)
                         if record:
-                            bench.pipelines.append(p)
+                            bench.pipelines.append(round_pipeline)
             drain = None
             if args.drain:
                 log(
@@ -473,9 +479,10 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
                     "is its capacity"
                 )
                 procs["order"].stop()
-                activity = await bench.round(report.RESERVE, record=False)
+                drained = await bench.round(report.RESERVE, record=False)
+                assert drained is not None  # a reserve round has an activity
                 procs["order"].start(RUN_DIR)
-                drain = await bench.pipeline(activity, drain=True)
+                drain = await bench.pipeline(drained, drain=True)
     finally:
         for p in procs.values():
             p.stop()
@@ -484,6 +491,12 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
     load_after = load_average()
 
     summaries = {t: report.summarize(t, bench.results[t]) for t in report.TARGETS}
+    # The server core's load is shown only when the servers have one core to themselves.
+    server_core = f"cpu{server_cpus}" if server_cpus and server_cpus.isdigit() else None
+    cpu_use = [
+        report.summarize_cpu(target, bench.cpu_use[target], bench.results[target], server_core)
+        for target in report.TARGETS
+    ]
     machine = machine_info(
         settings, {"load average (1/5/15 min) before / after": f"{load_before}; {load_after}"}
     )
@@ -504,7 +517,7 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
         f"batch max {settings.reserve_batch_max}, Redis pool {settings.redis_pool_size}",
     }
     notes = list(args.note or [])
-    text = report.render(machine, config, summaries, bench.pipelines, drain, notes)
+    text = report.render(machine, config, summaries, bench.pipelines, drain, notes, cpu_use)
     out = Path(args.out)
     write(out, text)
     write(
@@ -513,6 +526,7 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
             {
                 "machine": machine,
                 "summaries": {k: dataclasses.asdict(v) for k, v in summaries.items()},
+                "cpu": [dataclasses.asdict(c) for c in cpu_use],
                 "pipelines": [dataclasses.asdict(p) for p in bench.pipelines],
                 "drain": dataclasses.asdict(drain) if drain else None,
                 "rounds": {k: [dataclasses.asdict(r) for r in v] for k, v in bench.results.items()},

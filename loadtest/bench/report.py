@@ -6,6 +6,7 @@ import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from loadtest.bench.cpu import CpuUse
 from loadtest.bench.wrk import WrkResult
 
 HELLO, RESERVE, NAIVE = "hello", "reserve", "naive"
@@ -15,6 +16,9 @@ ABOUT = {
     RESERVE: "POST /api/seckill/activities/{id}/reservations (JWT, Lua script, outbox)",
     NAIVE: "naive PostgreSQL: UPDATE ... SET stock = stock - 1 WHERE stock > 0 + INSERT",
 }
+# The process serving each target, among those the benchmark starts.
+SERVER_PROCESS = {HELLO: "hello", RESERVE: "seckill", NAIVE: "naive"}
+PIPELINE_PROCESSES = ("seckill-worker", "order")
 MIN_RESERVE_OVER_HELLO = 0.6
 MIN_RESERVE_OVER_NAIVE = 10.0
 MAX_RESERVATION_TO_ORDER_P99_MS = 1000.0
@@ -42,6 +46,45 @@ def summarize(target: str, results: Sequence[WrkResult]) -> Summary:
         p99_ms=statistics.median(r.p99_ms for r in results),
         rps_all=tuple(round(r.ok_rps) for r in results),
         errors=sum(r.non_2xx + r.socket_errors for r in results),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class CpuSummary:
+    """Medians over a target's rounds of where the CPU went (shares of one core)."""
+
+    target: str
+    server: float
+    us_per_ok: float  # the server process's CPU time per 2xx answer
+    server_core: float | None  # how busy the server's own core was, if it has one
+    pipeline: Mapping[str, float]
+    others: float
+    machine: float
+
+
+def summarize_cpu(
+    target: str, uses: Sequence[CpuUse], results: Sequence[WrkResult], server_core: str | None
+) -> CpuSummary:
+    if not uses or len(uses) != len(results):
+        raise ValueError(f"{target}: {len(uses)} CPU readings for {len(results)} rounds")
+    server = SERVER_PROCESS[target]
+    shares = [u.processes.get(server, 0.0) for u in uses]
+    cores = [u.cores.get(server_core) for u in uses] if server_core else []
+    return CpuSummary(
+        target=target,
+        server=statistics.median(shares),
+        us_per_ok=statistics.median(
+            s * 1e6 / r.ok_rps if r.ok_rps else 0.0 for s, r in zip(shares, results, strict=True)
+        ),
+        server_core=statistics.median(c for c in cores if c is not None)
+        if any(c is not None for c in cores)
+        else None,
+        pipeline={
+            name: statistics.median(u.processes.get(name, 0.0) for u in uses)
+            for name in PIPELINE_PROCESSES
+        },
+        others=statistics.median(u.others() for u in uses),
+        machine=statistics.median(u.machine for u in uses),
     )
 
 
@@ -124,6 +167,7 @@ def render(
     pipelines: Sequence[Pipeline],
     drain: Pipeline | None,
     notes: Sequence[str] = (),
+    cpu: Sequence[CpuSummary] = (),
 ) -> str:
     lines = ["# Benchmarks", ""]
     lines += [
@@ -149,6 +193,23 @@ def render(
             f"| {t} | {ABOUT[t]} | {s.rps:.0f} | {s.p50_ms:.2f} | {s.p99_ms:.2f} | "
             f"{', '.join(str(x) for x in s.rps_all)} | {s.errors} |"
         )
+    if cpu:
+        lines += [
+            "",
+            "## Where the CPU went (medians of the rounds, in cores)",
+            "",
+            "| target | server process | its CPU per 2xx answer | server's core busy | "
+            + " | ".join(PIPELINE_PROCESSES)
+            + " | everything else (Redis, PostgreSQL, broker, wrk) | machine |",
+            "|---|---:|---:|---:|" + "---:|" * len(PIPELINE_PROCESSES) + "---:|---:|",
+        ]
+        for c in cpu:
+            core = "n/a" if c.server_core is None else f"{c.server_core:.2f}"
+            lines.append(
+                f"| {c.target} | {c.server:.2f} | {c.us_per_ok:.0f} µs | {core} | "
+                + " | ".join(f"{c.pipeline[n]:.2f}" for n in PIPELINE_PROCESSES)
+                + f" | {c.others:.2f} | {c.machine:.2f} |"
+            )
     lines += [
         "",
         "## Order pipeline (reservation -> Redis outbox -> Kafka -> order row)",

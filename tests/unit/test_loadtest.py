@@ -7,7 +7,7 @@ import dataclasses
 
 import pytest
 
-from loadtest.bench import report, wrk
+from loadtest.bench import cpu, report, wrk
 from loadtest.charts import parse_history
 from loadtest.demo import StoreSnapshot
 from loadtest.scenarios import (
@@ -627,6 +627,48 @@ def test_report_names_the_machine_and_every_number() -> None:
         "busy machine",
     ):
         assert needle in text
+
+
+PROC_STAT = """cpu  900 0 300 2000 100 0 0 0 0 0
+cpu0 500 0 100 400 0 0 0 0 0 0
+cpu1 400 0 200 1600 100 0 0 0 0 0
+intr 12345
+"""
+
+
+def test_core_ticks_count_iowait_as_idle_and_skip_the_total_line() -> None:
+    assert cpu.core_ticks(PROC_STAT) == {"cpu0": (600, 1000), "cpu1": (600, 2300)}
+
+
+def test_shares_of_a_core_come_from_tick_differences_over_the_wall_time() -> None:
+    tick = cpu.TICKS_PER_SECOND
+    before = cpu.Snapshot({"seckill": 0, "order": 10 * tick}, {"cpu0": (0, 0), "cpu1": (0, 0)})
+    after = cpu.Snapshot(
+        # The worker started after the first reading: no share can be told for it.
+        {"seckill": 6 * tick, "order": 12 * tick, "seckill-worker": 3 * tick},
+        {"cpu0": (90, 100), "cpu1": (50, 100)},
+    )
+    use = cpu.used(before, after, 10.0)
+    assert use.processes == {"seckill": pytest.approx(0.6), "order": pytest.approx(0.2)}
+    assert use.cores == {"cpu0": 0.9, "cpu1": 0.5}
+    assert use.machine == pytest.approx(1.4)
+    assert use.others() == pytest.approx(0.6)
+
+
+def test_the_cpu_summary_takes_medians_and_the_cost_of_one_answer() -> None:
+    def use(server: float, core: float) -> cpu.CpuUse:
+        return cpu.CpuUse({"seckill": server, "order": 0.2}, {"cpu0": core, "cpu1": 0.9})
+
+    rounds = [use(0.5, 0.9), use(0.7, 1.0), use(0.6, 0.95)]
+    c = report.summarize_cpu("reserve", rounds, [_wrk(5000), _wrk(7000), _wrk(4000)], "cpu0")
+    assert (c.server, c.server_core) == (pytest.approx(0.6), 0.95)
+    assert c.us_per_ok == pytest.approx(100.0)  # 0.5 / 5000, 0.7 / 7000, 0.6 / 4000 s
+    assert c.pipeline == {"seckill-worker": 0.0, "order": pytest.approx(0.2)}
+    assert c.others == pytest.approx(1.05)  # per round 1.1, 1.0, 1.05 (busy - ours)
+    text = report.render({"date": "d"}, {}, _summaries(10000, 7000, 500), [], None, (), [c])
+    assert "| reserve | 0.60 | 100 µs | 0.95 | 0.00 | 0.20 | 1.05 | 1.85 |" in text
+    with pytest.raises(ValueError):
+        report.summarize_cpu("reserve", rounds[:2], [_wrk(1)] * 3, None)
 
 
 METRICS = """# HELP seckill_outbox_publish_delay_seconds Time from the script ...
