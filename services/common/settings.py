@@ -68,6 +68,9 @@ class Settings:
     # How long an in-process "sold out" answer is trusted before asking Redis again
     # (stock can come back from cancellations, possibly on another replica).
     sold_out_recheck_seconds: float = 0.5
+    # How old the remaining stock an activity page shows may be (read from Redis at most
+    # once per this time per activity and process; 0: every request). Presses never use it.
+    stock_display_max_age_seconds: float = 0.2
     # Concurrent reservation calls coalesced into one pipelined Redis round trip.
     reserve_batch_max: int = 256
     redis_pool_size: int = 32

@@ -21,6 +21,7 @@ from services.seckill.outbox_relay import OutboxRelay
 from services.seckill.routes import SECKILL, Seckill, add_routes
 from services.seckill.sold_out import SoldOutFlags
 from services.seckill.stock import StockStore
+from services.seckill.stock_view import StockView
 
 log = logging.getLogger(__name__)
 
@@ -54,9 +55,11 @@ def create_app(
             on_batch=metrics.batch_size.observe,
         )
         batcher.start()
+        stock = StockStore(redis, batcher, settings.user_rate_limit_per_second)
         sk = Seckill(
             activities=ActivityRepository(pool),
-            stock=StockStore(redis, batcher, settings.user_rate_limit_per_second),
+            stock=stock,
+            stock_view=StockView(stock.remaining, settings.stock_display_max_age_seconds),
             sold_out=SoldOutFlags(settings.sold_out_recheck_seconds),
             metrics=metrics,
             cache={},

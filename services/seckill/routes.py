@@ -33,6 +33,7 @@ from services.seckill.domain import (
 from services.seckill.metrics import SeckillMetrics
 from services.seckill.sold_out import SoldOutFlags
 from services.seckill.stock import StockStore
+from services.seckill.stock_view import StockView
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +46,8 @@ class Seckill:
 
     activities: ActivityRepository
     stock: StockStore
+    # What the pages show; the reserve path never reads it.
+    stock_view: StockView
     sold_out: SoldOutFlags
     metrics: SeckillMetrics
     # Activities never change once created: cache them for the browsing load.
@@ -88,7 +91,7 @@ async def list_activities(request: web.Request) -> web.Response:
     sk = request.app[SECKILL]
     now = _now()
     activities = await sk.activities.list_not_ended(now, LIST_LIMIT)
-    remaining = await sk.stock.remaining([a.id for a in activities])
+    remaining = await sk.stock_view.remaining([a.id for a in activities])
     return json_response(
         {"activities": [activity_view(a, remaining[a.id], now) for a in activities]}
     )
@@ -97,7 +100,7 @@ async def list_activities(request: web.Request) -> web.Response:
 async def get_activity(request: web.Request) -> web.Response:
     sk = request.app[SECKILL]
     activity = await sk.activity(parse_activity_id(request.match_info["id"]))
-    remaining = await sk.stock.remaining([activity.id])
+    remaining = await sk.stock_view.remaining([activity.id])
     return json_response(activity_view(activity, remaining[activity.id], _now()))
 
 
