@@ -28,7 +28,7 @@ KUBECTL_HOW = (
     "kubectl >= 1.27 (kustomize v5) renders the manifests; it is part of the project's "
     "machine image (see docs/deploy.md)"
 )
-SERVICE_NAMES = {name for name, _ in SERVICES}
+SERVICE_NAMES = {svc.name for svc in SERVICES}
 # Custom resources: apiVersion/kind -> the spec paths each must have.
 CRDS: dict[tuple[str, str], list[str]] = {
     ("kafka.strimzi.io/v1beta2", "Kafka"): ["kafka.listeners", "kafka.config", "entityOperator"],

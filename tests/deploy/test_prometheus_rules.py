@@ -67,11 +67,16 @@ def test_the_issue_s_alerts_exist() -> None:
 
 def test_the_local_scrape_config_is_valid_and_scrapes_every_service(tmp_path: Path) -> None:
     config = tmp_path / "prometheus.yml"
-    config.write_text(local_prometheus_config(Settings(), SERVICES))
+    settings = Settings()
+    config.write_text(local_prometheus_config(settings, [(s.name, s.ops_port) for s in SERVICES]))
     result = promtool("check", "config", str(config))
     assert result.returncode == 0, result.stdout + result.stderr
-    jobs = {j["job_name"] for j in yaml.safe_load(config.read_text())["scrape_configs"]}
-    assert jobs == {name for name, _ in SERVICES}
+    jobs = {
+        j["job_name"]: j["static_configs"][0]["targets"]
+        for j in yaml.safe_load(config.read_text())["scrape_configs"]
+    }
+    assert jobs == {s.name: [f"127.0.0.1:{getattr(settings, s.ops_port)}"] for s in SERVICES}
+    assert jobs["seckill-worker"] == ["127.0.0.1:9085"]
 
 
 def test_the_dashboards_queries_are_valid_promql(tmp_path: Path) -> None:
