@@ -3,6 +3,7 @@ silent on healthy ones (promtool unit tests in deploy/prometheus/tests/)."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 from pathlib import Path
 
@@ -51,6 +52,18 @@ def test_every_alert_fires_in_a_unit_test_and_stays_silent_on_a_healthy_sale() -
                 (fired if check.get("exp_alerts") else silent).add(check["alertname"])
     assert alert_names() - fired == set(), "alerts never shown firing"
     assert alert_names() - silent == set(), "alerts never shown silent"
+
+
+def test_the_target_down_alert_watches_every_service_make_up_starts() -> None:
+    (expr,) = [
+        rule["expr"]
+        for path in rule_files()
+        for group in yaml.safe_load(path.read_text())["groups"]
+        for rule in group["rules"]
+        if rule.get("alert") == "FlashsaleTargetDown"
+    ]
+    (jobs,) = re.findall(r'up\{job=~"([^"]+)"\}', expr)
+    assert set(jobs.split("|")) == {s.name for s in SERVICES}
 
 
 def test_the_issue_s_alerts_exist() -> None:
