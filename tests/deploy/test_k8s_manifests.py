@@ -161,9 +161,12 @@ def container_settings(docs: tuple[dict[str, Any], ...], name: str) -> dict[str,
     return values | {e["name"]: e["value"] for e in app.get("env", []) if "value" in e}
 
 
+def policies(docs: tuple[dict[str, Any], ...]) -> dict[str, dict[str, Any]]:
+    return {p["metadata"]["name"]: p for p in of_kind(docs, "NetworkPolicy")}
+
+
 def monitoring_ports(docs: tuple[dict[str, Any], ...]) -> set[int]:
-    policies = {p["metadata"]["name"]: p for p in of_kind(docs, "NetworkPolicy")}
-    rules = policies["services-from-gateway-and-monitoring"]["spec"]["ingress"]
+    rules = policies(docs)["services-from-gateway-and-monitoring"]["spec"]["ingress"]
     return {
         port["port"]
         for rule in rules
@@ -180,6 +183,8 @@ def test_every_service_runs_as_make_up_runs_it_and_is_scraped_on_its_ops_port(
     deployments = {d["metadata"]["name"]: d for d in of_kind(docs, "Deployment")}
     services = {s["metadata"]["name"]: s for s in of_kind(docs, "Service")}
     scraped = monitoring_ports(docs)
+    (denied,) = policies(docs)["flashsale-default-deny"]["spec"]["podSelector"]["matchExpressions"]
+    assert SERVICE_NAMES <= set(denied["values"])
     for svc in SERVICES:
         (app,) = deployments[svc.name]["spec"]["template"]["spec"]["containers"]
         assert app["args"] == ["python", "-m", svc.module], svc.name
@@ -202,8 +207,9 @@ def test_the_seckill_worker_does_the_api_s_background_work_on_two_pods() -> None
     assert worker["spec"]["replicas"] >= 2
     (service,) = [s for s in of_kind(docs, "Service") if s["metadata"]["name"] == "seckill-worker"]
     assert [p["name"] for p in service["spec"]["ports"]] == ["ops"]  # no API
-    policies = {p["metadata"]["name"]: p for p in of_kind(docs, "NetworkPolicy")}
-    (redis_clients,) = policies["redis-from-seckill-groupbuy-and-reconcile"]["spec"]["ingress"]
+    (redis_clients,) = policies(docs)["redis-from-seckill-groupbuy-and-reconcile"]["spec"][
+        "ingress"
+    ]
     (selector,) = redis_clients["from"][0]["podSelector"]["matchExpressions"]
     assert "seckill-worker" in selector["values"]
 
