@@ -29,14 +29,15 @@ def service(name: str) -> Service:
 @pytest.fixture
 def lookalike_worker() -> Iterator[int]:
     """A sleeping process whose command line ends like the seckill worker's."""
-    proc = subprocess.Popen(
-        [sys.executable, "-c", "import time; time.sleep(30)", "-m", "services.seckill.worker"]
-    )
-    try:
-        yield proc.pid
-    finally:
-        proc.kill()
-        proc.wait()
+    code = "import time; print('up', flush=True); time.sleep(30)"
+    argv = [sys.executable, "-c", code, "-m", "services.seckill.worker"]
+    with subprocess.Popen(argv, stdout=subprocess.PIPE) as proc:
+        try:
+            # Popen returns while execve may still be setting up the new command line.
+            assert proc.stdout is not None and proc.stdout.readline() == b"up\n"
+            yield proc.pid
+        finally:
+            proc.kill()
 
 
 def test_every_service_runs_an_existing_module_with_its_own_ops_port() -> None:
