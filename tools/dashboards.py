@@ -5,6 +5,12 @@ ConfigMap built from them) loads them.
 A board per service plus an overview for a live sale. A new service is a function that
 returns its panels and one line in dashboards(); every query uses only metric names that
 tests/integration/test_metrics_names.py checks the services export.
+
+Gauges read from shared state (stock and outbox backlogs in Redis, rows in PostgreSQL,
+DLQ offsets in Kafka) are exported alike by every replica that reads them: two seckill
+workers export the same stock. They are aggregated with max (per activity, state,
+topic), never sum; counters are summed. No query names a job for the seckill relay and
+gauges: they come from seckill-worker, or from seckill when it runs them itself.
 """
 
 from __future__ import annotations
@@ -136,8 +142,11 @@ def overview() -> list[Panel]:
             f"(rate(http_request_duration_seconds_bucket{{{HOT_ROUTE}}}[{RATE}])))",
             "s",
         ),
-        stat("Stock left (live activities)", "sum(seckill_activity_stock_remaining)"),
-        stat("DLQ messages", "sum(kafka_dlq_messages) or vector(0)"),
+        stat(
+            "Stock left (live activities)",
+            "sum(max by (activity) (seckill_activity_stock_remaining))",
+        ),
+        stat("DLQ messages", "sum(max by (topic) (kafka_dlq_messages)) or vector(0)"),
         stat("Reconciliation mismatches", "sum(reconciliation_mismatches) or vector(0)"),
         timeseries(
             "Requests/s by service",
@@ -167,7 +176,7 @@ def overview() -> list[Panel]:
         ),
         timeseries(
             "Stock left per activity",
-            [("sum by (activity) (seckill_activity_stock_remaining)", "activity {{activity}}")],
+            [("max by (activity) (seckill_activity_stock_remaining)", "activity {{activity}}")],
         ),
         timeseries(
             "Reservations vs orders (cumulative)",
@@ -185,8 +194,8 @@ def overview() -> list[Panel]:
             "Pipeline lag",
             [
                 ("sum by (group, topic) (kafka_consumer_lag)", "consumer {{group}} {{topic}}"),
-                ("sum(seckill_outbox_backlog)", "seckill outbox"),
-                ("sum(order_outbox_backlog)", "order outbox"),
+                ("max(seckill_outbox_backlog)", "seckill outbox"),
+                ("max(order_outbox_backlog)", "order outbox"),
             ],
         ),
         timeseries(
@@ -227,14 +236,14 @@ def seckill() -> list[Panel]:
         timeseries(
             "Stock left / initial per activity",
             [
-                ("sum by (activity) (seckill_activity_stock_remaining)", "left {{activity}}"),
-                ("sum by (activity) (seckill_activity_stock_initial)", "initial {{activity}}"),
+                ("max by (activity) (seckill_activity_stock_remaining)", "left {{activity}}"),
+                ("max by (activity) (seckill_activity_stock_initial)", "initial {{activity}}"),
             ],
         ),
         timeseries(
             "Outbox: backlog, published/s, failures/s, reclaimed/s",
             [
-                ("sum(seckill_outbox_backlog)", "backlog"),
+                ("max(seckill_outbox_backlog)", "backlog"),
                 (f"sum(rate(seckill_outbox_published_total[{RATE}]))", "published/s"),
                 (f"sum(rate(seckill_outbox_publish_failures_total[{RATE}]))", "failed rounds/s"),
                 (f"sum(rate(seckill_outbox_reclaimed_total[{RATE}]))", "reclaimed/s"),
@@ -283,7 +292,7 @@ def order() -> list[Panel]:
         timeseries(
             "Outbox: backlog, published/s, failures/s",
             [
-                ("sum(order_outbox_backlog)", "backlog"),
+                ("max(order_outbox_backlog)", "backlog"),
                 (f"sum(rate(order_outbox_published_total[{RATE}]))", "published/s"),
                 (f"sum(rate(order_outbox_publish_failures_total[{RATE}]))", "failed rounds/s"),
             ],
@@ -392,7 +401,7 @@ def groupbuy() -> list[Panel]:
         timeseries(
             "Outbox: backlog, published/s, failures/s, reclaimed/s",
             [
-                ("sum(groupbuy_outbox_backlog)", "backlog"),
+                ("max(groupbuy_outbox_backlog)", "backlog"),
                 (f"sum(rate(groupbuy_outbox_published_total[{RATE}]))", "published/s"),
                 (f"sum(rate(groupbuy_outbox_publish_failures_total[{RATE}]))", "failed rounds/s"),
                 (f"sum(rate(groupbuy_outbox_reclaimed_total[{RATE}]))", "reclaimed/s"),

@@ -129,7 +129,8 @@ def local_prometheus_config(
     s: Settings, services: Iterable[tuple[str, str]], scrape_interval: str = "5s"
 ) -> str:
     """prometheus.yml for `make up PROMETHEUS=1`: scrapes every service's ops port, with
-    job = service name (as the ServiceMonitors do), and loads the alert rules."""
+    job = service name (as the ServiceMonitors do), and loads the alert rules. `services`:
+    (name, Settings attribute holding its ops port) pairs."""
     config = {
         "global": {"scrape_interval": scrape_interval, "evaluation_interval": scrape_interval},
         "rule_files": [str(RULES_DIR / "*.yml")],

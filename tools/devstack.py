@@ -27,8 +27,8 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 from urllib.parse import urlsplit, urlunsplit
@@ -43,14 +43,31 @@ REDIS_DIR = RUN / "redis"
 PG_DIR = RUN / "pg"
 PG_CLUSTER_MARKER = PIDS / "postgresql.cluster"
 
-# The services `up` starts, in start order, with the Settings attribute holding the
-# port of their /healthz, /readyz and /metrics. A new service is one line here.
-SERVICES: tuple[tuple[str, str], ...] = (
-    ("seckill", "seckill_ops_port"),
-    ("order", "order_ops_port"),
-    ("groupbuy", "groupbuy_ops_port"),
-    ("notify", "notify_ops_port"),
-    ("reconcile", "reconcile_ops_port"),
+
+@dataclass(frozen=True, slots=True)
+class Service:
+    """A process `up` starts: `python -m <module>` with `env` added to its environment,
+    ready when /readyz answers 200 on the port held by the Settings attribute `ops_port`
+    (where it also serves /healthz and /metrics; `name` is its Prometheus job)."""
+
+    name: str
+    module: str
+    ops_port: str
+    env: Mapping[str, str] = field(default_factory=dict)
+
+
+# The seckill API leaves its background work (outbox relay, stock returns, live gauges)
+# to seckill-worker, as in production: on the API's event loop it waits behind requests.
+WITHOUT_EMBEDDED_WORKER = {"SECKILL_EMBEDDED_WORKER": "false"}
+
+# The services `up` starts, in start order. A new service is one line here.
+SERVICES: tuple[Service, ...] = (
+    Service("seckill", "services.seckill", "seckill_ops_port", WITHOUT_EMBEDDED_WORKER),
+    Service("seckill-worker", "services.seckill.worker", "seckill_worker_ops_port"),
+    Service("order", "services.order", "order_ops_port"),
+    Service("groupbuy", "services.groupbuy", "groupbuy_ops_port"),
+    Service("notify", "services.notify", "notify_ops_port"),
+    Service("reconcile", "services.reconcile", "reconcile_ops_port"),
 )
 
 INFRA_TIMEOUT = 30.0
@@ -183,16 +200,24 @@ def process_alive(pid: int) -> bool:
     return True
 
 
+def padded_command_line(args: Sequence[str]) -> str:
+    """The arguments joined by spaces, with a space before and after: a marker padded
+    with spaces (" -m services.seckill ") then matches whole arguments only, never the
+    start of a longer one (" -m services.seckill.worker ")."""
+    return f" {' '.join(args)} "
+
+
 def command_line(pid: int) -> str:
     try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        return padded_command_line([a.decode(errors="replace") for a in args if a])
     except OSError:
         pass
     try:  # no /proc (macOS)
         out = subprocess.run(
             ["ps", "-o", "command=", "-p", str(pid)], capture_output=True, text=True, check=False
         )
-        return out.stdout
+        return padded_command_line(out.stdout.split())
     except OSError:
         return ""
 
@@ -200,8 +225,9 @@ def command_line(pid: int) -> str:
 def tracked_pid(name: str, marker: str) -> int | None:
     """The live process recorded in .run/pids/<name>.pid, if it is still ours.
 
-    `marker` must appear in its command line: after a reboot the pid may belong to
-    an unrelated process, which must never be signalled. A stale file is removed.
+    `marker` must appear in its command line (padded_command_line): after a reboot the
+    pid may belong to an unrelated process, which must never be signalled. A stale file
+    is removed.
     """
     path = pid_file(name)
     try:
@@ -619,8 +645,17 @@ def up_kafka(s: Settings) -> None:
 # ---------------------------------------------------------------- services
 
 
-def service_marker(name: str) -> str:
-    return f"services.{name}"
+def service_argv(service: Service) -> list[str]:
+    return [sys.executable, "-m", service.module]
+
+
+def service_marker(service: Service) -> str:
+    # Whole arguments: the seckill API's marker must not match the seckill worker.
+    return padded_command_line(["-m", service.module])
+
+
+def service_env(service: Service) -> dict[str, str]:
+    return {**os.environ, **service.env}
 
 
 def ops_endpoint(s: Settings, attr: str) -> Endpoint:
@@ -638,31 +673,31 @@ def readyz_probe(url: str) -> Callable[[], str | None]:
 
 
 def up_services(s: Settings) -> None:
-    started: list[tuple[str, str, subprocess.Popen[bytes] | None]] = []
-    for name, attr in SERVICES:
-        ours = tracked_pid(name, service_marker(name))
+    started: list[tuple[Service, subprocess.Popen[bytes] | None]] = []
+    for svc in SERVICES:
+        ours = tracked_pid(svc.name, service_marker(svc))
         if ours is not None:
-            print(f"{name}: already running (started by devstack, pid {ours})")
-            started.append((name, attr, None))
+            print(f"{svc.name}: already running (started by devstack, pid {ours})")
+            started.append((svc, None))
             continue
-        if tcp_open(ops_endpoint(s, attr)):
+        if tcp_open(ops_endpoint(s, svc.ops_port)):
             print(
-                f"{name}: port {ops_endpoint(s, attr)} in use by a process devstack did not "
-                "start; using it"
+                f"{svc.name}: port {ops_endpoint(s, svc.ops_port)} in use by a process "
+                "devstack did not start; using it"
             )
-            started.append((name, attr, None))
+            started.append((svc, None))
             continue
-        child = spawn(name, [sys.executable, "-m", service_marker(name)])
-        print(f"{name}: started (pid {child.pid}, log {rel(log_file(name))})")
-        started.append((name, attr, child))
+        child = spawn(svc.name, service_argv(svc), service_env(svc))
+        print(f"{svc.name}: started (pid {child.pid}, log {rel(log_file(svc.name))})")
+        started.append((svc, child))
 
     # Started together, waited for together: one deadline for all.
     deadline = time.monotonic() + SERVICE_TIMEOUT
-    for name, attr, proc in started:
-        url = readyz_url(s, attr)
+    for svc, proc in started:
+        url = readyz_url(s, svc.ops_port)
         remaining = max(1.0, deadline - time.monotonic())
-        wait_until(name, readyz_probe(url), log_file(name), remaining, proc)
-        print(f"{name}: ready ({url})")
+        wait_until(svc.name, readyz_probe(url), log_file(svc.name), remaining, proc)
+        print(f"{svc.name}: ready ({url})")
 
 
 # ---------------------------------------------------------------- bootstrap
@@ -763,7 +798,7 @@ def cmd_down() -> None:
     from tools import edge
 
     edge.down()
-    stop_processes([(name, service_marker(name)) for name, _ in reversed(SERVICES)])
+    stop_processes([(svc.name, service_marker(svc)) for svc in reversed(SERVICES)])
     stop_processes([("tansu", TANSU_MARKER)])
     stop_processes([("redis", REDIS_MARKER)])
     down_postgres()
@@ -787,9 +822,9 @@ def cmd_status(s: Settings) -> int:
         else:
             who = "not started by devstack" if state == "up" else ""
         lines.append((name, ep, state, who))
-    for name, attr in SERVICES:
-        ep, pid = ops_endpoint(s, attr), tracked_pid(name, service_marker(name))
-        if http_ok(readyz_url(s, attr)):
+    for svc in SERVICES:
+        ep, pid = ops_endpoint(s, svc.ops_port), tracked_pid(svc.name, service_marker(svc))
+        if http_ok(readyz_url(s, svc.ops_port)):
             state = "up"
         else:
             state = "not ready" if tcp_open(ep) else "down"
@@ -797,12 +832,13 @@ def cmd_status(s: Settings) -> int:
             who = f"started by devstack, pid {pid}"
         else:
             who = "not started by devstack" if state != "down" else ""
-        lines.append((name, ep, state, who))
+        lines.append((svc.name, ep, state, who))
     from tools import edge
 
     lines += edge.status_lines(s)
+    width = max(len(name) for name, *_ in lines)
     for name, ep, state, who in lines:
-        print(f"{name:<10} {state:<9} {ep!s:<22} {who}".rstrip())
+        print(f"{name:<{width}} {state:<9} {ep!s:<22} {who}".rstrip())
     return 0
 
 

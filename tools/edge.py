@@ -125,7 +125,8 @@ def up_prometheus(s: Settings) -> None:
     if binary is None:
         raise DevstackError("prometheus: not installed (apt-get install prometheus)")
     PROMETHEUS_DIR.mkdir(parents=True, exist_ok=True)
-    PROMETHEUS_CONF.write_text(local_prometheus_config(s, SERVICES))
+    jobs = [(svc.name, svc.ops_port) for svc in SERVICES]
+    PROMETHEUS_CONF.write_text(local_prometheus_config(s, jobs))
     url = prometheus_url(s)
     ep = Endpoint(connect_host(s.http_host), s.prometheus_port)
     if reloaded("prometheus", PROMETHEUS_MARKER, ep, "PROMETHEUS_PORT"):
@@ -142,7 +143,7 @@ def up_prometheus(s: Settings) -> None:
     wait_until("prometheus", ready, log_file("prometheus"), TIMEOUT * 2, proc)
     print(
         f"prometheus: started at {url} (pid {proc.pid}), scraping "
-        f"{', '.join(name for name, _ in SERVICES)}; alerts at {url}/alerts"
+        f"{', '.join(name for name, _ in jobs)}; alerts at {url}/alerts"
     )
 
 

@@ -14,6 +14,23 @@ from tools.deploy import DASHBOARDS_DIR, DEPLOY
 # Exported by jobs outside the two services: the reconciliation job (issue 3).
 EXTERNAL = {"reconciliation_mismatches"}
 FUNCTIONS = {"histogram_quantile"}
+# Gauges every replica reads from the same Redis, PostgreSQL or Kafka state and exports
+# alike: summed over two replicas they count everything twice.
+SHARED_STATE_GAUGES = {
+    "seckill_activity_stock_remaining",
+    "seckill_activity_stock_initial",
+    "seckill_activities_missing_redis_state",
+    "seckill_outbox_backlog",
+    "seckill_outbox_oldest_entry_age_seconds",
+    "order_outbox_backlog",
+    "order_outbox_oldest_event_age_seconds",
+    "order_orders",
+    "groupbuy_outbox_backlog",
+    "groupbuy_groups",
+    "notify_deliveries",
+    "kafka_dlq_messages",
+}
+MAX_OF = r"\bmax(?:\s*by\s*\([\w,\s]*\))?\s*\(\s*"  # max(, max by (a, b) (
 
 
 def queried_metrics(expr: str) -> set[str]:
@@ -28,6 +45,17 @@ def test_every_query_uses_a_metric_a_service_exports() -> None:
             for target in panel["targets"]:
                 unknown = queried_metrics(target["expr"]) - known
                 assert unknown == set(), f"{name}/{panel['title']}: {unknown}"
+
+
+def test_gauges_of_shared_state_are_taken_once_never_added_up_over_replicas() -> None:
+    for name, board in dashboards().items():
+        for panel in board["panels"]:
+            for target in panel["targets"]:
+                expr = target["expr"]
+                for gauge in SHARED_STATE_GAUGES:
+                    uses = re.findall(rf"\b{gauge}\b", expr)
+                    under_max = re.findall(rf"{MAX_OF}{gauge}\b", expr)
+                    assert len(uses) == len(under_max), f"{name}/{panel['title']}: {expr}"
 
 
 def test_the_overview_shows_what_a_live_sale_needs() -> None:

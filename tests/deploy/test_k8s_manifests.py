@@ -28,7 +28,7 @@ KUBECTL_HOW = (
     "kubectl >= 1.27 (kustomize v5) renders the manifests; it is part of the project's "
     "machine image (see docs/deploy.md)"
 )
-SERVICE_NAMES = {name for name, _ in SERVICES}
+SERVICE_NAMES = {svc.name for svc in SERVICES}
 # Custom resources: apiVersion/kind -> the spec paths each must have.
 CRDS: dict[tuple[str, str], list[str]] = {
     ("kafka.strimzi.io/v1beta2", "Kafka"): ["kafka.listeners", "kafka.config", "entityOperator"],
@@ -147,6 +147,71 @@ def test_every_setting_reaches_every_service_container(overlay: str) -> None:
         assert names - wanted == set(), "variables that are no setting"
         probe = app["readinessProbe"]["httpGet"]
         assert (probe["path"], probe["port"]) == ("/readyz", "ops")
+
+
+def container_settings(docs: tuple[dict[str, Any], ...], name: str) -> dict[str, str]:
+    """What a Deployment's app container gets from the ConfigMaps and plain `env` values
+    (the latter win, as in Kubernetes); values from Secrets are left out."""
+    config = {c["metadata"]["name"]: c.get("data", {}) for c in of_kind(docs, "ConfigMap")}
+    (deployment,) = [d for d in of_kind(docs, "Deployment") if d["metadata"]["name"] == name]
+    (app,) = deployment["spec"]["template"]["spec"]["containers"]
+    values: dict[str, str] = {}
+    for source in app.get("envFrom", []):
+        values |= config[source["configMapRef"]["name"]]
+    return values | {e["name"]: e["value"] for e in app.get("env", []) if "value" in e}
+
+
+def policies(docs: tuple[dict[str, Any], ...]) -> dict[str, dict[str, Any]]:
+    return {p["metadata"]["name"]: p for p in of_kind(docs, "NetworkPolicy")}
+
+
+def monitoring_ports(docs: tuple[dict[str, Any], ...]) -> set[int]:
+    rules = policies(docs)["services-from-gateway-and-monitoring"]["spec"]["ingress"]
+    return {
+        port["port"]
+        for rule in rules
+        if any("namespaceSelector" in peer for peer in rule["from"])
+        for port in rule["ports"]
+    }
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_every_service_runs_as_make_up_runs_it_and_is_scraped_on_its_ops_port(
+    overlay: str,
+) -> None:
+    docs = rendered(overlay)
+    deployments = {d["metadata"]["name"]: d for d in of_kind(docs, "Deployment")}
+    services = {s["metadata"]["name"]: s for s in of_kind(docs, "Service")}
+    scraped = monitoring_ports(docs)
+    (denied,) = policies(docs)["flashsale-default-deny"]["spec"]["podSelector"]["matchExpressions"]
+    assert SERVICE_NAMES <= set(denied["values"])
+    for svc in SERVICES:
+        (app,) = deployments[svc.name]["spec"]["template"]["spec"]["containers"]
+        assert app["args"] == ["python", "-m", svc.module], svc.name
+        values = container_settings(docs, svc.name)
+        assert {k: values.get(k) for k in svc.env} == dict(svc.env), svc.name
+        port = getattr(Settings.from_env(values), svc.ops_port)
+        ports = {p["name"]: p["containerPort"] for p in app["ports"]}
+        assert ports["ops"] == port, svc.name
+        (ops,) = [p for p in services[svc.name]["spec"]["ports"] if p["name"] == "ops"]
+        assert (ops["port"], ops["targetPort"]) == (port, "ops"), svc.name
+        assert port in scraped, f"{svc.name}: Prometheus may not reach port {port}"
+
+
+def test_the_seckill_worker_does_the_api_s_background_work_on_two_pods() -> None:
+    docs = rendered("prod")
+    assert Settings.from_env(container_settings(docs, "seckill")).seckill_embedded_worker is False
+    (worker,) = [
+        d for d in of_kind(docs, "Deployment") if d["metadata"]["name"] == "seckill-worker"
+    ]
+    assert worker["spec"]["replicas"] >= 2
+    (service,) = [s for s in of_kind(docs, "Service") if s["metadata"]["name"] == "seckill-worker"]
+    assert [p["name"] for p in service["spec"]["ports"]] == ["ops"]  # no API
+    (redis_clients,) = policies(docs)["redis-from-seckill-groupbuy-and-reconcile"]["spec"][
+        "ingress"
+    ]
+    (selector,) = redis_clients["from"][0]["podSelector"]["matchExpressions"]
+    assert "seckill-worker" in selector["values"]
 
 
 def test_seckill_autoscales_and_only_the_gateway_is_open_to_everyone() -> None:

@@ -3,6 +3,7 @@ silent on healthy ones (promtool unit tests in deploy/prometheus/tests/)."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 from pathlib import Path
 
@@ -53,6 +54,18 @@ def test_every_alert_fires_in_a_unit_test_and_stays_silent_on_a_healthy_sale() -
     assert alert_names() - silent == set(), "alerts never shown silent"
 
 
+def test_the_target_down_alert_watches_every_service_make_up_starts() -> None:
+    (expr,) = [
+        rule["expr"]
+        for path in rule_files()
+        for group in yaml.safe_load(path.read_text())["groups"]
+        for rule in group["rules"]
+        if rule.get("alert") == "FlashsaleTargetDown"
+    ]
+    (jobs,) = re.findall(r'up\{job=~"([^"]+)"\}', expr)
+    assert set(jobs.split("|")) == {s.name for s in SERVICES}
+
+
 def test_the_issue_s_alerts_exist() -> None:
     wanted = {
         "FlashsaleHigh5xxRate",
@@ -67,11 +80,16 @@ def test_the_issue_s_alerts_exist() -> None:
 
 def test_the_local_scrape_config_is_valid_and_scrapes_every_service(tmp_path: Path) -> None:
     config = tmp_path / "prometheus.yml"
-    config.write_text(local_prometheus_config(Settings(), SERVICES))
+    settings = Settings()
+    config.write_text(local_prometheus_config(settings, [(s.name, s.ops_port) for s in SERVICES]))
     result = promtool("check", "config", str(config))
     assert result.returncode == 0, result.stdout + result.stderr
-    jobs = {j["job_name"] for j in yaml.safe_load(config.read_text())["scrape_configs"]}
-    assert jobs == {name for name, _ in SERVICES}
+    jobs = {
+        j["job_name"]: j["static_configs"][0]["targets"]
+        for j in yaml.safe_load(config.read_text())["scrape_configs"]
+    }
+    assert jobs == {s.name: [f"127.0.0.1:{getattr(settings, s.ops_port)}"] for s in SERVICES}
+    assert jobs["seckill-worker"] == ["127.0.0.1:9085"]
 
 
 def test_the_dashboards_queries_are_valid_promql(tmp_path: Path) -> None:
