@@ -204,6 +204,26 @@ async def test_entries_of_a_failed_publish_are_published_by_the_same_relay_next_
     assert sorted(r["reservation_id"] for r in got) == sorted(rids)
 
 
+async def test_a_relay_that_knows_other_sales_publishes_a_new_sales_presses_within_half_a_second(
+    seckill: TestClient[Any, Any], token: Token, redis: Redis, settings: Settings
+) -> None:
+    """The demo and every benchmark round create a sale just before it starts: its first
+    presses must not wait for a slow re-read of the registry (it was 2 s)."""
+    from services.seckill.outbox_relay import OutboxRelay, RelayMetrics
+
+    relay = OutboxRelay(redis, settings, RelayMetrics(CollectorRegistry()))
+    producer = make_producer(settings)
+    await producer.start()
+    try:
+        await reserve_many(seckill, token, 1)
+        assert await relay.relay_once(producer) == 1  # it now watches that sale's stream
+        await reserve_many(seckill, token, 3)  # a new sale
+        await asyncio.sleep(0.5)
+        assert await relay.relay_once(producer) == 3
+    finally:
+        await producer.stop()
+
+
 async def test_reservations_keep_succeeding_while_kafka_is_down_and_flow_when_it_returns(
     token: Token,
     redis: Redis,

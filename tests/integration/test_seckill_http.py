@@ -262,3 +262,33 @@ async def _sleep_until(moment: datetime) -> None:
     delay = (moment - datetime.now(UTC)).total_seconds()
     if delay > 0:
         await asyncio.sleep(delay)
+
+
+@pytest.mark.parametrize(("max_age", "shown_after_a_press"), [(60.0, 5), (0.0, 4)])
+async def test_activity_pages_show_stock_read_at_most_once_per_max_age(
+    settings: Settings, token: Token, redis: Redis, max_age: float, shown_after_a_press: int
+) -> None:
+    import dataclasses
+
+    from services.seckill.app import create_app
+    from tests.helpers import started_client
+
+    api = await started_client(
+        create_app(
+            dataclasses.replace(settings, stock_display_max_age_seconds=max_age), run_relay=False
+        )
+    )
+    try:
+        activity = await create_activity(api, token("ops", admin=True), stock=5)
+        page = f"/api/seckill/activities/{activity['id']}"
+        assert (await (await api.get(page, headers=token("u1"))).json())["remaining_stock"] == 5
+        press = await api.post(f"{page}/reservations", headers=token("u1"))
+        assert press.status == 201
+        # The press itself always sees Redis: the stock is taken there.
+        assert int(await redis.get(activity_keys(activity["id"]).stock)) == 4
+        shown = (await (await api.get(page, headers=token("u2"))).json())["remaining_stock"]
+        listed = await (await api.get("/api/seckill/activities", headers=token("u2"))).json()
+        in_list = [a["remaining_stock"] for a in listed["activities"] if a["id"] == activity["id"]]
+        assert (shown, in_list) == (shown_after_a_press, [shown_after_a_press])
+    finally:
+        await api.close()
