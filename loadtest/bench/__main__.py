@@ -51,6 +51,11 @@ from services.common.kafka import ensure_topics
 from services.common.migrations import ensure_database, migrate
 from services.common.settings import Settings
 from services.seckill.keys import activity_keys
+from tools.devstack import SERVICES
+
+# The services of the pipeline, started with the modules and environment `make up` uses.
+STACK = {svc.name: svc for svc in SERVICES}
+PIPELINE = ("seckill", "seckill-worker", "order")
 
 ROOT = Path(__file__).resolve().parents[2]
 RUN_DIR = ROOT / ".run" / "bench"
@@ -398,19 +403,17 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
     py = sys.executable
     server_cpus = args.server_cpus or None
     pipeline_cpus = args.pipeline_cpus or None
+
+    def as_make_up_runs(name: str, cpus: str | None) -> Proc:
+        svc = STACK[name]
+        return Proc(name, [py, "-m", svc.module], {**env, **svc.env}, cpus)
+
     procs = {
         # The API alone on the server core; its background work (the outbox relay) runs
         # in the worker, beside the order service, as production runs them.
-        "seckill": Proc(
-            "seckill",
-            [py, "-m", "services.seckill"],
-            {**env, "SECKILL_EMBEDDED_WORKER": "false"},
-            server_cpus,
-        ),
-        "seckill-worker": Proc(
-            "seckill-worker", [py, "-m", "services.seckill.worker"], env, pipeline_cpus
-        ),
-        "order": Proc("order", [py, "-m", "services.order"], env, pipeline_cpus),
+        "seckill": as_make_up_runs("seckill", server_cpus),
+        "seckill-worker": as_make_up_runs("seckill-worker", pipeline_cpus),
+        "order": as_make_up_runs("order", pipeline_cpus),
         "hello": Proc(
             "hello",
             [py, "-m", "loadtest.bench.servers", "hello", str(hello_port)],
@@ -440,11 +443,9 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
     try:
         for p in procs.values():
             p.start(RUN_DIR)
-        await wait_http(f"http://{host}:{settings.seckill_ops_port}/readyz", procs["seckill"])
-        await wait_http(
-            f"http://{host}:{settings.seckill_worker_ops_port}/readyz", procs["seckill-worker"]
-        )
-        await wait_http(f"http://{host}:{settings.order_ops_port}/readyz", procs["order"])
+        for name in PIPELINE:
+            ops_port = getattr(settings, STACK[name].ops_port)
+            await wait_http(f"http://{host}:{ops_port}/readyz", procs[name])
         await wait_http(f"http://{host}:{hello_port}/hello", procs["hello"])
         await wait_http(
             f"http://{host}:{naive_port}/api/naive/activities/0/reservations", procs["naive"]

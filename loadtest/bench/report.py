@@ -69,16 +69,14 @@ def summarize_cpu(
         raise ValueError(f"{target}: {len(uses)} CPU readings for {len(results)} rounds")
     server = SERVER_PROCESS[target]
     shares = [u.processes.get(server, 0.0) for u in uses]
-    cores = [u.cores.get(server_core) for u in uses] if server_core else []
+    cores = [c for u in uses if (c := u.cores.get(server_core or "")) is not None]
     return CpuSummary(
         target=target,
         server=statistics.median(shares),
         us_per_ok=statistics.median(
             s * 1e6 / r.ok_rps if r.ok_rps else 0.0 for s, r in zip(shares, results, strict=True)
         ),
-        server_core=statistics.median(c for c in cores if c is not None)
-        if any(c is not None for c in cores)
-        else None,
+        server_core=statistics.median(cores) if cores else None,
         pipeline={
             name: statistics.median(u.processes.get(name, 0.0) for u in uses)
             for name in PIPELINE_PROCESSES
