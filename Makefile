@@ -19,6 +19,13 @@ OUT ?=
 LOADTEST_ARGS ?=
 BENCH_ARGS ?=
 # make up PROMETHEUS=1: also a local Prometheus (PROMETHEUS_PORT); GATEWAY=0: no nginx gateway.
+# BROKER=tansu: the memory-only light broker instead of Apache Kafka (no idempotent
+# producers, a restart loses everything; see docs/operations.md).
+BROKER ?= kafka
+export LOCAL_BROKER := $(BROKER)
+ifeq ($(BROKER),tansu)
+export KAFKA_IDEMPOTENCE := false
+endif
 PROMETHEUS ?=
 GATEWAY ?= 1
 UP_FLAGS := $(if $(filter 1 yes true,$(PROMETHEUS)),--prometheus) $(if $(filter 0 no false,$(GATEWAY)),--no-gateway)
@@ -43,7 +50,7 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt | $(VPY)
 	$(VPY) -m pip install --disable-pip-version-check -r requirements-dev.txt
 	@touch $@
 
-up: install ## start Redis, PostgreSQL, Kafka (if not running), the services, the gateway (PROMETHEUS=1: Prometheus)
+up: install ## start Redis, PostgreSQL, Kafka (if not running), the services, the gateway (PROMETHEUS=1, BROKER=tansu)
 	$(DEVSTACK) up $(UP_FLAGS)
 
 infra: install ## like up, without the services and the gateway

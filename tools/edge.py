@@ -13,11 +13,11 @@ import signal
 import subprocess
 
 from services.common.settings import Settings
-from tools.devstack import (
+from tools.processes import (
     RUN,
-    SERVICES,
     DevstackError,
     Endpoint,
+    StatusLine,
     apt_install,
     connect_host,
     http_ok,
@@ -25,11 +25,13 @@ from tools.devstack import (
     log_file,
     rel,
     spawn,
+    status_line,
     stop_processes,
     tcp_open,
     tracked_pid,
     wait_until,
 )
+from tools.stack import SERVICES
 
 GATEWAY_DIR = RUN / "gateway"
 GATEWAY_CONF = GATEWAY_DIR / "nginx.conf"
@@ -151,18 +153,12 @@ def down() -> None:
     stop_processes([("prometheus", PROMETHEUS_MARKER), ("gateway", GATEWAY_MARKER)])
 
 
-def status_lines(s: Settings) -> list[tuple[str, Endpoint, str, str]]:
-    lines = []
-    for name, marker, ep in (
-        ("gateway", GATEWAY_MARKER, gateway_endpoint(s)),
-        ("prometheus", PROMETHEUS_MARKER, Endpoint(connect_host(s.http_host), s.prometheus_port)),
-    ):
-        pid = tracked_pid(name, marker)
-        state = "up" if tcp_open(ep) else "down"
-        who = (
-            f"started by devstack, pid {pid}"
-            if pid
-            else ("not started by devstack" if state == "up" else "")
-        )
-        lines.append((name, ep, state, who))
-    return lines
+def status_lines(s: Settings) -> list[StatusLine]:
+    return [
+        status_line("gateway", gateway_endpoint(s), tracked_pid("gateway", GATEWAY_MARKER)),
+        status_line(
+            "prometheus",
+            Endpoint(connect_host(s.http_host), s.prometheus_port),
+            tracked_pid("prometheus", PROMETHEUS_MARKER),
+        ),
+    ]

@@ -51,7 +51,7 @@ from services.common.kafka import ensure_topics
 from services.common.migrations import ensure_database, migrate
 from services.common.settings import Settings
 from services.seckill.keys import activity_keys
-from tools.devstack import SERVICES
+from tools.stack import SERVICES
 
 # The services of the pipeline, started with the modules and environment `make up` uses.
 STACK = {svc.name: svc for svc in SERVICES}

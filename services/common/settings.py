@@ -34,6 +34,15 @@ class Settings:
     # Prepended to every topic and consumer-group name: isolates environments (and test
     # runs) that share a broker. A shared group id would make them rebalance each other.
     kafka_topic_prefix: str = ""
+    # Idempotent producers (no duplicates from producer retries, per-partition order kept
+    # across them). Only the optional light broker (Tansu) cannot do them: off for it.
+    kafka_idempotence: bool = True
+    # Whether bootstrap creates missing topics (local runs, tests). Off in Kubernetes,
+    # where Strimzi KafkaTopic resources own them: bootstrap then waits for them instead.
+    kafka_create_topics: bool = True
+    # The broker `make up` starts when nothing answers at KAFKA_BOOTSTRAP_SERVERS:
+    # "kafka" (Apache Kafka, KRaft, data on disk) or "tansu" (memory only, lightest).
+    local_broker: str = "kafka"
     jwt_secret: str = DEV_JWT_SECRET
     http_host: str = "127.0.0.1"
     seckill_port: int = 8081

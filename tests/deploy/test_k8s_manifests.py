@@ -19,7 +19,7 @@ from services.common.settings import Settings
 from services.common.topics import all_topics
 from tests.deploy.tools import require
 from tools.deploy import DEPLOY, ROOT, stale_files
-from tools.devstack import SERVICES
+from tools.stack import SERVICES
 
 OVERLAYS = ("dev", "prod")
 YAML = ("deploy", ".yamllint.yaml")

@@ -12,7 +12,7 @@ import yaml
 from services.common.settings import Settings
 from tests.deploy.tools import require
 from tools.deploy import RULES_DIR, local_prometheus_config
-from tools.devstack import SERVICES
+from tools.stack import SERVICES
 
 PROMETHEUS = RULES_DIR.parent
 PROMTOOL_HOW = "install the Debian package prometheus (make infra does when root)"

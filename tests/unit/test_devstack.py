@@ -10,15 +10,8 @@ from collections.abc import Iterator
 import pytest
 
 from services.common.settings import Settings
-from tools.devstack import (
-    SERVICES,
-    Service,
-    command_line,
-    padded_command_line,
-    service_argv,
-    service_env,
-    service_marker,
-)
+from tools.processes import command_line, padded_command_line
+from tools.stack import SERVICES, Service, service_argv, service_env, service_marker
 
 
 def service(name: str) -> Service:
