@@ -1,8 +1,8 @@
-"""Fixtures on the real Redis, PostgreSQL and Kafka-protocol broker (`make infra` starts them).
+"""Fixtures on the real Redis, PostgreSQL and Kafka broker (`make infra` starts them).
 
 Isolation: tests use their own database (<DATABASE_URL's name>_test) and Redis database
 (15, or REDIS_URL's if not 0), both reset before each test, and a unique topic and group
-prefix per test on the shared broker.
+prefix per test on the shared broker, deleted after the test.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from aiohttp.test_utils import TestClient
 from redis.asyncio import Redis
 
 from services.common.auth import mint_token
-from services.common.kafka import ensure_topics
+from services.common.kafka import delete_topics, ensure_topics
 from services.common.migrations import ensure_database, migrate
 from services.common.settings import Settings
 from tests.helpers import free_port, started_client
@@ -91,6 +91,8 @@ async def settings(base_settings: Settings) -> AsyncIterator[Settings]:
         await conn.close()
     await ensure_topics(s, partitions=2)
     yield s
+    # Apache Kafka keeps topics on disk: without this every test's seven would pile up.
+    await delete_topics(s)
 
 
 @pytest.fixture

@@ -1,9 +1,8 @@
 """Kafka adapters: topic creation, a safe producer, and a batch consumer loop.
 
-Delivery is at-least-once everywhere: producers wait for acks=all, consumers commit
-offsets only after the handler's effect is durable, and handlers are idempotent.
-The local broker (Tansu) supports neither idempotent nor transactional producers,
-so neither is used.
+Delivery is at-least-once everywhere: producers wait for acks=all and are idempotent
+(KAFKA_IDEMPOTENCE, off only for the optional Tansu broker, which cannot do it), consumers
+commit offsets only after the handler's effect is durable, and handlers are idempotent.
 """
 
 from __future__ import annotations
@@ -23,39 +22,94 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 from services.common.events import Envelope, MalformedEvent
 from services.common.periodic import every
 from services.common.settings import Settings
-from services.common.topics import DEFAULT_PARTITIONS, all_topics, dlq
+from services.common.topics import all_topics, dlq, topic_specs
 
 log = logging.getLogger(__name__)
 
 START_SETTLE_SECONDS = 5.0
 
 
-async def ensure_topics(settings: Settings, partitions: int = DEFAULT_PARTITIONS) -> list[str]:
-    """Create the platform's topics that do not exist yet (the local broker does not
-    auto-create them). Returns the names created."""
+async def ensure_topics(settings: Settings, partitions: int | None = None) -> list[str]:
+    """Create the platform's topics that do not exist yet, with the partitions and
+    retention of services/common/topics.py (`partitions` overrides the count: tests use
+    fewer). Returns the names created.
+
+    The replication factor is 3, or the number of brokers if fewer (1 on the local
+    single-node broker): never a hard-coded 1 on a cluster, where such a topic would refuse
+    acks=all writes under min.insync.replicas=2. With KAFKA_CREATE_TOPICS=false
+    (Kubernetes, where Strimzi owns the topics) nothing is created: it waits up to
+    TOPIC_WAIT_SECONDS for them to exist, then raises naming the missing ones.
+    """
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
     await admin.start()
     try:
+        if not settings.kafka_create_topics:
+            await _wait_for_topics(admin, settings)
+            return []
         existing = set(await admin.list_topics())
-        missing = [settings.topic(t) for t in all_topics() if settings.topic(t) not in existing]
-        for name in missing:
+        brokers = len((await admin.describe_cluster())["brokers"])
+        created = []
+        for spec in topic_specs():
+            name = settings.topic(spec.name)
+            if name in existing:
+                continue
+            topic = NewTopic(
+                name,
+                num_partitions=partitions or spec.partitions,
+                replication_factor=min(3, brokers),
+                topic_configs={"retention.ms": str(spec.retention_ms)},
+            )
             try:
-                await admin.create_topics(
-                    [NewTopic(name, num_partitions=partitions, replication_factor=1)]
-                )
+                await admin.create_topics([topic])
+                created.append(name)
             except TopicAlreadyExistsError:
                 pass
-        return missing
+        return created
+    finally:
+        await admin.close()
+
+
+TOPIC_WAIT_SECONDS = 120.0
+
+
+async def _wait_for_topics(admin: AIOKafkaAdminClient, settings: Settings) -> None:
+    wanted = {settings.topic(name) for name in all_topics()}
+    deadline = asyncio.get_running_loop().time() + TOPIC_WAIT_SECONDS
+    while True:
+        missing = sorted(wanted - set(await admin.list_topics()))
+        if not missing:
+            return
+        if asyncio.get_running_loop().time() >= deadline:
+            raise RuntimeError(
+                f"topics missing after {TOPIC_WAIT_SECONDS:.0f} s: {', '.join(missing)} "
+                "(KAFKA_CREATE_TOPICS=false: are their KafkaTopic resources applied?)"
+            )
+        log.info("waiting for topics to be created: %s", ", ".join(missing))
+        await asyncio.sleep(2.0)
+
+
+async def delete_topics(settings: Settings) -> None:
+    """Delete every topic of `settings`' prefix (tests: a broker that keeps its log on disk
+    would otherwise keep each test's topics for ever). Refuses an empty prefix."""
+    if not settings.kafka_topic_prefix:
+        raise ValueError("delete_topics needs a topic prefix: it would delete the platform's")
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
+    await admin.start()
+    try:
+        ours = [t for t in await admin.list_topics() if t.startswith(settings.kafka_topic_prefix)]
+        if ours:
+            await admin.delete_topics(ours)
     finally:
         await admin.close()
 
 
 def make_producer(settings: Settings) -> AIOKafkaProducer:
     # acks="all": aiokafka's default (1) can lose an acknowledged message on leader failover.
+    # Idempotence: a send retried after a lost acknowledgement is written once, in order.
     return AIOKafkaProducer(
         bootstrap_servers=settings.kafka_bootstrap_servers,
         acks="all",
-        enable_idempotence=False,
+        enable_idempotence=settings.kafka_idempotence,
         linger_ms=2,
         request_timeout_ms=10_000,
         client_id=f"flashsale-{settings.instance_id}",
@@ -91,6 +145,12 @@ async def start_producer(settings: Settings) -> AIOKafkaProducer:
             log.warning("Kafka not reachable, retrying: %r", exc)
             await asyncio.sleep(delay)
             delay = min(delay * 2, 5.0)
+
+
+async def kafka_reachable(producer: AIOKafkaProducer) -> None:
+    """Readiness: raises unless a broker answers a metadata request now. A refused
+    connection fails at once, so /readyz (2 s timeout) shows an outage within a probe."""
+    await producer.client.fetch_all_metadata()
 
 
 async def publish_all(producer: AIOKafkaProducer, topic: str, events: Iterable[Envelope]) -> int:
@@ -331,17 +391,36 @@ async def watch_dlq_sizes(
         except KafkaError as exc:
             log.warning("DLQ size watcher cannot reach Kafka, retrying: %r", exc)
             await asyncio.sleep(interval)
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=settings.kafka_bootstrap_servers,
+        client_id=f"flashsale-dlq-admin-{settings.instance_id}",
+    )
 
     async def refresh() -> None:
-        await consumer.topics()  # refreshes the metadata of every topic
+        # A consumer without a group knows the metadata of assigned topics only (Apache
+        # Kafka answers an empty metadata request with no topics): assign every partition
+        # of the DLQs, paused so that nothing is fetched, then read both ends' offsets.
+        await admin.start()  # once; a broker down at start fails this round, not the task
+        described = await admin.describe_topics(names)
+        parts = [
+            TopicPartition(t["topic"], p["partition"])
+            for t in described
+            if t["error_code"] == 0
+            for p in t["partitions"]
+        ]
+        if set(parts) != consumer.assignment():
+            consumer.assign(parts)
+            consumer.pause(*parts)
+        if not parts:
+            return
+        end = await consumer.end_offsets(parts)
+        begin = await consumer.beginning_offsets(parts)
         for name in names:
-            parts = [TopicPartition(name, p) for p in consumer.partitions_for_topic(name) or ()]
-            if parts:
-                end = await consumer.end_offsets(parts)
-                begin = await consumer.beginning_offsets(parts)
-                metrics.size.labels(name).set(sum(end[p] - begin[p] for p in parts))
+            mine = [p for p in parts if p.topic == name]
+            if mine:
+                metrics.size.labels(name).set(sum(end[p] - begin[p] for p in mine))
 
     try:
         await every(interval, refresh, "DLQ size")
     finally:
-        await consumer.stop()
+        await asyncio.gather(consumer.stop(), admin.close(), return_exceptions=True)

@@ -1,6 +1,13 @@
-"""Kafka topic names (contracts: see DESIGN.md, "Events") and their creation."""
+"""Kafka topic names (contracts: see DESIGN.md, "Events") and how each is created.
+
+The partition counts and retention here are the production ones: bootstrap creates topics
+with them where it may create topics (local runs), and deploy/k8s declares the same as
+Strimzi KafkaTopic resources (tests/deploy checks that the two agree).
+"""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 SECKILL_RESERVATIONS = "seckill.reservations"
 ORDERS = "orders"
@@ -8,7 +15,26 @@ GROUPBUY = "groupbuy"
 NOTIFY_DLQ = "notify.dlq"
 
 MAIN_TOPICS = (SECKILL_RESERVATIONS, ORDERS, GROUPBUY)
-DEFAULT_PARTITIONS = 6
+
+WEEK_MS = 7 * 24 * 3600 * 1000
+# Dead letters wait for an operator: kept twice as long as the events they came from.
+DLQ_RETENTION_MS = 2 * WEEK_MS
+DLQ_PARTITIONS = 3
+
+
+@dataclass(frozen=True, slots=True)
+class TopicSpec:
+    """A topic as the platform creates it. Partitions bound how many consumer replicas
+    share the work (an HPA must not scale a consumer past them)."""
+
+    name: str
+    partitions: int
+    retention_ms: int
+
+
+# Reservations and orders carry a sale's whole burst: 12 partitions let 12 order-service
+# replicas consume in parallel; group events are fewer.
+PARTITIONS = {SECKILL_RESERVATIONS: 12, ORDERS: 12, GROUPBUY: 6}
 
 
 def dlq(topic: str) -> str:
@@ -16,9 +42,13 @@ def dlq(topic: str) -> str:
     return f"{topic}.dlq"
 
 
-def all_topics() -> tuple[str, ...]:
+def topic_specs() -> tuple[TopicSpec, ...]:
     """Every topic the platform uses, dead-letter topics included."""
-    names = [*MAIN_TOPICS, *(dlq(t) for t in MAIN_TOPICS)]
-    if NOTIFY_DLQ not in names:
-        names.append(NOTIFY_DLQ)
-    return tuple(names)
+    specs = [TopicSpec(t, PARTITIONS[t], WEEK_MS) for t in MAIN_TOPICS]
+    dlqs = [*(dlq(t) for t in MAIN_TOPICS), NOTIFY_DLQ]
+    specs += [TopicSpec(name, DLQ_PARTITIONS, DLQ_RETENTION_MS) for name in dict.fromkeys(dlqs)]
+    return tuple(specs)
+
+
+def all_topics() -> tuple[str, ...]:
+    return tuple(spec.name for spec in topic_specs())
