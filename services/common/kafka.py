@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import CommitFailedError, KafkaError, TopicAlreadyExistsError
+from aiokafka.errors import CommitFailedError, KafkaError, TopicAlreadyExistsError, for_code
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from services.common.events import Envelope, MalformedEvent
@@ -29,7 +29,9 @@ log = logging.getLogger(__name__)
 START_SETTLE_SECONDS = 5.0
 
 
-async def ensure_topics(settings: Settings, partitions: int | None = None) -> list[str]:
+async def ensure_topics(
+    settings: Settings, partitions: int | None = None, wait_seconds: float | None = None
+) -> list[str]:
     """Create the platform's topics that do not exist yet, with the partitions and
     retention of services/common/topics.py (`partitions` overrides the count: tests use
     fewer). Returns the names created.
@@ -38,13 +40,14 @@ async def ensure_topics(settings: Settings, partitions: int | None = None) -> li
     single-node broker): never a hard-coded 1 on a cluster, where such a topic would refuse
     acks=all writes under min.insync.replicas=2. With KAFKA_CREATE_TOPICS=false
     (Kubernetes, where Strimzi owns the topics) nothing is created: it waits up to
-    TOPIC_WAIT_SECONDS for them to exist, then raises naming the missing ones.
+    `wait_seconds` (default TOPIC_WAIT_SECONDS) for them to exist, then raises naming the
+    missing ones.
     """
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
     await admin.start()
     try:
         if not settings.kafka_create_topics:
-            await _wait_for_topics(admin, settings)
+            await _wait_for_topics(admin, settings, wait_seconds or TOPIC_WAIT_SECONDS)
             return []
         existing = set(await admin.list_topics())
         brokers = len((await admin.describe_cluster())["brokers"])
@@ -59,11 +62,14 @@ async def ensure_topics(settings: Settings, partitions: int | None = None) -> li
                 replication_factor=min(3, brokers),
                 topic_configs={"retention.ms": str(spec.retention_ms)},
             )
-            try:
-                await admin.create_topics([topic])
+            response = await admin.create_topics([topic])
+            # The answer carries per-topic error codes instead of raising.
+            for _, code, *message in response.topic_errors:
+                if code == TopicAlreadyExistsError.errno:
+                    continue  # created meanwhile (another bootstrap, or metadata lag)
+                if code:
+                    raise for_code(code)(f"creating topic {name}: {message}")
                 created.append(name)
-            except TopicAlreadyExistsError:
-                pass
         return created
     finally:
         await admin.close()
@@ -72,20 +78,20 @@ async def ensure_topics(settings: Settings, partitions: int | None = None) -> li
 TOPIC_WAIT_SECONDS = 120.0
 
 
-async def _wait_for_topics(admin: AIOKafkaAdminClient, settings: Settings) -> None:
+async def _wait_for_topics(admin: AIOKafkaAdminClient, settings: Settings, within: float) -> None:
     wanted = {settings.topic(name) for name in all_topics()}
-    deadline = asyncio.get_running_loop().time() + TOPIC_WAIT_SECONDS
+    deadline = asyncio.get_running_loop().time() + within
     while True:
         missing = sorted(wanted - set(await admin.list_topics()))
         if not missing:
             return
         if asyncio.get_running_loop().time() >= deadline:
             raise RuntimeError(
-                f"topics missing after {TOPIC_WAIT_SECONDS:.0f} s: {', '.join(missing)} "
+                f"topics missing after {within:.0f} s: {', '.join(missing)} "
                 "(KAFKA_CREATE_TOPICS=false: are their KafkaTopic resources applied?)"
             )
         log.info("waiting for topics to be created: %s", ", ".join(missing))
-        await asyncio.sleep(2.0)
+        await asyncio.sleep(min(2.0, within / 4))
 
 
 async def delete_topics(settings: Settings) -> None:

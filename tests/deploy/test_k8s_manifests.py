@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from services.common.settings import Settings
-from services.common.topics import all_topics
+from services.common.topics import all_topics, topic_specs
 from tests.deploy.tools import require
 from tools.deploy import DEPLOY, ROOT, stale_files
 from tools.stack import SERVICES
@@ -271,3 +271,15 @@ def test_yamllint_passes_on_the_repository_yaml() -> None:
         timeout=120,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_strimzi_topics_have_the_partitions_and_retention_bootstrap_creates_locally() -> None:
+    docs = rendered("prod")
+    declared = {
+        t["spec"]["topicName"]: (t["spec"]["partitions"], int(t["spec"]["config"]["retention.ms"]))
+        for t in of_kind(docs, "KafkaTopic")
+    }
+    assert declared == {spec.name: (spec.partitions, spec.retention_ms) for spec in topic_specs()}
+    config = {k: v for c in of_kind(docs, "ConfigMap") for k, v in c.get("data", {}).items()}
+    # Strimzi owns the cluster's topics: the services' bootstrap must never create them.
+    assert config["KAFKA_CREATE_TOPICS"] == "false"
