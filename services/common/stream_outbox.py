@@ -27,7 +27,7 @@ from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
 from services.common.events import Envelope
-from services.common.kafka import publish_all, start_producer
+from services.common.kafka import kafka_reachable, publish_all, start_producer
 from services.common.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -154,19 +154,22 @@ class StreamOutboxRelay:
         # publish, a reclaim, or a previous process with the same name): only then is the
         # pending list read, which saves a Redis round trip per round on the hot process.
         self._own_pending = True
-        self._connected = False
+        self._live: AIOKafkaProducer | None = None
         self._failures = 0
 
-    def check_kafka(self) -> None:
-        """Readiness detail: raises while the relay cannot publish."""
-        if not self._connected:
+    async def check_kafka(self) -> None:
+        """Readiness detail: raises while the relay cannot publish. Asks the broker itself:
+        a relay round that waits inside the client's retries for a broker that is gone
+        still looks healthy from here for up to the request timeout."""
+        if self._live is None:
             raise ConnectionError("relay has not connected to Kafka yet")
+        await kafka_reachable(self._live)
         if self._failures:
             raise ConnectionError(f"last {self._failures} relay rounds failed")
 
     async def run(self) -> None:
         producer = self._producer or await start_producer(self._settings)
-        self._connected = True
+        self._live = producer
         try:
             while True:
                 try:

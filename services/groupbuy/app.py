@@ -141,7 +141,7 @@ def create_ops(api: web.Application) -> web.Application:
         await api[GROUPBUY].campaigns.ping()
 
     async def kafka_ready() -> None:
-        api[RELAY].check_kafka()
+        await api[RELAY].check_kafka()
 
     # Kafka is informational: opens and joins keep succeeding and queue in the outbox.
     return create_ops_app(

@@ -16,6 +16,7 @@ from services.common.kafka import (
     BatchConsumer,
     ConsumerMetrics,
     DlqMetrics,
+    kafka_reachable,
     start_producer,
     watch_dlq_sizes,
 )
@@ -127,6 +128,6 @@ def create_ops(api: web.Application) -> web.Application:
         await api[REPO].ping()
 
     async def kafka_ready() -> None:
-        await api[PRODUCER].client.fetch_all_metadata()
+        await kafka_reachable(api[PRODUCER])
 
     return create_ops_app(api[REGISTRY], {"postgres": postgres_ready, "kafka": kafka_ready})

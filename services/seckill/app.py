@@ -104,7 +104,7 @@ def create_ops(api: web.Application) -> web.Application:
         await api[SECKILL].activities.get(0)
 
     async def kafka_ready() -> None:
-        api[RELAY].check_kafka()
+        await api[RELAY].check_kafka()
 
     checks = {"redis": redis_ready, "postgres": postgres_ready}
     if metrics.background is not None:  # the API itself talks to Kafka only via the relay

@@ -50,7 +50,7 @@ def create_worker(settings: Settings) -> web.Application:
         await app[WORKER].activities.get(0)
 
     async def kafka_ready() -> None:
-        app[WORKER].relay.check_kafka()
+        await app[WORKER].relay.check_kafka()
 
     app = create_ops_app(
         registry,
