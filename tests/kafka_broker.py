@@ -4,6 +4,7 @@ temporary folder, started, SIGKILLed and restarted on the same data."""
 
 from __future__ import annotations
 
+import random
 import shutil
 import signal
 import socket
@@ -18,17 +19,18 @@ START_WITHIN = 90.0
 
 
 def free_port_pair() -> int:
-    """A port p with p + 1 free too (the controller listens on the broker's port + 1)."""
-    for _ in range(50):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = int(s.getsockname()[1])
+    """A port p with p + 1 free too (the controller listens on the broker's port + 1),
+    below the kernel's ephemeral range: free_port() and every outgoing connection take
+    ports from that range, and one of them could grab p + 1 before the broker binds it."""
+    for _ in range(100):
+        port = random.randrange(20_000, 32_000)
         try:
-            with socket.socket() as s:
-                s.bind(("127.0.0.1", port + 1))
-            return port
+            for candidate in (port, port + 1):
+                with socket.socket() as s:
+                    s.bind(("127.0.0.1", candidate))
         except OSError:
             continue
+        return port
     raise RuntimeError("no two adjacent free ports")
 
 
