@@ -110,6 +110,10 @@ def server_properties(ep: Endpoint, data_dir: Path) -> str:
         # session timeouts below the default 6 s minimum.
         "group.initial.rebalance.delay.ms": "0",
         "group.min.session.timeout.ms": "500",
+        # A broker restarted after a crash waits until the controller expires its previous
+        # session (default 9 s): one node on one machine needs no such grace.
+        "broker.heartbeat.interval.ms": "500",
+        "broker.session.timeout.ms": "2000",
         # Two cores: fewer threads than the defaults (3 network, 8 I/O).
         "num.network.threads": "2",
         "num.io.threads": "4",
