@@ -11,6 +11,7 @@ import asyncio
 import dataclasses
 import uuid
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -23,6 +24,8 @@ from services.common.kafka import ensure_topics
 from services.common.migrations import ensure_database, migrate
 from services.common.settings import Settings
 from tests.helpers import free_port, started_client
+from tests.redis_server import RedisServer
+from tests.redis_server import redis_server as own_redis_server
 
 RESET_SQL = """
 TRUNCATE seckill.activities, orders.orders, orders.outbox, orders.payments,
@@ -149,3 +152,10 @@ async def groupbuy(settings: Settings) -> AsyncIterator[TestClient[Any, Any]]:
     )
     yield client
     await client.close()
+
+
+@pytest.fixture
+async def redis_server(tmp_path: Path) -> AsyncIterator[RedisServer]:
+    """A redis-server of this test's own (tests/redis_server.py), to kill and restart."""
+    async with own_redis_server(tmp_path / "redis") as server:
+        yield server

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncpg
 from redis import exceptions as redis_errors
 from redis.asyncio import BlockingConnectionPool, Redis
+from redis.maint_notifications import MaintNotificationsConfig
 
 from services.common.settings import Settings
 
@@ -36,6 +37,13 @@ def redis_client(settings: Settings) -> Redis:
         timeout=settings.redis_timeout_seconds,
         socket_timeout=settings.redis_timeout_seconds,
         socket_connect_timeout=settings.redis_timeout_seconds,
+        # The pool checks a connection before handing it out and replaces one the server
+        # closed (Redis restarted while it sat idle) -- except, in redis-py 8.1, when
+        # maintenance notifications are on, which they are by default ("auto", RESP3):
+        # every pooled connection then failed on first use after a restart (redis-py
+        # issue 4252). We use no maintenance notifications (a single Redis, no managed
+        # failover endpoints), so turning them off restores the check.
+        maint_notifications_config=MaintNotificationsConfig(enabled=False),
     )
     # from_pool: the client owns the pool, so aclose() also closes its connections.
     return Redis.from_pool(pool)
