@@ -94,6 +94,47 @@ class RedisServer:
         self.kill()
         await self.start(*extra)
 
+    async def restart_loading(self, seconds: float = 3.0) -> None:
+        """SIGKILL, then start again and return while Redis is still loading its data
+        (answering LOADING), which it then does for about `seconds` more: filler keys are
+        compacted into the AOF's RDB part, whose loading Redis's own debug setting
+        key-load-delay slows down, and it serves clients between every KB it loads."""
+        client = Redis(host="127.0.0.1", port=self.port)
+        try:
+            pipe = client.pipeline(transaction=False)
+            for i in range(int(seconds * 1000)):  # at about 1 ms per key
+                pipe.set(f"filler:{i}", "x" * 100)
+            await pipe.execute()
+            await self._rewrite_done(client)  # the start-up one, if any
+            await client.bgrewriteaof()
+            await self._rewrite_done(client)
+        finally:
+            await client.aclose()
+        self.kill()
+        self.spawn("--key-load-delay", "1000", "--loading-process-events-interval-bytes", "1024")
+        await self._until_loading()
+
+    @staticmethod
+    async def _rewrite_done(client: Redis) -> None:
+        while True:
+            info = await client.info("persistence")
+            if not info["aof_rewrite_in_progress"] and not info["aof_rewrite_scheduled"]:
+                return
+            await asyncio.sleep(0.05)
+
+    async def _until_loading(self, within: float = 10.0) -> None:
+        deadline = time.monotonic() + within
+        client = Redis(host="127.0.0.1", port=self.port, socket_connect_timeout=0.5)
+        try:
+            while time.monotonic() < deadline:
+                with contextlib.suppress(RedisConnectionError, OSError):
+                    if (await client.info("persistence"))["loading"]:
+                        return
+                await asyncio.sleep(0.01)
+            raise AssertionError(f"redis never seen loading: {self.log_tail()}")
+        finally:
+            await client.aclose()
+
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.terminate()

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncpg
 from redis import exceptions as redis_errors
-from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio import Redis
 from redis.maint_notifications import MaintNotificationsConfig
 
+from services.common.redis_faults import NotSentReportingPool
 from services.common.settings import Settings
 
 # Errors of a database that is down or restarting: consumers retry them until it is back,
@@ -18,8 +19,9 @@ PG_TRANSIENT: tuple[type[BaseException], ...] = (
     asyncpg.TooManyConnectionsError,
 )
 
-# A Redis call that got no answer: timed out (ours or the socket's) or the connection
-# broke. A command already sent may still have run, so its outcome is unknown.
+# A Redis call that got no answer: timed out (ours or the socket's), the connection
+# broke, or Redis was not reached. Whether its command may have run is for
+# services.common.redis_faults to tell.
 REDIS_UNANSWERED: tuple[type[BaseException], ...] = (
     TimeoutError,
     ConnectionError,
@@ -30,8 +32,9 @@ REDIS_UNANSWERED: tuple[type[BaseException], ...] = (
 
 def redis_client(settings: Settings) -> Redis:
     # Bounded, blocking pool: under a spike callers wait for a connection instead of
-    # opening thousands; socket timeouts cap a call stuck on a dead server.
-    pool = BlockingConnectionPool.from_url(
+    # opening thousands; socket timeouts cap a call stuck on a dead server. Failing to
+    # hand out a connection is reported as RedisNotReached (the command was not sent).
+    pool = NotSentReportingPool.from_url(
         settings.redis_url,
         max_connections=settings.redis_pool_size,
         timeout=settings.redis_timeout_seconds,
