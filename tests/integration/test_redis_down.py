@@ -1,7 +1,8 @@
 """While Redis is down (connection refused) or loading its data after a restart (LOADING),
 a press, a group open or a join did not run: the answer is 503 redis_unavailable with
 Retry-After (not outcome_unknown), nothing changes, and once Redis is back the same
-request succeeds.
+request succeeds. Every other seckill and groupbuy route answers 503 too, never a bare
+500; the check links of outcome_unknown answers tell the right state once Redis is back.
 
 Each test runs its own redis-server (tests/redis_server.py) and kills it for real."""
 
@@ -96,6 +97,11 @@ async def test_a_press_while_redis_is_unavailable_is_refused_retryable_and_takes
 
     await outage(redis_server)
     await assert_unavailable(await seckill_app.post(url, headers=token("u2")))
+    # The check link and the pages: 503 with Retry-After, not 500.
+    await assert_unavailable(await seckill_app.get(check, headers=token("u1")))
+    page = f"/api/seckill/activities/{activity['id']}"
+    await assert_unavailable(await seckill_app.get(page, headers=token("u2")))
+    await assert_unavailable(await seckill_app.get("/api/seckill/activities", headers=token("u2")))
 
     if redis_server.proc is not None and redis_server.proc.poll() is None:
         await redis_server.wait_ready()  # done loading
@@ -132,6 +138,9 @@ async def test_opens_and_joins_while_redis_is_unavailable_are_refused_and_change
     await outage(redis_server)
     await assert_unavailable(await groupbuy_app.post(groups, headers=token("u2")))
     await assert_unavailable(await groupbuy_app.post(join, headers=token("u3")))
+    await assert_unavailable(await groupbuy_app.get(card, headers=token("u3")))
+    page = f"/api/groupbuy/campaigns/{campaign['id']}"
+    await assert_unavailable(await groupbuy_app.get(page, headers=token("u3")))
 
     if redis_server.proc is not None and redis_server.proc.poll() is None:
         await redis_server.wait_ready()
