@@ -19,11 +19,7 @@ from redis import exceptions as redis_errors
 from redis.asyncio import BlockingConnectionPool
 from redis.asyncio.connection import AbstractConnection
 
-from services.common.errors import DomainError, OutcomeUnknown
-
-# Long enough for a restarted Redis to load a flash sale's keys, short enough that a
-# shopper's retry lands in the same sale second or two.
-RETRY_AFTER_SECONDS = 1
+from services.common.errors import DomainError, OutcomeUnknown, RedisUnavailable
 
 # Failures of Redis itself, as redis-py raises them (BusyLoadingError is one): what the
 # error middleware answers 503 for, on any route.
@@ -60,18 +56,6 @@ def did_not_run(exc: BaseException) -> bool:
     """True when a failed call certainly did not run its command: it was never sent, or
     Redis answered LOADING (it runs nothing until its dataset is loaded)."""
     return isinstance(exc, RedisNotReached | redis_errors.BusyLoadingError)
-
-
-class RedisUnavailable(DomainError):
-    """503 redis_unavailable with Retry-After: Redis could not be asked."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(
-            503,
-            "redis_unavailable",
-            message,
-            {"Retry-After": str(RETRY_AFTER_SECONDS)},
-        )
 
 
 def unavailable(exc: BaseException) -> RedisUnavailable:

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import asyncpg
-from redis import exceptions as redis_errors
 from redis.asyncio import Redis
 from redis.maint_notifications import MaintNotificationsConfig
 
-from services.common.redis_faults import NotSentReportingPool
+from services.common.redis_faults import REDIS_DOWN, NotSentReportingPool
 from services.common.settings import Settings
 
 # Errors of a database that is down or restarting: consumers retry them until it is back,
@@ -22,12 +21,7 @@ PG_TRANSIENT: tuple[type[BaseException], ...] = (
 # A Redis call that got no answer: timed out (ours or the socket's), the connection
 # broke, or Redis was not reached. Whether its command may have run is for
 # services.common.redis_faults to tell.
-REDIS_UNANSWERED: tuple[type[BaseException], ...] = (
-    TimeoutError,
-    ConnectionError,
-    redis_errors.TimeoutError,
-    redis_errors.ConnectionError,
-)
+REDIS_UNANSWERED: tuple[type[BaseException], ...] = (TimeoutError, ConnectionError, *REDIS_DOWN)
 
 
 def redis_client(settings: Settings) -> Redis:
