@@ -8,8 +8,7 @@ Each test runs its own redis-server (tests/redis_server.py) and kills it for rea
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -17,10 +16,9 @@ from aiohttp import ClientResponse
 from aiohttp.test_utils import TestClient
 from redis.asyncio import Redis
 
-from services.common.settings import Settings
 from services.groupbuy.keys import campaign_keys
 from services.seckill.keys import activity_keys
-from tests.helpers import create_activity, create_campaign, started_client
+from tests.helpers import create_activity, create_campaign
 from tests.redis_server import RedisServer
 
 Token = Callable[..., dict[str, str]]
@@ -39,40 +37,6 @@ async def loading(server: RedisServer) -> None:
 OUTAGES = [pytest.param(refusing, id="refused"), pytest.param(loading, id="loading")]
 
 
-@pytest.fixture
-async def own_settings(settings: Settings, redis_server: RedisServer) -> Settings:
-    return dataclasses.replace(settings, redis_url=redis_server.url())
-
-
-@pytest.fixture
-async def own_redis(redis_server: RedisServer) -> AsyncIterator[Redis]:
-    client = Redis.from_url(redis_server.url())
-    yield client
-    await client.aclose()
-
-
-@pytest.fixture
-async def seckill_app(own_settings: Settings) -> AsyncIterator[Client]:
-    from services.seckill.app import create_app
-
-    # No page cache: the activity routes read Redis on every request.
-    no_cache = dataclasses.replace(own_settings, stock_display_max_age_seconds=0.0)
-    client = await started_client(create_app(no_cache, run_relay=False, run_stock_return=False))
-    yield client
-    await client.close()
-
-
-@pytest.fixture
-async def groupbuy_app(own_settings: Settings) -> AsyncIterator[Client]:
-    from services.groupbuy.app import create_app
-
-    client = await started_client(
-        create_app(own_settings, run_relay=False, run_sweeper=False, run_consumers=False)
-    )
-    yield client
-    await client.close()
-
-
 async def assert_unavailable(resp: ClientResponse) -> dict[str, Any]:
     body: dict[str, Any] = await resp.json()
     assert (resp.status, body["error"]) == (503, "redis_unavailable"), body
@@ -83,25 +47,27 @@ async def assert_unavailable(resp: ClientResponse) -> dict[str, Any]:
 
 @pytest.mark.parametrize("outage", OUTAGES)
 async def test_a_press_while_redis_is_unavailable_is_refused_retryable_and_takes_no_stock(
-    seckill_app: Client,
+    seckill_on_own_redis: Client,
     redis_server: RedisServer,
     own_redis: Redis,
     token: Token,
     outage: Outage,
 ) -> None:
-    activity = await create_activity(seckill_app, token("ops", admin=True), stock=5)
+    activity = await create_activity(seckill_on_own_redis, token("ops", admin=True), stock=5)
     url = f"/api/seckill/activities/{activity['id']}/reservations"
-    first = await seckill_app.post(url, headers=token("u1"))
+    first = await seckill_on_own_redis.post(url, headers=token("u1"))
     assert first.status == 201
     check = f"/api/seckill/reservations/{(await first.json())['reservation_id']}"
 
     await outage(redis_server)
-    await assert_unavailable(await seckill_app.post(url, headers=token("u2")))
+    await assert_unavailable(await seckill_on_own_redis.post(url, headers=token("u2")))
     # The check link and the pages: 503 with Retry-After, not 500.
-    await assert_unavailable(await seckill_app.get(check, headers=token("u1")))
+    await assert_unavailable(await seckill_on_own_redis.get(check, headers=token("u1")))
     page = f"/api/seckill/activities/{activity['id']}"
-    await assert_unavailable(await seckill_app.get(page, headers=token("u2")))
-    await assert_unavailable(await seckill_app.get("/api/seckill/activities", headers=token("u2")))
+    await assert_unavailable(await seckill_on_own_redis.get(page, headers=token("u2")))
+    await assert_unavailable(
+        await seckill_on_own_redis.get("/api/seckill/activities", headers=token("u2"))
+    )
 
     if redis_server.proc is not None and redis_server.proc.poll() is None:
         await redis_server.wait_ready()  # done loading
@@ -112,35 +78,37 @@ async def test_a_press_while_redis_is_unavailable_is_refused_retryable_and_takes
     assert await own_redis.hkeys(keys.users) == [b"u1"]
     assert await own_redis.hlen(keys.reservations) == 1
     assert await own_redis.xlen(keys.outbox) == 1
-    state = await seckill_app.get(check, headers=token("u1"))
+    state = await seckill_on_own_redis.get(check, headers=token("u1"))
     assert state.status == 200 and (await state.json())["state"] == "reserved"
-    again = await seckill_app.post(url, headers=token("u2"))
+    again = await seckill_on_own_redis.post(url, headers=token("u2"))
     assert again.status == 201, await again.text()
     assert await own_redis.get(keys.stock) == b"3"
 
 
 @pytest.mark.parametrize("outage", OUTAGES)
 async def test_opens_and_joins_while_redis_is_unavailable_are_refused_and_change_nothing(
-    groupbuy_app: Client,
+    groupbuy_on_own_redis: Client,
     redis_server: RedisServer,
     own_redis: Redis,
     token: Token,
     outage: Outage,
 ) -> None:
-    campaign = await create_campaign(groupbuy_app, token("ops", admin=True), group_size=3, stock=30)
+    campaign = await create_campaign(
+        groupbuy_on_own_redis, token("ops", admin=True), group_size=3, stock=30
+    )
     groups = f"/api/groupbuy/campaigns/{campaign['id']}/groups"
-    opened = await groupbuy_app.post(groups, headers=token("u1"))
+    opened = await groupbuy_on_own_redis.post(groups, headers=token("u1"))
     assert opened.status == 201
     group_id = (await opened.json())["id"]
     card = f"/api/groupbuy/groups/{group_id}"
     join = f"{card}/join"
 
     await outage(redis_server)
-    await assert_unavailable(await groupbuy_app.post(groups, headers=token("u2")))
-    await assert_unavailable(await groupbuy_app.post(join, headers=token("u3")))
-    await assert_unavailable(await groupbuy_app.get(card, headers=token("u3")))
+    await assert_unavailable(await groupbuy_on_own_redis.post(groups, headers=token("u2")))
+    await assert_unavailable(await groupbuy_on_own_redis.post(join, headers=token("u3")))
+    await assert_unavailable(await groupbuy_on_own_redis.get(card, headers=token("u3")))
     page = f"/api/groupbuy/campaigns/{campaign['id']}"
-    await assert_unavailable(await groupbuy_app.get(page, headers=token("u3")))
+    await assert_unavailable(await groupbuy_on_own_redis.get(page, headers=token("u3")))
 
     if redis_server.proc is not None and redis_server.proc.poll() is None:
         await redis_server.wait_ready()
@@ -150,9 +118,9 @@ async def test_opens_and_joins_while_redis_is_unavailable_are_refused_and_change
     assert await own_redis.get(keys.stock) == b"27"  # one group of three taken
     assert await own_redis.zrange(keys.members(group_id), 0, -1) == [b"u1"]
     assert await own_redis.hkeys(keys.users) == [b"u1"]
-    shown = await groupbuy_app.get(card, headers=token("u3"))
+    shown = await groupbuy_on_own_redis.get(card, headers=token("u3"))
     assert shown.status == 200 and (await shown.json())["joined"] == 1
-    joined = await groupbuy_app.post(join, headers=token("u3"))
+    joined = await groupbuy_on_own_redis.post(join, headers=token("u3"))
     assert joined.status == 201, await joined.text()
-    assert (await groupbuy_app.post(groups, headers=token("u2"))).status == 201
+    assert (await groupbuy_on_own_redis.post(groups, headers=token("u2"))).status == 201
     assert await own_redis.get(keys.stock) == b"24"

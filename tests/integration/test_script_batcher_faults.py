@@ -8,16 +8,12 @@ script, the other restarts it."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from typing import Any
 
-import pytest
 from redis.asyncio import Redis
 
 from services.common.redis_batch import ScriptBatcher
 from services.common.redis_faults import did_not_run
-from services.common.resources import redis_client
-from services.common.settings import Settings
 from tests.redis_server import RedisServer
 
 SLOW_SECONDS = 1.0
@@ -32,13 +28,6 @@ while true do
 end
 """
 FAST = "return redis.call('INCR', KEYS[1])"
-
-
-@pytest.fixture
-async def own_redis(redis_server: RedisServer) -> AsyncIterator[Redis]:
-    client = redis_client(Settings(redis_url=redis_server.url()))
-    yield client
-    await client.aclose()
 
 
 async def one_round_trip(batcher: ScriptBatcher, *calls: Any) -> list[Any]:
