@@ -11,6 +11,7 @@ import asyncio
 import dataclasses
 import uuid
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -21,8 +22,11 @@ from redis.asyncio import Redis
 from services.common.auth import mint_token
 from services.common.kafka import delete_topics, ensure_topics
 from services.common.migrations import ensure_database, migrate
+from services.common.resources import redis_client
 from services.common.settings import Settings
 from tests.helpers import free_port, started_client
+from tests.redis_server import RedisServer
+from tests.redis_server import redis_server as own_redis_server
 
 RESET_SQL = """
 TRUNCATE seckill.activities, orders.orders, orders.outbox, orders.payments,
@@ -148,6 +152,52 @@ async def groupbuy(settings: Settings) -> AsyncIterator[TestClient[Any, Any]]:
 
     client = await started_client(
         create_app(settings, run_relay=False, run_sweeper=False, run_consumers=False)
+    )
+    yield client
+    await client.close()
+
+
+@pytest.fixture
+async def redis_server(tmp_path: Path) -> AsyncIterator[RedisServer]:
+    """A redis-server of this test's own (tests/redis_server.py), to kill and restart."""
+    async with own_redis_server(tmp_path / "redis") as server:
+        yield server
+
+
+@pytest.fixture
+def own_settings(settings: Settings, redis_server: RedisServer) -> Settings:
+    """Per-test settings on the test's own redis-server. The activity pages read Redis on
+    every request (no display cache), so what they answer follows Redis at once."""
+    return dataclasses.replace(
+        settings, redis_url=redis_server.url(), stock_display_max_age_seconds=0.0
+    )
+
+
+@pytest.fixture
+async def own_redis(own_settings: Settings) -> AsyncIterator[Redis]:
+    """A client of the test's own redis-server, pooled as the services pool theirs."""
+    client = redis_client(own_settings)
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture
+async def seckill_on_own_redis(own_settings: Settings) -> AsyncIterator[TestClient[Any, Any]]:
+    """The seckill API in-process on the test's own redis-server, no background work."""
+    from services.seckill.app import create_app
+
+    client = await started_client(create_app(own_settings, run_relay=False, run_stock_return=False))
+    yield client
+    await client.close()
+
+
+@pytest.fixture
+async def groupbuy_on_own_redis(own_settings: Settings) -> AsyncIterator[TestClient[Any, Any]]:
+    """The groupbuy API in-process on the test's own redis-server, no background work."""
+    from services.groupbuy.app import create_app
+
+    client = await started_client(
+        create_app(own_settings, run_relay=False, run_sweeper=False, run_consumers=False)
     )
     yield client
     await client.close()

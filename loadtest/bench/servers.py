@@ -105,10 +105,11 @@ def naive_app(settings: Settings) -> web.Application:
     return app
 
 
-async def serve(app: web.Application, host: str, port: int) -> None:
+async def serve(app: web.Application, host: str, port: int, backlog: int) -> None:
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    await web.TCPSite(runner, host, port).start()
+    # The services' listen backlog, so that the comparison is of handlers, not queues.
+    await web.TCPSite(runner, host, port, backlog=backlog).start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -126,7 +127,7 @@ def main(argv: list[str]) -> int:
         return 2
     settings = Settings.from_env()
     app = hello_app() if argv[0] == "hello" else naive_app(settings)
-    uvloop.run(serve(app, settings.http_host, int(argv[1])))
+    uvloop.run(serve(app, settings.http_host, int(argv[1]), settings.http_listen_backlog))
     return 0
 
 

@@ -51,3 +51,16 @@ class OutcomeUnknown(DomainError):
             check=check,
             **ids,
         )
+
+
+class RedisUnavailable(DomainError):
+    """Redis could not be asked (unreachable, loading its data, not answering): 503 with
+    Retry-After. One second, like the gateway's own 503: a shopper's retry stays within a
+    sale's opening seconds without hammering a Redis that is coming back."""
+
+    RETRY_AFTER_SECONDS = 1
+
+    def __init__(self, message: str) -> None:
+        super().__init__(
+            503, "redis_unavailable", message, {"Retry-After": str(self.RETRY_AFTER_SECONDS)}
+        )

@@ -17,6 +17,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from services.common.auth import AuthError, Principal, TokenVerifier
 from services.common.errors import DomainError
+from services.common.redis_faults import REDIS_DOWN, unavailable
 
 log = logging.getLogger(__name__)
 
@@ -111,8 +112,13 @@ def _route_label(request: web.Request) -> str:
     return resource.canonical if resource is not None else "unmatched"
 
 
+def _domain_error_response(exc: DomainError) -> web.Response:
+    return error_response(exc.status, exc.code, exc.message, exc.headers or None, **exc.extra)
+
+
 def errors_and_metrics_middleware(metrics: HttpMetrics) -> Any:
-    """Maps DomainError and aiohttp's HTTP errors to JSON bodies, and records RED metrics."""
+    """Maps DomainError, aiohttp's HTTP errors and Redis being unavailable (503
+    redis_unavailable, with Retry-After) to JSON bodies, and records RED metrics."""
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -120,14 +126,18 @@ def errors_and_metrics_middleware(metrics: HttpMetrics) -> Any:
         try:
             response = await handler(request)
         except DomainError as exc:
-            response = error_response(
-                exc.status, exc.code, exc.message, exc.headers or None, **exc.extra
-            )
+            response = _domain_error_response(exc)
         except web.HTTPException as exc:
             code = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}.get(
                 exc.status, "http_error"
             )
             response = error_response(exc.status, code, exc.reason)
+        except REDIS_DOWN as exc:
+            # Redis unreachable, loading or not answering: the caller may retry, it is
+            # not a fault of ours to answer 500 for. State-changing routes that must say
+            # whether their script ran catch it themselves (redis_faults.unanswered_change).
+            log.warning("redis unavailable on %s %s: %r", request.method, request.path, exc)
+            response = _domain_error_response(unavailable(exc))
         except Exception:
             log.exception("unhandled error on %s %s", request.method, request.path)
             response = error_response(500, "internal", "internal error")

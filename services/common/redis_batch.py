@@ -16,7 +16,8 @@ from typing import Any
 
 from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
-from redis.exceptions import NoScriptError
+from redis.exceptions import BusyLoadingError, NoScriptError
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 log = logging.getLogger(__name__)
 
@@ -154,29 +155,43 @@ class ScriptBatcher:
                 # A timeout covers the whole round trip; redis-py drops a connection whose
                 # reply was abandoned, so no later call reads a stale reply.
                 async with asyncio.timeout(self._timeout):
-                    results = await self._execute(pending)
+                    await self._execute(pending)
             except Exception as exc:
+                # Only the commands not answered yet: settle() skips the others.
                 for command in pending:
                     command.settle(exc)
-                continue
-            for command, result in zip(pending, results, strict=True):
-                command.settle(result)
 
-    async def _execute(self, batch: list[_Command]) -> list[Any]:
+    async def _execute(self, batch: list[_Command]) -> None:
+        """Runs the batch and settles each command as soon as its reply is known, so a
+        failure later in the round trip (reloading lost scripts) cannot be reported for
+        commands that already ran."""
         results = await self._pipeline(batch)
-        missing = [i for i, r in enumerate(results) if isinstance(r, NoScriptError)]
+        missing: list[_Command] = []
+        for command, result in zip(batch, results, strict=True):
+            if isinstance(result, NoScriptError):
+                missing.append(command)
+            else:
+                command.settle(result)
         if missing:
             # Redis lost its script cache (restart, failover): NOSCRIPT means the script
             # did not run, so loading it and running those commands again is safe.
-            for script in {batch[i].script for i in missing}:
+            for script in {command.script for command in missing}:
                 await self._redis.script_load(script.script)
-            retried = await self._pipeline([batch[i] for i in missing])
-            for i, result in zip(missing, retried, strict=True):
-                results[i] = result
-        return results
+            retried = await self._pipeline(missing)
+            for command, result in zip(missing, retried, strict=True):
+                command.settle(result)
 
     async def _pipeline(self, batch: list[_Command]) -> list[Any]:
         pipe = self._redis.pipeline(transaction=False)
         for command in batch:
             pipe.evalsha(command.script.sha, len(command.keys), *command.keys, *command.args)
-        return list(await pipe.execute(raise_on_error=False))
+        try:
+            return list(await pipe.execute(raise_on_error=False))
+        except BusyLoadingError as exc:
+            # redis-py raises at the first LOADING reply and leaves the rest unread. Redis
+            # answers LOADING to everything until its data is loaded and never again after
+            # (on a primary), so that first LOADING reply was the first command's: it did
+            # not run. A later command may have been read after loading ended and run:
+            # its outcome is unknown.
+            batch[0].settle(exc)
+            raise RedisConnectionError("reply unread after a LOADING reply") from exc

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncpg
-from redis import exceptions as redis_errors
-from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio import Redis
+from redis.maint_notifications import MaintNotificationsConfig
 
+from services.common.redis_faults import REDIS_DOWN, NotSentReportingPool
 from services.common.settings import Settings
 
 # Errors of a database that is down or restarting: consumers retry them until it is back,
@@ -17,25 +18,29 @@ PG_TRANSIENT: tuple[type[BaseException], ...] = (
     asyncpg.TooManyConnectionsError,
 )
 
-# A Redis call that got no answer: timed out (ours or the socket's) or the connection
-# broke. A command already sent may still have run, so its outcome is unknown.
-REDIS_UNANSWERED: tuple[type[BaseException], ...] = (
-    TimeoutError,
-    ConnectionError,
-    redis_errors.TimeoutError,
-    redis_errors.ConnectionError,
-)
+# A Redis call that got no answer: timed out (ours or the socket's), the connection
+# broke, or Redis was not reached. Whether its command may have run is for
+# services.common.redis_faults to tell.
+REDIS_UNANSWERED: tuple[type[BaseException], ...] = (TimeoutError, ConnectionError, *REDIS_DOWN)
 
 
 def redis_client(settings: Settings) -> Redis:
     # Bounded, blocking pool: under a spike callers wait for a connection instead of
-    # opening thousands; socket timeouts cap a call stuck on a dead server.
-    pool = BlockingConnectionPool.from_url(
+    # opening thousands; socket timeouts cap a call stuck on a dead server. Failing to
+    # hand out a connection is reported as RedisNotReached (the command was not sent).
+    pool = NotSentReportingPool.from_url(
         settings.redis_url,
         max_connections=settings.redis_pool_size,
         timeout=settings.redis_timeout_seconds,
         socket_timeout=settings.redis_timeout_seconds,
         socket_connect_timeout=settings.redis_timeout_seconds,
+        # The pool checks a connection before handing it out and replaces one the server
+        # closed (Redis restarted while it sat idle) -- except, in redis-py 8.1, when
+        # maintenance notifications are on, which they are by default ("auto", RESP3):
+        # every pooled connection then failed on first use after a restart (redis-py
+        # issue 4252). We use no maintenance notifications (a single Redis, no managed
+        # failover endpoints), so turning them off restores the check.
+        maint_notifications_config=MaintNotificationsConfig(enabled=False),
     )
     # from_pool: the client owns the pool, so aclose() also closes its connections.
     return Redis.from_pool(pool)

@@ -8,18 +8,33 @@ import signal
 
 from aiohttp import web
 
+from services.common.settings import Settings
+
 log = logging.getLogger(__name__)
 
 
-async def serve(apps: list[tuple[web.Application, int]], host: str) -> None:
-    """Start each (app, port); on SIGTERM stop accepting, let in-flight requests finish,
-    clean up. The first app's cleanup_ctx (Redis, Kafka, background tasks) runs first."""
+async def serve(apps: list[tuple[web.Application, int]], settings: Settings) -> None:
+    """Start each (app, port) on settings.http_host; on SIGTERM stop accepting, let
+    in-flight requests finish, clean up. The first app's cleanup_ctx (Redis, Kafka,
+    background tasks) runs first."""
+    host = settings.http_host
     runners = [web.AppRunner(app, access_log=None) for app, _ in apps]
     for runner in runners:
         await runner.setup()
     for runner, (_, port) in zip(runners, apps, strict=True):
-        await web.TCPSite(runner, host, port, reuse_port=True).start()
-    log.info("serving on %s ports %s", host, [port for _, port in apps])
+        # aiohttp's default backlog (128) overflowed at a sale's opening: while it was
+        # full the kernel dropped new connections. The kernel caps it at
+        # net.core.somaxconn (docs/operations.md).
+        site = web.TCPSite(
+            runner, host, port, reuse_port=True, backlog=settings.http_listen_backlog
+        )
+        await site.start()
+    log.info(
+        "serving on %s ports %s (listen backlog %d)",
+        host,
+        [port for _, port in apps],
+        settings.http_listen_backlog,
+    )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

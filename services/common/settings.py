@@ -45,6 +45,10 @@ class Settings:
     local_broker: str = "kafka"
     jwt_secret: str = DEV_JWT_SECRET
     http_host: str = "127.0.0.1"
+    # Listen queue of every HTTP port: connections the kernel completed and the process
+    # has not accepted yet. A sale's opening brings thousands within a few milliseconds;
+    # the kernel caps it at net.core.somaxconn (docs/operations.md).
+    http_listen_backlog: int = 4096
     seckill_port: int = 8081
     seckill_ops_port: int = 9081
     # The seckill background work (outbox relay, stock returns, live gauges) runs in the

@@ -14,7 +14,7 @@ async def main() -> None:
     api = create_app(settings)
     await serve(
         [(api, settings.groupbuy_port), (create_ops(api), settings.groupbuy_ops_port)],
-        settings.http_host,
+        settings,
     )
 
 

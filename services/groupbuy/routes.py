@@ -9,9 +9,10 @@ from datetime import UTC, datetime
 
 from aiohttp import web
 
-from services.common.errors import NotFound, OutcomeUnknown
+from services.common.errors import NotFound
 from services.common.events import rfc3339
 from services.common.http import json_response, principal, read_json_object, require_admin
+from services.common.redis_faults import unanswered_change
 from services.common.resources import REDIS_UNANSWERED as UNANSWERED
 from services.groupbuy.domain import (
     Campaign,
@@ -95,10 +96,11 @@ async def open_group(request: web.Request) -> web.Response:
     group_id = new_group_id(campaign_id)
     try:
         outcome, opened = await gb.store.open_group(campaign_id, user, group_id)
-    except UNANSWERED as exc:  # the script may have run: the group card tells
-        gb.metrics.open_refused.labels("outcome_unknown").inc()
-        log.warning("opening group %s: outcome unknown: %r", group_id, exc)
-        raise OutcomeUnknown(f"/api/groupbuy/groups/{group_id}", group_id=group_id) from exc
+    except UNANSWERED as exc:  # unless it did not run, the group card tells
+        answer = unanswered_change(exc, f"/api/groupbuy/groups/{group_id}", group_id=group_id)
+        gb.metrics.open_refused.labels(answer.code).inc()
+        log.warning("opening group %s: %s: %r", group_id, answer.code, exc)
+        raise answer from exc
     if opened is None:
         gb.metrics.open_refused.labels(outcome.value).inc()
         raise refusal(outcome, "campaign")
@@ -122,10 +124,11 @@ async def join_group(request: web.Request) -> web.Response:
     parse_empty_body(await read_json_object(request))
     try:
         outcome, joined = await gb.store.join_group(group_id, user)
-    except UNANSWERED as exc:  # the script may have run: the group card lists members
-        gb.metrics.joins.labels("outcome_unknown").inc()
-        log.warning("joining group %s: outcome unknown: %r", group_id, exc)
-        raise OutcomeUnknown(f"/api/groupbuy/groups/{group_id}", group_id=group_id) from exc
+    except UNANSWERED as exc:  # unless it did not run, the group card lists members
+        answer = unanswered_change(exc, f"/api/groupbuy/groups/{group_id}", group_id=group_id)
+        gb.metrics.joins.labels(answer.code).inc()
+        log.warning("joining group %s: %s: %r", group_id, answer.code, exc)
+        raise answer from exc
     gb.metrics.joins.labels(join_metric_result(outcome)).inc()
     if joined is None:
         raise refusal(outcome)

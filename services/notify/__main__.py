@@ -14,7 +14,7 @@ async def main() -> None:
     api = create_app(settings)
     await serve(
         [(api, settings.notify_port), (create_ops(api), settings.notify_ops_port)],
-        settings.http_host,
+        settings,
     )
 
 

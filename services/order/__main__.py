@@ -12,9 +12,7 @@ async def main() -> None:
     settings = Settings.from_env()
     configure_logging("order", settings.log_level)
     api = create_app(settings)
-    await serve(
-        [(api, settings.order_port), (create_ops(api), settings.order_ops_port)], settings.http_host
-    )
+    await serve([(api, settings.order_port), (create_ops(api), settings.order_ops_port)], settings)
 
 
 if __name__ == "__main__":

@@ -82,7 +82,7 @@ async def forever(settings: Settings) -> None:
         task = asyncio.create_task(loop())
         ops: web.Application = create_ops_app(registry, {"dependencies": ready})
         try:
-            await serve([(ops, settings.reconcile_ops_port)], settings.http_host)
+            await serve([(ops, settings.reconcile_ops_port)], settings)
         finally:
             task.cancel()
 

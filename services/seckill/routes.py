@@ -9,13 +9,14 @@ from datetime import UTC, datetime
 
 from aiohttp import web
 
-from services.common.errors import NotFound, OutcomeUnknown
+from services.common.errors import NotFound
 from services.common.http import (
     json_response,
     principal,
     read_json_object,
     require_admin,
 )
+from services.common.redis_faults import unanswered_change
 from services.common.resources import REDIS_UNANSWERED as UNANSWERED
 from services.seckill.activities import ActivityRepository
 from services.seckill.domain import (
@@ -121,13 +122,15 @@ async def reserve(request: web.Request) -> web.Response:
     try:
         outcome, reservation = await sk.stock.reserve(activity_id, user, quantity, reservation_id)
     except UNANSWERED as exc:
-        # The script may have run (the reply was lost, not the command): the caller can
-        # look the reservation up by the id it would have had.
-        sk.metrics.reservations.labels("outcome_unknown").inc()
-        log.warning("reservation %s outcome unknown: %r", reservation_id, exc)
-        raise OutcomeUnknown(
-            f"/api/seckill/reservations/{reservation_id}", reservation_id=reservation_id
-        ) from exc
+        # Unless Redis certainly did not run the script, it may have (the reply was lost,
+        # not the command): the caller can look the reservation up by the id it would
+        # have had.
+        answer = unanswered_change(
+            exc, f"/api/seckill/reservations/{reservation_id}", reservation_id=reservation_id
+        )
+        sk.metrics.reservations.labels(answer.code).inc()
+        log.warning("reservation %s: %s: %r", reservation_id, answer.code, exc)
+        raise answer from exc
     sk.metrics.reservations.labels(
         "reserved" if outcome is Outcome.RESERVED else outcome.name.lower()
     ).inc()

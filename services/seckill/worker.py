@@ -89,7 +89,7 @@ def create_worker(settings: Settings) -> web.Application:
 async def main() -> None:
     settings = Settings.from_env()
     configure_logging("seckill-worker", settings.log_level)
-    await serve([(create_worker(settings), settings.seckill_worker_ops_port)], settings.http_host)
+    await serve([(create_worker(settings), settings.seckill_worker_ops_port)], settings)
 
 
 if __name__ == "__main__":

@@ -214,6 +214,39 @@ def test_the_seckill_worker_does_the_api_s_background_work_on_two_pods() -> None
     assert "seckill-worker" in selector["values"]
 
 
+# Sysctls the kubelet allows any pod (Kubernetes' "safe" set); others need the nodes'
+# allowedUnsafeSysctls, which a development cluster (kind, minikube) does not set.
+SAFE_SYSCTLS = {
+    "kernel.shm_rmid_forced",
+    "net.ipv4.ip_local_port_range",
+    "net.ipv4.tcp_syncookies",
+    "net.ipv4.ping_group_range",
+    "net.ipv4.ip_unprivileged_port_start",
+    "net.ipv4.ip_local_reserved_ports",
+    "net.ipv4.tcp_keepalive_time",
+}
+
+
+def pod_sysctls(docs: tuple[dict[str, Any], ...], name: str) -> dict[str, str]:
+    (deployment,) = [d for d in of_kind(docs, "Deployment") if d["metadata"]["name"] == name]
+    pod = deployment["spec"]["template"]["spec"]
+    return {s["name"]: s["value"] for s in pod.get("securityContext", {}).get("sysctls", [])}
+
+
+def test_the_seckill_api_s_listen_queue_is_not_capped_below_its_backlog_in_prod() -> None:
+    docs = rendered("prod")
+    backlog = Settings.from_env(container_settings(docs, "seckill")).http_listen_backlog
+    assert backlog >= 4096  # production-sized; aiohttp's own default is 128
+    assert int(pod_sysctls(docs, "seckill")["net.core.somaxconn"]) >= backlog
+
+
+def test_the_dev_overlay_asks_for_no_sysctl_a_stock_kubelet_refuses() -> None:
+    docs = rendered("dev")
+    for deployment in of_kind(docs, "Deployment"):
+        unsafe = set(pod_sysctls(docs, deployment["metadata"]["name"])) - SAFE_SYSCTLS
+        assert unsafe == set(), deployment["metadata"]["name"]
+
+
 def test_seckill_autoscales_and_only_the_gateway_is_open_to_everyone() -> None:
     docs = rendered("prod")
     (hpa,) = of_kind(docs, "HorizontalPodAutoscaler")
