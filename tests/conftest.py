@@ -40,7 +40,9 @@ def _test_settings() -> Settings:
         relay_reclaim_interval_seconds=0.5,
         consumer_max_attempts=2,
         order_outbox_poll_seconds=0.05,
-        kafka_session_timeout_ms=2_000,
+        # Apache Kafka refuses a session timeout below group.min.session.timeout.ms
+        # (6 s by default) with InvalidSessionTimeoutError: consumers then never start.
+        kafka_session_timeout_ms=6_000,
         kafka_heartbeat_interval_ms=300,
         sweep_interval_seconds=0.1,
         groupbuy_sweep_interval_seconds=0.1,
