@@ -219,3 +219,18 @@ async def redis_keyspace(redis: Any, pattern: str) -> dict[bytes, Any]:
         else:
             out[key] = kind
     return out
+
+
+async def lose_outbox(redis: Any, stream: str) -> list[dict[bytes, bytes]]:
+    """Acknowledge and delete every entry of an outbox stream without publishing it: what
+    a relay followed by a memory-only broker that restarted before anyone consumed the
+    messages amounts to. Returns the lost entries' fields."""
+    from services.common.stream_outbox import RELAY_GROUP
+
+    entries = await redis.xrange(stream)
+    if entries:
+        await redis.xreadgroup(RELAY_GROUP, "lost", {stream: ">"}, count=len(entries) + 10)
+        ids = [entry_id for entry_id, _ in entries]
+        await redis.xack(stream, RELAY_GROUP, *ids)
+        await redis.xdel(stream, *ids)
+    return [fields for _, fields in entries]

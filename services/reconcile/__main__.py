@@ -1,8 +1,12 @@
 """python -m services.reconcile [--once]
 
---once: one run, a report on stdout; exit 1 if a mismatch remains that cannot be repaired
-automatically (`make reconcile`). Without it: runs every RECONCILE_INTERVAL_SECONDS and
-serves /healthz, /readyz and /metrics on RECONCILE_OPS_PORT.
+--once: one run over every recent activity, a report on stdout (`make reconcile`). A
+failure (an activity that cannot be read, repairs that do not go through) does not stop
+the run; the exit code, after the full report, is 1 if anything failed or a mismatch
+needs a person, else 0.
+
+Without these: runs every RECONCILE_INTERVAL_SECONDS and serves /healthz, /readyz and
+/metrics on RECONCILE_OPS_PORT; a failed run is counted and the next one comes anyway.
 """
 
 from __future__ import annotations
@@ -23,9 +27,8 @@ from services.common.observability import create_ops_app
 from services.common.resources import pg_pool, redis_client
 from services.common.runner import run, serve
 from services.common.settings import Settings
-from services.reconcile.domain import REPAIRABLE, ActivityReport, Kind
 from services.reconcile.job import ReconcileMetrics, Reconciler
-from services.seckill.stock import StockStore
+from services.reconcile.report import exit_code, render
 
 log = logging.getLogger(__name__)
 
@@ -36,31 +39,18 @@ async def reconciler(settings: Settings, metrics: ReconcileMetrics) -> AsyncIter
     pool = await pg_pool(settings)
     producer = await start_producer(settings)
     try:
-        yield Reconciler(redis, pool, producer, StockStore(redis, None, 0), settings, metrics)
+        yield Reconciler(redis, pool, producer, settings, metrics)
     finally:
         await producer.stop()
         await pool.close()
         await redis.aclose()
 
 
-def summary(reports: list[ActivityReport]) -> tuple[str, int]:
-    """A printable report and the number of mismatches that need a person."""
-    lines = [f"reconciled {len(reports)} activities"]
-    unrepaired = 0
-    for kind in Kind:
-        found = sum(r.count(kind) for r in reports)
-        action = "repaired" if kind in REPAIRABLE else "needs attention" if found else ""
-        lines.append(f"  {kind.value:<28} {found:>6}  {action if found else ''}".rstrip())
-        if kind not in REPAIRABLE:
-            unrepaired += found
-    return "\n".join(lines), unrepaired
-
-
 async def once(settings: Settings) -> int:
     async with reconciler(settings, ReconcileMetrics(CollectorRegistry())) as job:
-        text, unrepaired = summary(await job.run_once())
-    print(text)
-    return 1 if unrepaired else 0
+        report = await job.run_once()
+    print(render(report), flush=True)
+    return exit_code(report)
 
 
 async def forever(settings: Settings) -> None:
@@ -71,8 +61,9 @@ async def forever(settings: Settings) -> None:
         async def loop() -> None:
             while True:
                 try:
-                    await job.run_once()
+                    await job.run_once()  # counts its own failures
                 except Exception:
+                    metrics.runs.labels("failed").inc()
                     log.exception("reconciliation run failed")
                 await asyncio.sleep(settings.reconcile_interval_seconds)
 
@@ -88,7 +79,11 @@ async def forever(settings: Settings) -> None:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(prog="python -m services.reconcile", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m services.reconcile",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--once", action="store_true", help="run once, print a report, exit")
     args = parser.parse_args()
     settings = Settings.from_env()

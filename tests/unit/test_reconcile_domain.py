@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from services.reconcile.domain import Kind, OrderRecord, ReservationRecord, compare
+from services.reconcile.domain import (
+    ACTIVITY,
+    Kind,
+    OrderRecord,
+    ReservationRecord,
+    compare,
+    state_missing,
+)
 
 NOW = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
 GRACE = timedelta(seconds=60)
@@ -91,3 +98,9 @@ def test_stock_drift_counts_held_units_of_live_reservations_only() -> None:
     )
     drift = run([res("a", qty=3)], [order("a")], remaining=8)
     assert drift.mismatches[Kind.STOCK_DRIFT] == ["remaining 8 + held 3 != stock 10"]
+
+
+def test_an_activity_whose_redis_state_is_gone_is_one_finding_that_needs_a_person() -> None:
+    report = state_missing(ACTIVITY, 7)
+    assert report.mismatches[Kind.REDIS_STATE_MISSING] == ["activity 7"]
+    assert report.total == 1 and report.needs_attention == 1
