@@ -234,3 +234,14 @@ async def lose_outbox(redis: Any, stream: str) -> list[dict[bytes, bytes]]:
         await redis.xack(stream, RELAY_GROUP, *ids)
         await redis.xdel(stream, *ids)
     return [fields for _, fields in entries]
+
+
+async def open_group(client: TestClient[Any, Any], token: Any, campaign_id: int, user: str) -> str:
+    resp = await client.post(f"/api/groupbuy/campaigns/{campaign_id}/groups", headers=token(user))
+    assert resp.status == 201, await resp.text()
+    return str((await resp.json())["id"])
+
+
+async def join_group(client: TestClient[Any, Any], token: Any, group_id: str, user: str) -> int:
+    resp = await client.post(f"/api/groupbuy/groups/{group_id}/join", headers=token(user))
+    return resp.status

@@ -1,9 +1,9 @@
 """python -m services.reconcile [--once]
 
---once: one run over every recent activity, a report on stdout (`make reconcile`). A
-failure (an activity that cannot be read, repairs that do not go through) does not stop
-the run; the exit code, after the full report, is 1 if anything failed or a mismatch
-needs a person, else 0.
+--once: one run over every recent activity and campaign, a report on stdout (`make
+reconcile`). A failure (a sale that cannot be read, repairs that do not go through) does
+not stop the run; the exit code, after the full report, is 1 if anything failed or a
+mismatch needs a person, else 0.
 
 Without these: runs every RECONCILE_INTERVAL_SECONDS and serves /healthz, /readyz and
 /metrics on RECONCILE_OPS_PORT; a failed run is counted and the next one comes anyway.

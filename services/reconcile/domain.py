@@ -1,6 +1,6 @@
-"""Reconciliation rules: compare an activity's reservations (Redis) with its orders
-(PostgreSQL) and decide what is wrong and what can be repaired safely; what a run found,
-repaired and failed to repair.
+"""Reconciliation rules: compare a sale's state in Redis with its record in PostgreSQL and
+decide what is wrong and what can be repaired safely. A sale is a flash-sale activity
+(this module) or a group-buy campaign (groupbuy_domain.py); both report the same way.
 
 Pure: the adapters load the two sides, these functions compare them.
 """
@@ -13,8 +13,9 @@ from enum import StrEnum
 
 
 class Kind(StrEnum):
-    # An activity marked warm in PostgreSQL whose Redis state (settings, stock) is gone:
-    # Redis lost data. Nothing else about it is compared (every order would show up).
+    # An activity or campaign marked warm in PostgreSQL whose Redis state (settings,
+    # stock) is gone: Redis lost data. Nothing else about it is compared (every order
+    # would show up).
     REDIS_STATE_MISSING = "redis_state_missing"
     # A reservation older than the grace period with no order and no outbox entry left:
     # its event was lost (broker restart, ...). Repaired by publishing it again.
@@ -28,11 +29,33 @@ class Kind(StrEnum):
     RELEASED_BUT_ORDER_LIVE = "released_but_order_live"
     # remaining + held units != initial stock.
     STOCK_DRIFT = "stock_drift"
+    # Group buying (groupbuy_domain.py). A group's event that has no effect in PostgreSQL
+    # and is no longer in the outbox: a member without order or record row, or a group
+    # whose completion or failure did not reach the record or the orders. Repaired by
+    # publishing the group's events again, in order, with their original ids.
+    GROUP_EVENT_LOST = "group_event_lost"
+    # A cancelled order of a completed group whose unit did not come back to the stock.
+    # Repaired with the idempotent unit release.
+    GROUP_CANCELLED_NOT_RELEASED = "group_cancelled_not_released"
+    # A group order whose group or member Redis does not know (Redis lost data).
+    GROUP_ORDER_WITHOUT_MEMBER = "group_order_without_member"
+    # A member's unit returned while the member's order is not cancelled.
+    GROUP_RELEASED_BUT_ORDER_LIVE = "group_released_but_order_live"
+    # remaining + units held by open and completed groups != the campaign's stock.
+    GROUP_STOCK_DRIFT = "group_stock_drift"
 
 
-REPAIRABLE = frozenset({Kind.RESERVATION_WITHOUT_ORDER, Kind.CANCELLED_NOT_RELEASED})
+REPAIRABLE = frozenset(
+    {
+        Kind.RESERVATION_WITHOUT_ORDER,
+        Kind.CANCELLED_NOT_RELEASED,
+        Kind.GROUP_EVENT_LOST,
+        Kind.GROUP_CANCELLED_NOT_RELEASED,
+    }
+)
 
 ACTIVITY = "activity"
+CAMPAIGN = "campaign"
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,7 +95,7 @@ class ActivityOrder:
 class SaleReport:
     """What one run found in one sale, what it repaired and what it failed to."""
 
-    sale: str  # ACTIVITY
+    sale: str  # ACTIVITY | CAMPAIGN
     sale_id: int
     mismatches: dict[Kind, list[str]] = field(default_factory=lambda: {k: [] for k in Kind})
     repaired: dict[Kind, int] = field(default_factory=dict)
@@ -150,7 +173,7 @@ def state_missing(sale: str, sale_id: int) -> SaleReport:
 
 @dataclass
 class RunReport:
-    """One reconciliation run over every recent activity."""
+    """One reconciliation run over every recent sale."""
 
     sales: list[SaleReport] = field(default_factory=list)
     # Set when the run could not even list the sales (PostgreSQL unreachable).

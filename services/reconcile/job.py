@@ -1,15 +1,18 @@
-"""The reconciliation job: loads both sides of every recent activity, compares them
-(domain.compare), repairs what is safe to repair, and exports the counts as metrics.
+"""The reconciliation job: loads both sides of every recent activity and campaign, compares
+them (domain.compare, groupbuy_domain.compare_campaign), repairs what is safe to repair,
+and exports the counts as metrics.
 
-A failure is never fatal to a run: an activity that cannot be read is reported and
-skipped, repairs go in bounded batches with bounded retries (repair.py), and the run goes
-on with the next activity. What failed is in the run's report and in
+A failure is never fatal to a run: a sale that cannot be read is reported and skipped,
+repairs go in bounded batches with bounded retries (repair.py), and the run goes on
+with the next sale. What failed is in the run's report and in
 reconciliation_repair_failures_total / reconciliation_sales_unreadable_total.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections import Counter as Tally
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TypeVar
@@ -22,21 +25,34 @@ from redis.asyncio import Redis
 from services.common.events import SECKILL_RESERVED, Envelope
 from services.common.kafka import publish_all
 from services.common.settings import Settings
-from services.common.topics import SECKILL_RESERVATIONS
+from services.common.topics import GROUPBUY, SECKILL_RESERVATIONS
+from services.groupbuy.store import GroupStore
 from services.reconcile.domain import (
     ACTIVITY,
+    CAMPAIGN,
     Kind,
     RunReport,
     SaleReport,
     compare,
     state_missing,
 )
+from services.reconcile.groupbuy_domain import (
+    CampaignRecord,
+    compare_campaign,
+    group_events,
+    member_of_key,
+)
 from services.reconcile.repair import RepairPolicy, chunks, describe, repair_in_batches
 from services.reconcile.state import (
     ActivityState,
+    CampaignState,
     activity_orders,
     activity_state,
-    recent_activities,
+    campaign_orders,
+    campaign_state,
+    group_members,
+    group_states,
+    recent_sales,
 )
 from services.seckill.domain import outbox_event
 from services.seckill.stock import StockStore
@@ -44,6 +60,10 @@ from services.seckill.stock import StockStore
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+# Reads of a campaign retried until stock and groups form one snapshot (see
+# CampaignState.consistent); after that the stock check is skipped for this run.
+SNAPSHOT_TRIES = 3
 
 
 def _one(_: object) -> int:
@@ -73,7 +93,7 @@ class ReconcileMetrics:
         )
         self.unreadable = Counter(
             "reconciliation_sales_unreadable_total",
-            "Activities a run could not compare (Redis or PostgreSQL failed).",
+            "Activities and campaigns a run could not compare (Redis or PostgreSQL failed).",
             registry=registry,
         )
         self.runs = Counter(
@@ -105,6 +125,7 @@ class Reconciler:
         self._settings = settings
         self._metrics = metrics
         self._stock = StockStore(redis, None, 0)
+        self._groups = GroupStore(redis)
         self._policy = RepairPolicy.from_settings(settings)
         self._grace = timedelta(seconds=settings.reconcile_grace_seconds)
 
@@ -114,20 +135,24 @@ class Reconciler:
         await self._pool.fetchval("SELECT 1")
 
     async def run_once(self) -> RunReport:
-        """Reconcile every recent activity. Never raises for a failure of Redis,
-        PostgreSQL or Kafka: those are in the report (and the metrics)."""
+        """Reconcile every recent sale. Never raises for a failure of Redis, PostgreSQL
+        or Kafka: those are in the report (and the metrics)."""
         run = RunReport()
         try:
-            activities = await recent_activities(
+            activities, campaigns = await recent_sales(
                 self._pool, self._settings.reconcile_lookback_seconds
             )
         except Exception as exc:
-            log.exception("cannot list the activities to reconcile")
+            log.exception("cannot list the sales to reconcile")
             run.error = describe(exc)
-            activities = []
+            activities, campaigns = [], []
         for activity_id, stock in activities:
             run.sales.append(
                 await self._guarded(ACTIVITY, activity_id, self._activity(activity_id, stock))
+            )
+        for campaign_id, stock in campaigns:
+            run.sales.append(
+                await self._guarded(CAMPAIGN, campaign_id, self._campaign(campaign_id, stock))
             )
         self._export(run)
         return run
@@ -138,9 +163,7 @@ class Reconciler:
         self._metrics.unreadable.inc(sum(s.error is not None for s in run.sales))
         if run.failures:
             self._metrics.runs.labels("failed").inc()
-            log.error(
-                "reconciliation run: %d failures (%d activities)", run.failures, len(run.sales)
-            )
+            log.error("reconciliation run: %d failures (%d sales)", run.failures, len(run.sales))
         else:
             self._metrics.runs.labels("ok").inc()
             self._metrics.last_success.set(datetime.now(UTC).timestamp())
@@ -205,6 +228,75 @@ class Reconciler:
             release,
         )
         return report
+
+    # --- groupbuy -----------------------------------------------------------------------
+
+    async def _campaign(self, campaign_id: int, initial_stock: int) -> SaleReport:
+        # The record before Redis, as for activities; member rows after it, for every
+        # group either side knows (Redis is always ahead of the record, so a row read
+        # later can only belong to a member Redis already has).
+        orders = await campaign_orders(self._pool, campaign_id)
+        recorded = await group_states(self._pool, campaign_id)
+        state = await self._campaign_snapshot(campaign_id)
+        if state.meta is None or state.remaining is None:
+            return state_missing(CAMPAIGN, campaign_id)
+        members = await group_members(self._pool, sorted(set(state.groups) | set(recorded)))
+        record = CampaignRecord(
+            groups=recorded,
+            members={(gid, user) for gid, users in members.items() for user in users},
+            orders=orders,
+        )
+        report, republish = compare_campaign(
+            campaign_id,
+            initial_stock,
+            state.remaining,
+            state.groups,
+            state.in_outbox,
+            record,
+            datetime.now(UTC),
+            self._grace,
+        )
+        if not state.consistent:
+            report.mismatches[Kind.GROUP_STOCK_DRIFT].clear()
+            log.info("campaign %d: stock kept changing, its stock check waits", campaign_id)
+        meta = state.meta
+        per_group = Tally(member_of_key(k)[0] for k in report.mismatches[Kind.GROUP_EVENT_LOST])
+        groups = [(gid, group_events(campaign_id, state.groups[gid], meta)) for gid in republish]
+        publish = self._publisher(GROUPBUY)
+
+        async def publish_groups(batch: list[tuple[str, list[Envelope]]]) -> None:
+            await publish([event for _, events in batch for event in events])
+
+        await self._repair(
+            report,
+            Kind.GROUP_EVENT_LOST,
+            f"publishing to {self._settings.topic(GROUPBUY)}",
+            self._batches(groups, lambda g: len(g[1])),  # a group's events stay together
+            publish_groups,
+            weight=lambda g: per_group[g[0]],
+        )
+
+        async def release(keys: list[str]) -> None:
+            for key in keys:
+                await self._groups.release_unit(*member_of_key(key))
+
+        await self._repair(
+            report,
+            Kind.GROUP_CANCELLED_NOT_RELEASED,
+            "returning units",
+            self._batches(report.mismatches[Kind.GROUP_CANCELLED_NOT_RELEASED]),
+            release,
+        )
+        return report
+
+    async def _campaign_snapshot(self, campaign_id: int) -> CampaignState:
+        state = await campaign_state(self._redis, campaign_id)
+        for _ in range(SNAPSHOT_TRIES - 1):
+            if state.consistent:
+                break
+            await asyncio.sleep(0.05)
+            state = await campaign_state(self._redis, campaign_id)
+        return state
 
     # --- repairs ------------------------------------------------------------------------
 

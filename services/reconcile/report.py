@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from services.reconcile.domain import REPAIRABLE, Kind, RunReport, SaleReport
+from services.reconcile.domain import ACTIVITY, CAMPAIGN, REPAIRABLE, Kind, RunReport, SaleReport
 
 EXIT_OK = 0
 # Something failed (a sale could not be compared, a repair did not go through: the next
@@ -11,8 +11,12 @@ EXIT_NOT_CLEAN = 1
 
 
 def render(run: RunReport) -> str:
-    activities = len(run.sales)
-    lines = [f"reconciled {activities} {'activity' if activities == 1 else 'activities'}"]
+    activities = sum(s.sale == ACTIVITY for s in run.sales)
+    campaigns = sum(s.sale == CAMPAIGN for s in run.sales)
+    lines = [
+        f"reconciled {activities} {'activity' if activities == 1 else 'activities'} and "
+        f"{campaigns} {'campaign' if campaigns == 1 else 'campaigns'}"
+    ]
     if run.error:
         lines.append(f"  could not list the sales: {run.error}")
     for sale in run.sales:

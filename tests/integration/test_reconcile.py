@@ -16,22 +16,30 @@ import aiohttp
 import asyncpg
 import pytest
 from aiohttp.test_utils import TestClient
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 from redis.asyncio import Redis
 
+from services.common.events import GROUP_COMPLETED, GROUP_JOINED, GROUP_OPENED, event_id_for
 from services.common.settings import Settings
-from services.common.topics import SECKILL_RESERVATIONS
+from services.common.topics import GROUPBUY, SECKILL_RESERVATIONS
+from services.groupbuy.keys import campaign_keys
 from services.reconcile.__main__ import reconciler
 from services.reconcile.domain import Kind, RunReport
 from services.reconcile.job import ReconcileMetrics, Reconciler
 from services.seckill.keys import RELAY_GROUP, activity_keys
 from tests.helpers import (
     create_activity,
+    create_campaign,
     free_port,
+    join_group,
     lose_outbox,
+    open_group,
+    read_topic,
     running_relay,
     settings_env,
+    started_client,
     wait_for,
 )
 
@@ -171,13 +179,90 @@ async def test_unrepairable_differences_are_reported(
     await asyncio.sleep(0)
 
 
+@pytest.fixture
+async def groupbuy_recording(settings: Settings) -> AsyncIterator[TestClient[Any, Any]]:
+    """The groupbuy API with its consumers (the record of groups and members), without the
+    relay: the tests decide what happens to the outbox."""
+    from services.groupbuy.app import create_app
+
+    client = await started_client(create_app(settings, run_relay=False, run_sweeper=False))
+    yield client
+    await client.close()
+
+
+async def test_groups_whose_events_were_lost_become_orders_and_records_once(
+    groupbuy_recording: TestClient[Any, Any],
+    orders: TestClient[Any, Any],
+    token: Token,
+    redis: Redis,
+    db: asyncpg.Connection,
+    job: tuple[Reconciler, CollectorRegistry],
+) -> None:
+    reconcile, registry = job
+    gb = groupbuy_recording
+    campaign = await create_campaign(gb, token("ops", admin=True), group_size=3, stock=9)
+    full = await open_group(gb, token, campaign["id"], "l1")
+    assert [await join_group(gb, token, full, u) for u in ("m1", "m2")] == [201, 201]
+    waiting = await open_group(gb, token, campaign["id"], "l2")
+    # Acknowledged to the shoppers, relayed, then lost with a memory-only broker.
+    assert len(await lose_outbox(redis, campaign_keys(campaign["id"]).outbox)) == 5
+
+    assert counts(await reconcile.run_once()) == {"group_event_lost": 5}
+    repaired = registry.get_sample_value(
+        "reconciliation_repairs_total", {"kind": "group_event_lost"}
+    )
+    assert repaired == 5.0
+
+    query = (
+        "SELECT user_id, state, group_state, amount_cents FROM orders.orders "
+        "WHERE activity_id = $1 AND source = 'groupbuy' ORDER BY user_id"
+    )
+
+    async def group_orders() -> list[tuple[Any, ...]]:
+        return [tuple(r) for r in await db.fetch(query, campaign["id"])]
+
+    expected = [
+        ("l1", "pending_payment", "completed", 4900),
+        ("l2", "pending_payment", "open", 4900),
+        ("m1", "pending_payment", "completed", 4900),
+        ("m2", "pending_payment", "completed", 4900),
+    ]
+    assert await wait_for(group_orders, expected) == expected
+
+    async def recorded() -> list[tuple[Any, ...]]:
+        rows = await db.fetch(
+            "SELECT g.id, g.state, g.completion, array_agg(m.user_id ORDER BY m.position) "
+            "FROM groupbuy.groups g JOIN groupbuy.members m ON m.group_id = g.id "
+            "WHERE g.campaign_id = $1 GROUP BY g.id ORDER BY g.state",
+            campaign["id"],
+        )
+        return [tuple(r) for r in rows]
+
+    record = [(full, "completed", "full", ["l1", "m1", "m2"]), (waiting, "open", None, ["l2"])]
+    assert await wait_for(recorded, record) == record
+    # Repaired once: the next run finds nothing, and nothing was created twice.
+    assert counts(await reconcile.run_once()) == {}
+    assert await group_orders() == expected
+
+
 # --- a broker that refuses the repairs ----------------------------------------------------
 
 
+async def create_topic(settings: Settings, topic: str) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
+    await admin.start()
+    try:
+        await admin.create_topics(
+            [NewTopic(settings.topic(topic), num_partitions=2, replication_factor=1)]
+        )
+    finally:
+        await admin.close()
+
+
 def failing_republish(settings: Settings, **overrides: Any) -> tuple[Settings, dict[str, str]]:
-    """Settings (and a child's environment) whose republishing cannot succeed: a topic
-    prefix under which seckill.reservations does not exist, on a broker that does not
-    create topics on demand. Deterministic, and no client is mocked."""
+    """Settings (and a child's environment) whose seckill republishing cannot succeed: a
+    topic prefix under which seckill.reservations does not exist, on a broker that does
+    not create topics on demand. Deterministic, and no client is mocked."""
     broken = dataclasses.replace(
         settings,
         kafka_topic_prefix=f"{settings.kafka_topic_prefix}nokafka.",
@@ -205,6 +290,7 @@ async def lost_reservations(
 async def test_a_broker_refusing_the_republish_fails_only_that_repair_and_the_run_reports_all(
     seckill: TestClient[Any, Any],
     orders: TestClient[Any, Any],
+    groupbuy: TestClient[Any, Any],
     token: Token,
     redis: Redis,
     db: asyncpg.Connection,
@@ -223,7 +309,14 @@ async def test_a_broker_refusing_the_republish_fails_only_that_repair_and_the_ru
         "cancelled_at=now() - interval '1 minute' WHERE reservation_id=$1",
         rid,
     )
+    # Campaign C: a full group whose three events (opened, joined, completed) were lost.
+    campaign = await create_campaign(groupbuy, token("ops", admin=True), group_size=2, stock=6)
+    gid = await open_group(groupbuy, token, campaign["id"], "leader")
+    assert await join_group(groupbuy, token, gid, "m1") == 201
+    assert len(await lose_outbox(redis, campaign_keys(campaign["id"]).outbox)) == 3
+
     broken, env = failing_republish(settings)
+    await create_topic(broken, GROUPBUY)  # groupbuy's topic exists under the prefix
     child = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -239,17 +332,26 @@ async def test_a_broker_refusing_the_republish_fails_only_that_repair_and_the_ru
     assert "Traceback" not in err.decode()
     topic = broken.topic(SECKILL_RESERVATIONS)
     lines = report.splitlines()
-    assert lines[0] == "reconciled 2 activities"
+    assert lines[0] == "reconciled 2 activities and 1 campaign"
     assert (
         f"  activity {broken_activity}: reservation_without_order: found 3, repaired 0, "
         f"failed 3 (publishing to {topic}: no answer within 1 s)"
     ) in lines
     assert f"  activity {healthy['id']}: cancelled_not_released: found 1, repaired 1" in lines
+    assert f"  campaign {campaign['id']}: group_event_lost: found 3, repaired 3" in lines
     assert lines[-1] == (
         "result: NOT CLEAN: 3 repairs failed, 0 could not be compared, 0 mismatches need attention"
     )
-    # The activity after it was repaired: B's unit is back.
+    # The other sales were repaired: B's unit is back, C's events are on the topic with
+    # the ids the relay gave them, in the order the scripts appended them.
     assert await redis.get(activity_keys(healthy["id"]).stock) == b"3"
+    events = await read_topic(broken, GROUPBUY, lambda es: len(es) >= 3)
+    assert [(e.type, e.id) for e in events] == [
+        (GROUP_OPENED, event_id_for(GROUP_OPENED, gid)),
+        (GROUP_JOINED, event_id_for(GROUP_JOINED, f"{gid}:m1")),
+        (GROUP_COMPLETED, event_id_for(GROUP_COMPLETED, gid)),
+    ]
+    assert {e.key for e in events} == {gid}
     # A's reservations still have no order: nothing was half-done or invented.
     assert await db.fetchval(count, broken_activity) == 0
 
