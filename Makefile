@@ -61,6 +61,10 @@ demo: up ## run the end-to-end demo against the running stack
 reconcile: infra ## compare Redis reservations with PostgreSQL orders once, repair, report
 	$(VPY) -m services.reconcile --once
 
+.PHONY: rebuild-redis
+rebuild-redis: infra ## rebuild a sale's Redis state from PostgreSQL: ACTIVITY=id or CAMPAIGN=id (FORCE=1 over live state)
+	$(if $(ACTIVITY)$(CAMPAIGN),,$(error set ACTIVITY=<id> or CAMPAIGN=<id>))$(VPY) -m services.reconcile $(if $(ACTIVITY),--rebuild-activity $(ACTIVITY))$(if $(CAMPAIGN), --rebuild-campaign $(CAMPAIGN))$(if $(filter 1 yes true,$(FORCE)), --force)
+
 test: infra ## run the test suite against the local infrastructure
 	$(VPY) -m pytest $(PYTEST_ARGS)
 

@@ -1,9 +1,14 @@
-"""python -m services.reconcile [--once]
+"""python -m services.reconcile [--once | --rebuild-activity ID | --rebuild-campaign ID [--force]]
 
 --once: one run over every recent activity and campaign, a report on stdout (`make
 reconcile`). A failure (a sale that cannot be read, repairs that do not go through) does
 not stop the run; the exit code, after the full report, is 1 if anything failed or a
 mismatch needs a person, else 0.
+
+--rebuild-activity / --rebuild-campaign: rebuild that sale's Redis state from PostgreSQL
+after Redis lost it (`make rebuild-redis`). Refuses, exit 2, while the sale's state is
+still in Redis, unless --force. Exit 1 if the orders exceed the stock (rebuilt with none
+left), else 0.
 
 Without these: runs every RECONCILE_INTERVAL_SECONDS and serves /healthz, /readyz and
 /metrics on RECONCILE_OPS_PORT; a failed run is counted and the next one comes anyway.
@@ -28,9 +33,17 @@ from services.common.resources import pg_pool, redis_client
 from services.common.runner import run, serve
 from services.common.settings import Settings
 from services.reconcile.job import ReconcileMetrics, Reconciler
+from services.reconcile.rebuild import (
+    RebuildRefused,
+    UnknownSale,
+    rebuild_activity,
+    rebuild_campaign,
+)
 from services.reconcile.report import exit_code, render
 
 log = logging.getLogger(__name__)
+
+EXIT_REFUSED = 2
 
 
 @contextlib.asynccontextmanager
@@ -51,6 +64,27 @@ async def once(settings: Settings) -> int:
         report = await job.run_once()
     print(render(report), flush=True)
     return exit_code(report)
+
+
+async def rebuild(
+    settings: Settings, *, activity: int | None, campaign: int | None, force: bool
+) -> int:
+    redis = redis_client(settings)
+    pool = await pg_pool(settings)
+    try:
+        if activity is not None:
+            done = await rebuild_activity(redis, pool, activity, force=force)
+        else:
+            assert campaign is not None
+            done = await rebuild_campaign(redis, pool, campaign, force=force)
+    except (RebuildRefused, UnknownSale) as exc:
+        print(f"refused: {exc}", file=sys.stderr, flush=True)
+        return EXIT_REFUSED
+    finally:
+        await pool.close()
+        await redis.aclose()
+    print(done.describe(), flush=True)
+    return 1 if done.plan.oversold else 0
 
 
 async def forever(settings: Settings) -> None:
@@ -84,10 +118,30 @@ def main() -> int:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--once", action="store_true", help="run once, print a report, exit")
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--once", action="store_true", help="run once, print a report, exit")
+    mode.add_argument("--rebuild-activity", type=int, metavar="ID", help="rebuild an activity")
+    mode.add_argument("--rebuild-campaign", type=int, metavar="ID", help="rebuild a campaign")
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="rebuild even though the sale's Redis state exists (stop its traffic first)",
+    )
     args = parser.parse_args()
+    rebuilding = args.rebuild_activity is not None or args.rebuild_campaign is not None
+    if args.force and not rebuilding:
+        parser.error("--force only applies to --rebuild-activity / --rebuild-campaign")
     settings = Settings.from_env()
     configure_logging("reconcile", settings.log_level)
+    if rebuilding:
+        return asyncio.run(
+            rebuild(
+                settings,
+                activity=args.rebuild_activity,
+                campaign=args.rebuild_campaign,
+                force=args.force,
+            )
+        )
     if args.once:
         return asyncio.run(once(settings))
     run(lambda: forever(settings))

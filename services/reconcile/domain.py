@@ -14,8 +14,8 @@ from enum import StrEnum
 
 class Kind(StrEnum):
     # An activity or campaign marked warm in PostgreSQL whose Redis state (settings,
-    # stock) is gone: Redis lost data. Nothing else about it is compared (every order
-    # would show up).
+    # stock) is gone: Redis lost data. Nothing else about it is compared; rebuild it
+    # (python -m services.reconcile --rebuild-activity / --rebuild-campaign).
     REDIS_STATE_MISSING = "redis_state_missing"
     # A reservation older than the grace period with no order and no outbox entry left:
     # its event was lost (broker restart, ...). Repaired by publishing it again.

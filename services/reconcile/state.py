@@ -1,4 +1,4 @@
-"""Reads a sale's two sides for reconciliation: its state in Redis (the keys
+"""Reads a sale's two sides for reconciliation and rebuilds: its state in Redis (the keys
 of services/seckill/keys.py and services/groupbuy/keys.py) and its record in PostgreSQL
 (the seckill, groupbuy and orders schemas). An operator's tool that stands across the
 services on purpose; it writes nothing.
@@ -18,6 +18,7 @@ from services.groupbuy.keys import campaign_keys
 from services.order.domain import group_order_key
 from services.reconcile.domain import ActivityOrder, ReservationRecord
 from services.reconcile.groupbuy_domain import CampaignMeta, GroupOrder, LiveGroup
+from services.reconcile.rebuild_domain import RecordedGroup
 from services.seckill.keys import activity_keys
 
 RECENT_ACTIVITIES = """
@@ -37,7 +38,8 @@ FROM orders.orders
 WHERE activity_id = $1 AND source = 'seckill'
 """
 CAMPAIGN_GROUPS = """
-SELECT id, state FROM groupbuy.groups WHERE campaign_id = $1
+SELECT id, leader_id, size, state, completion, opened_at, deadline, settled_at
+FROM groupbuy.groups WHERE campaign_id = $1
 """
 GROUP_MEMBERS = """
 SELECT group_id, user_id FROM groupbuy.members
@@ -202,6 +204,25 @@ async def campaign_orders(pool: asyncpg.Pool, campaign_id: int) -> dict[str, Gro
         )
         for r in await pool.fetch(CAMPAIGN_ORDERS, campaign_id)
     }
+
+
+async def recorded_groups(pool: asyncpg.Pool, campaign_id: int) -> list[RecordedGroup]:
+    rows = await pool.fetch(CAMPAIGN_GROUPS, campaign_id)
+    members = await group_members(pool, [r["id"] for r in rows])
+    return [
+        RecordedGroup(
+            group_id=r["id"],
+            leader=r["leader_id"],
+            size=r["size"],
+            state=r["state"],
+            completion=r["completion"],
+            opened_at=r["opened_at"],
+            deadline=r["deadline"],
+            settled_at=r["settled_at"],
+            members=tuple(members.get(r["id"], ())),
+        )
+        for r in rows
+    ]
 
 
 async def group_states(pool: asyncpg.Pool, campaign_id: int) -> dict[str, str]:
