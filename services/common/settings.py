@@ -101,8 +101,9 @@ class Settings:
     # or complete them virtually), and how many it settles per campaign per round.
     groupbuy_sweep_interval_seconds: float = 1.0
     groupbuy_sweep_batch_size: int = 200
-    # Reconciliation (Redis reservations vs PostgreSQL orders): how old a difference must
-    # be to count (younger ones are in flight), how often the job runs, how far back.
+    # Reconciliation (Redis reservations and groups vs PostgreSQL orders and the group
+    # record): how old a difference must be to count (younger ones are in flight), how
+    # often the job runs, how far back.
     reconcile_grace_seconds: float = 60.0
     reconcile_interval_seconds: float = 60.0
     reconcile_lookback_seconds: int = 7 * 24 * 3600
