@@ -36,7 +36,7 @@ PY311 := -c 'import sys; sys.exit(sys.version_info < (3, 11))'
 .PHONY: help install up infra down status demo reconcile test loadtest bench lint format clean wrk
 
 help: ## list the targets
-	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
 
 install: $(VENV)/.installed ## create the venv and install requirements-dev.txt (when changed)
 
@@ -65,8 +65,12 @@ status: install ## show each component and who started it
 demo: up ## run the end-to-end demo against the running stack
 	$(VPY) -m loadtest.demo $(DEMO_ARGS)
 
-reconcile: infra ## compare Redis reservations with PostgreSQL orders once, repair, report
+reconcile: infra ## compare Redis (reservations, groups) with PostgreSQL once, repair, report
 	$(VPY) -m services.reconcile --once
+
+.PHONY: rebuild-redis
+rebuild-redis: infra ## rebuild a sale's Redis state from PostgreSQL: ACTIVITY=id or CAMPAIGN=id (FORCE=1 over live state)
+	$(if $(ACTIVITY)$(CAMPAIGN),,$(error set ACTIVITY=<id> or CAMPAIGN=<id>))$(VPY) -m services.reconcile $(if $(ACTIVITY),--rebuild-activity $(ACTIVITY))$(if $(CAMPAIGN), --rebuild-campaign $(CAMPAIGN))$(if $(filter 1 yes true,$(FORCE)), --force)
 
 test: infra ## run the test suite against the local infrastructure
 	$(VPY) -m pytest $(PYTEST_ARGS)

@@ -44,6 +44,8 @@ def _test_settings() -> Settings:
         relay_reclaim_interval_seconds=0.5,
         consumer_max_attempts=2,
         order_outbox_poll_seconds=0.05,
+        # Short sessions speed up rebalances after a SIGKILL; the local broker accepts them
+        # (its group.min.session.timeout.ms is 500, Kafka's default 6 s would refuse).
         kafka_session_timeout_ms=2_000,
         kafka_heartbeat_interval_ms=300,
         sweep_interval_seconds=0.1,

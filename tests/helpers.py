@@ -219,3 +219,29 @@ async def redis_keyspace(redis: Any, pattern: str) -> dict[bytes, Any]:
         else:
             out[key] = kind
     return out
+
+
+async def lose_outbox(redis: Any, stream: str) -> list[dict[bytes, bytes]]:
+    """Acknowledge and delete every entry of an outbox stream without publishing it: what
+    a relay followed by a memory-only broker that restarted before anyone consumed the
+    messages amounts to. Returns the lost entries' fields."""
+    from services.common.stream_outbox import RELAY_GROUP
+
+    entries = await redis.xrange(stream)
+    if entries:
+        await redis.xreadgroup(RELAY_GROUP, "lost", {stream: ">"}, count=len(entries) + 10)
+        ids = [entry_id for entry_id, _ in entries]
+        await redis.xack(stream, RELAY_GROUP, *ids)
+        await redis.xdel(stream, *ids)
+    return [fields for _, fields in entries]
+
+
+async def open_group(client: TestClient[Any, Any], token: Any, campaign_id: int, user: str) -> str:
+    resp = await client.post(f"/api/groupbuy/campaigns/{campaign_id}/groups", headers=token(user))
+    assert resp.status == 201, await resp.text()
+    return str((await resp.json())["id"])
+
+
+async def join_group(client: TestClient[Any, Any], token: Any, group_id: str, user: str) -> int:
+    resp = await client.post(f"/api/groupbuy/groups/{group_id}/join", headers=token(user))
+    return resp.status

@@ -114,12 +114,22 @@ class Settings:
     # or complete them virtually), and how many it settles per campaign per round.
     groupbuy_sweep_interval_seconds: float = 1.0
     groupbuy_sweep_batch_size: int = 200
-    # Reconciliation (Redis reservations vs PostgreSQL orders): how old a difference must
-    # be to count (younger ones are in flight), how often the job runs, how far back.
+    # Reconciliation (Redis reservations and groups vs PostgreSQL orders and the group
+    # record): how old a difference must be to count (younger ones are in flight), how
+    # often the job runs, how far back.
     reconcile_grace_seconds: float = 60.0
     reconcile_interval_seconds: float = 60.0
     reconcile_lookback_seconds: int = 7 * 24 * 3600
     reconcile_ops_port: int = 9089
+    # Repairs are sent in batches (events republished per send, releases per step); a
+    # batch gets reconcile_repair_attempts tries of at most reconcile_repair_timeout_seconds
+    # each, reconcile_repair_backoff_seconds * 2^(try - 1) apart. A batch that still fails
+    # ends that sale's repairs for this run: a broker that refused one batch would refuse
+    # the next, and the next run tries again.
+    reconcile_republish_batch: int = 500
+    reconcile_repair_attempts: int = 3
+    reconcile_repair_timeout_seconds: float = 10.0
+    reconcile_repair_backoff_seconds: float = 0.5
     # Notifications (services/notify). Channel "log" writes messages to the log (local
     # runs); "http" posts them to a WeChat-shaped subscribe-message API at the provider URL
     # with the access token (a secret, kept fresh by whatever issues it).

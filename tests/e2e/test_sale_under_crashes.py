@@ -185,9 +185,9 @@ async def test_a_sale_survives_killed_services_and_reconciles_clean(
     assert payments_rows == states["paid"]
 
     async with reconciler(settings, ReconcileMetrics(CollectorRegistry())) as job:
-        reports = await job.run_once()
-    assert [r.activity_id for r in reports] == [activity_id]
-    assert reports[0].total == 0, reports[0].mismatches
+        run = await job.run_once()
+    assert [(s.sale, s.sale_id) for s in run.sales] == [("activity", activity_id)]
+    assert run.sales[0].total == 0 and run.failures == 0, run.sales[0]
 
 
 async def _at_least(probe: Any, n: int) -> bool:
