@@ -105,7 +105,13 @@ async def forever(settings: Settings) -> None:
             await job.ping()
 
         task = asyncio.create_task(loop())
-        ops: web.Application = create_ops_app(registry, {"dependencies": ready})
+        # Kafka is informational: while it is down the job still compares and reports,
+        # only its republishing fails (and is counted).
+        ops: web.Application = create_ops_app(
+            registry,
+            {"dependencies": ready, "kafka": job.ping_kafka},
+            informational=frozenset({"kafka"}),
+        )
         try:
             await serve([(ops, settings.reconcile_ops_port)], settings)
         finally:

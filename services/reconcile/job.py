@@ -23,7 +23,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 from redis.asyncio import Redis
 
 from services.common.events import SECKILL_RESERVED, Envelope
-from services.common.kafka import publish_all
+from services.common.kafka import kafka_reachable, publish_all
 from services.common.settings import Settings
 from services.common.topics import GROUPBUY, SECKILL_RESERVATIONS
 from services.groupbuy.store import GroupStore
@@ -133,6 +133,10 @@ class Reconciler:
         """Readiness: Redis and PostgreSQL answer."""
         await self._redis.ping()
         await self._pool.fetchval("SELECT 1")
+
+    async def ping_kafka(self) -> None:
+        """Readiness detail: the broker the repairs are published to answers."""
+        await kafka_reachable(self._producer)
 
     async def run_once(self) -> RunReport:
         """Reconcile every recent sale. Never raises for a failure of Redis, PostgreSQL

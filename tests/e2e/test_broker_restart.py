@@ -20,14 +20,15 @@ from services.common.auth import mint_token
 from services.common.kafka import ensure_topics
 from services.common.settings import Settings
 from tests.e2e.processes import service
-from tests.helpers import activity_body, wait_for
+from tests.helpers import activity_body, free_port, wait_for
 from tests.kafka_broker import KafkaBroker
 
 pytestmark = pytest.mark.slow
 
 # Processes that talk to Kafka (the seckill API with its embedded relay and stock-return
-# consumer, the order service, groupbuy's relay and consumers, notify's consumers).
-KAFKA_USERS = ("seckill", "order", "groupbuy", "notify")
+# consumer, the order service, groupbuy's relay and consumers, notify's consumers, and
+# the reconcile service, which publishes its repairs).
+KAFKA_USERS = ("seckill", "order", "groupbuy", "notify", "reconcile")
 OUTAGE_SECONDS = 8.0
 PRESSES_PER_SECOND = 100
 # /readyz gives each check 2 s; the issue asks for the outage to show within ~2 s.
@@ -49,7 +50,14 @@ async def test_a_broker_killed_mid_sale_loses_no_acknowledged_reservation(
     broker = KafkaBroker(tmp_path)
     first_start = await asyncio.to_thread(broker.start)
     try:
-        s = dataclasses.replace(settings, kafka_bootstrap_servers=broker.bootstrap)
+        s = dataclasses.replace(
+            settings,
+            kafka_bootstrap_servers=broker.bootstrap,
+            reconcile_ops_port=free_port(),
+            # Reconciliation must not repair anything here: the test proves that the
+            # pipeline alone turns every reservation into an order.
+            reconcile_interval_seconds=3600,
+        )
         await ensure_topics(s, partitions=2)
         report = await _sale_with_broker_outage(s, broker, db, tmp_path)
     finally:
