@@ -206,6 +206,11 @@ def overview() -> list[Panel]:
             ],
             "s",
         ),
+        timeseries(
+            "Event-loop lag, worst process per service (30 s)",
+            [("max by (job) (event_loop_lag_seconds)", "{{job}}")],
+            "s",
+        ),
     ]
 
 
@@ -423,6 +428,43 @@ def groupbuy() -> list[Panel]:
     ]
 
 
+def processes() -> list[Panel]:
+    """Every process of every service, by job and instance: prometheus_client's process
+    and GC collectors and the event-loop lag, which each ops port exports."""
+    by, legend = "job, instance", "{{job}} {{instance}}"
+    return [
+        timeseries(
+            "Event-loop lag (worst in 30 s)",
+            [(f"max by ({by}) (event_loop_lag_seconds)", legend)],
+            "s",
+        ),
+        timeseries(
+            "CPU (cores)",
+            [(f"sum by ({by}) (rate(process_cpu_seconds_total[{RATE}]))", legend)],
+        ),
+        timeseries(
+            "Resident memory",
+            [(f"max by ({by}) (process_resident_memory_bytes)", legend)],
+            "bytes",
+        ),
+        timeseries(
+            "Open file descriptors (share of the limit)",
+            [(f"max by ({by}) (process_open_fds / process_max_fds)", legend)],
+            "percentunit",
+        ),
+        timeseries(
+            "Garbage collections/s by generation",
+            [
+                (
+                    f"sum by (job, generation) (rate(python_gc_collections_total[{RATE}]))",
+                    "{{job}} generation {{generation}}",
+                )
+            ],
+            "ops",
+        ),
+    ]
+
+
 def board(uid: str, title: str, panels: list[Panel]) -> dict[str, Any]:
     """A dashboard: panels laid out two per row (stats six per row), ids in order."""
     x = y = 0
@@ -473,5 +515,8 @@ def dashboards() -> dict[str, dict[str, Any]]:
         "flashsale-notify": board("flashsale-notify", "Flash sale: notify service", notify()),
         "flashsale-groupbuy": board(
             "flashsale-groupbuy", "Flash sale: groupbuy service", groupbuy()
+        ),
+        "flashsale-processes": board(
+            "flashsale-processes", "Flash sale: processes (CPU, memory, event loop)", processes()
         ),
     }

@@ -27,6 +27,7 @@ RUNTIME = {
     "process_cpu_seconds": set(),
     "process_resident_memory_bytes": set(),
     "process_open_fds": set(),
+    "process_max_fds": set(),
     "python_gc_collections": {"generation"},
     "event_loop_lag_seconds": set(),
 }
