@@ -37,6 +37,10 @@ CONSUMES = {
     "groupbuy": (GROUPBUY, ORDERS),
     "notify": NOTIFY_CONSUMES,
 }
+# kube-prometheus-stack's Prometheus selects monitors and rules by `release: <its Helm
+# release name>` (deploy/k8s/base/monitoring/kustomization.yaml; docs/deploy.md).
+PROMETHEUS_RELEASE = "prometheus"
+MONITORING_KINDS = ("ServiceMonitor", "PodMonitor", "PrometheusRule")
 # Custom resources: apiVersion/kind -> the spec paths each must have.
 CRDS: dict[tuple[str, str], list[str]] = {
     ("kafka.strimzi.io/v1beta2", "Kafka"): ["kafka.listeners", "kafka.config", "entityOperator"],
@@ -302,6 +306,18 @@ def test_kafka_topics_match_the_code_and_monitors_cover_every_service() -> None:
         c for c in of_kind(docs, "ConfigMap") if c["metadata"]["name"] == "flashsale-dashboards"
     ]
     assert dashboards and dashboards[0]["metadata"]["labels"]["grafana_dashboard"] == "1"
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_every_monitor_and_rule_carries_the_label_the_prometheus_operator_selects(
+    overlay: str,
+) -> None:
+    docs = rendered(overlay)
+    monitoring = [d for d in docs if d["kind"] in MONITORING_KINDS]
+    assert {d["kind"] for d in monitoring} >= {"ServiceMonitor", "PrometheusRule"}
+    for doc in monitoring:
+        assert doc["metadata"]["labels"]["release"] == PROMETHEUS_RELEASE, doc["metadata"]["name"]
+    assert f"release: {PROMETHEUS_RELEASE}" in (ROOT / "docs" / "deploy.md").read_text()
 
 
 def test_generated_files_are_up_to_date() -> None:
