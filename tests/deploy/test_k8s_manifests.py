@@ -4,6 +4,7 @@ custom resources structurally; plus the conventions SREs expect of every pod."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from dataclasses import fields
@@ -19,7 +20,7 @@ from services.common.settings import Settings
 from services.common.topics import GROUPBUY, ORDERS, SECKILL_RESERVATIONS, all_topics, partitions
 from services.notify.app import CONSUMED_TOPICS as NOTIFY_CONSUMES
 from tests.deploy.tools import require
-from tools.deploy import DEPLOY, ROOT, stale_files
+from tools.deploy import DEPLOY, K8S_GATEWAY, ROOT, stale_files
 from tools.devstack import SERVICES
 
 OVERLAYS = ("dev", "prod")
@@ -48,6 +49,7 @@ CRDS: dict[tuple[str, str], list[str]] = {
     ("kafka.strimzi.io/v1beta2", "KafkaTopic"): ["topicName", "partitions", "replicas"],
     ("postgresql.cnpg.io/v1", "Cluster"): ["instances", "storage.size", "bootstrap.initdb"],
     ("monitoring.coreos.com/v1", "ServiceMonitor"): ["selector", "endpoints"],
+    ("monitoring.coreos.com/v1", "PodMonitor"): ["selector", "podMetricsEndpoints"],
     ("monitoring.coreos.com/v1", "PrometheusRule"): ["groups"],
 }
 
@@ -314,10 +316,89 @@ def test_every_monitor_and_rule_carries_the_label_the_prometheus_operator_select
 ) -> None:
     docs = rendered(overlay)
     monitoring = [d for d in docs if d["kind"] in MONITORING_KINDS]
-    assert {d["kind"] for d in monitoring} >= {"ServiceMonitor", "PrometheusRule"}
+    assert {d["kind"] for d in monitoring} == set(MONITORING_KINDS)
     for doc in monitoring:
         assert doc["metadata"]["labels"]["release"] == PROMETHEUS_RELEASE, doc["metadata"]["name"]
     assert f"release: {PROMETHEUS_RELEASE}" in (ROOT / "docs" / "deploy.md").read_text()
+
+
+def selects(selector: dict[str, Any], labels: dict[str, str]) -> bool:
+    """A Kubernetes label selector (matchLabels, matchExpressions with In) on pod labels."""
+    if any(labels.get(k) != v for k, v in selector.get("matchLabels", {}).items()):
+        return False
+    for expr in selector.get("matchExpressions", []):
+        assert expr["operator"] == "In", expr
+        if labels.get(expr["key"]) not in expr["values"]:
+            return False
+    return True
+
+
+def ports_open_to_monitoring(docs: tuple[dict[str, Any], ...], labels: dict[str, str]) -> set[int]:
+    """Ports the NetworkPolicies open to the monitoring namespace on a pod with these labels."""
+    return {
+        port["port"]
+        for policy in of_kind(docs, "NetworkPolicy")
+        if selects(policy["spec"]["podSelector"], labels)
+        for rule in policy["spec"].get("ingress", [])
+        if any(
+            peer.get("namespaceSelector", {}).get("matchLabels")
+            == {"kubernetes.io/metadata.name": "monitoring"}
+            for peer in rule.get("from", [])
+        )
+        for port in rule["ports"]
+    }
+
+
+def pod_template(docs: tuple[dict[str, Any], ...], kind: str, name: str) -> dict[str, Any]:
+    (workload,) = [d for d in of_kind(docs, kind) if d["metadata"]["name"] == name]
+    return dict(workload["spec"]["template"])
+
+
+# Strimzi names the Kafka exporter's Deployment <cluster>-kafka-exporter and its metrics
+# port tcp-prometheus (9404).
+KAFKA_EXPORTER_LABELS = {"strimzi.io/name": "flashsale-kafka-exporter"}
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_redis_kafka_and_the_gateway_are_scraped_through_exporters(overlay: str) -> None:
+    docs = rendered(overlay)
+    monitors = {m["metadata"]["name"]: m["spec"] for m in of_kind(docs, "PodMonitor")}
+    # The two sidecars: a container port `metrics`, scraped by a PodMonitor, let through.
+    for kind, name, image, port in (
+        ("StatefulSet", "redis", "oliver006/redis_exporter:", 9121),
+        ("Deployment", "gateway", "nginx/nginx-prometheus-exporter:", 9113),
+    ):
+        pod = pod_template(docs, kind, name)
+        (exporter,) = [c for c in pod["spec"]["containers"] if c["image"].startswith(image)]
+        assert {"name": "metrics", "containerPort": port} in exporter["ports"], name
+        (monitor,) = [
+            m for m in monitors.values() if selects(m["selector"], pod["metadata"]["labels"])
+        ]
+        assert [e["port"] for e in monitor["podMetricsEndpoints"]] == ["metrics"], name
+        assert port in ports_open_to_monitoring(docs, pod["metadata"]["labels"]), name
+    gateway = pod_template(docs, "Deployment", "gateway")["spec"]["containers"]
+    (exporter,) = [c for c in gateway if c["name"] == "exporter"]
+    scrape_uri = f"--nginx.scrape-uri=http://{K8S_GATEWAY.status_listen}/stub_status"
+    assert scrape_uri in exporter["args"]
+    # Strimzi's Kafka exporter, from the Kafka resource.
+    (kafka,) = of_kind(docs, "Kafka")
+    assert kafka["spec"]["kafkaExporter"]["groupRegex"] == ".*"
+    (monitor,) = [m for m in monitors.values() if selects(m["selector"], KAFKA_EXPORTER_LABELS)]
+    assert [e["port"] for e in monitor["podMetricsEndpoints"]] == ["tcp-prometheus"]
+    assert 9404 in ports_open_to_monitoring(docs, KAFKA_EXPORTER_LABELS)
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_every_image_but_our_own_is_pinned_to_a_version(overlay: str) -> None:
+    docs = rendered(overlay)
+    workloads = of_kind(docs, "Deployment") + of_kind(docs, "StatefulSet")
+    for workload in workloads:
+        pod = workload["spec"]["template"]["spec"]
+        for container in pod["containers"] + pod.get("initContainers", []):
+            name, _, tag = container["image"].rpartition(":")
+            if name.endswith("flashsale"):
+                continue  # ours: each overlay names its tag (dev builds `flashsale:dev`)
+            assert name and re.search(r"\d", tag) and tag != "latest", container["image"]
 
 
 def test_generated_files_are_up_to_date() -> None:
