@@ -206,6 +206,11 @@ def overview() -> list[Panel]:
             ],
             "s",
         ),
+        timeseries(
+            "Event-loop lag, worst process per service (30 s)",
+            [("max by (job) (event_loop_lag_seconds)", "{{job}}")],
+            "s",
+        ),
     ]
 
 
@@ -423,6 +428,108 @@ def groupbuy() -> list[Panel]:
     ]
 
 
+def infrastructure() -> list[Panel]:
+    """Redis, Kafka and the gateway through their exporters (Kubernetes only: redis_exporter
+    and nginx-prometheus-exporter sidecars, Strimzi's Kafka exporter; docs/deploy.md)."""
+    return [
+        timeseries(
+            "Redis memory",
+            [
+                ("max by (instance) (redis_memory_used_bytes)", "used {{instance}}"),
+                ("max by (instance) (redis_memory_max_bytes > 0)", "maxmemory {{instance}}"),
+            ],
+            "bytes",
+        ),
+        timeseries(
+            "Redis commands/s",
+            [
+                (
+                    f"sum by (instance) (rate(redis_commands_processed_total[{RATE}]))",
+                    "{{instance}}",
+                )
+            ],
+            "ops",
+        ),
+        timeseries(
+            "Redis connected clients",
+            [("max by (instance) (redis_connected_clients)", "{{instance}}")],
+        ),
+        timeseries(
+            "Kafka consumer lag by group and topic (brokers' view)",
+            [
+                (
+                    # max per partition first: one value even while a new exporter pod
+                    # and the old one are both scraped.
+                    "sum by (consumergroup, topic) "
+                    "(max by (consumergroup, topic, partition) (kafka_consumergroup_lag))",
+                    "{{consumergroup}} {{topic}}",
+                )
+            ],
+        ),
+        timeseries(
+            "Gateway requests/s",
+            [
+                (f"sum(rate(nginx_http_requests_total[{RATE}]))", "all pods"),
+                (f"sum by (instance) (rate(nginx_http_requests_total[{RATE}]))", "{{instance}}"),
+            ],
+            "reqps",
+        ),
+        timeseries(
+            "Gateway connections",
+            [
+                ("sum(nginx_connections_active)", "active"),
+                ("sum(nginx_connections_reading)", "reading"),
+                ("sum(nginx_connections_writing)", "writing"),
+                ("sum(nginx_connections_waiting)", "idle keep-alive"),
+                (
+                    f"sum(rate(nginx_connections_accepted[{RATE}]))"
+                    f" - sum(rate(nginx_connections_handled[{RATE}]))",
+                    "dropped/s",
+                ),
+            ],
+        ),
+    ]
+
+
+def processes() -> list[Panel]:
+    """Every process of every service, by job and instance: prometheus_client's process
+    and GC collectors and the event-loop lag, which each ops port exports. The exporters
+    (Go) export process_* too: `and on (...) event_loop_lag_seconds` keeps to our own."""
+    by, legend = "job, instance", "{{job}} {{instance}}"
+    ours = f"and on ({by}) event_loop_lag_seconds"
+    return [
+        timeseries(
+            "Event-loop lag (worst in 30 s)",
+            [(f"max by ({by}) (event_loop_lag_seconds)", legend)],
+            "s",
+        ),
+        timeseries(
+            "CPU (cores)",
+            [(f"sum by ({by}) (rate(process_cpu_seconds_total[{RATE}]) {ours})", legend)],
+        ),
+        timeseries(
+            "Resident memory",
+            [(f"max by ({by}) (process_resident_memory_bytes {ours})", legend)],
+            "bytes",
+        ),
+        timeseries(
+            "Open file descriptors (share of the limit)",
+            [(f"max by ({by}) (process_open_fds / process_max_fds {ours})", legend)],
+            "percentunit",
+        ),
+        timeseries(
+            "Garbage collections/s by generation",
+            [
+                (
+                    f"sum by (job, generation) (rate(python_gc_collections_total[{RATE}]))",
+                    "{{job}} generation {{generation}}",
+                )
+            ],
+            "ops",
+        ),
+    ]
+
+
 def board(uid: str, title: str, panels: list[Panel]) -> dict[str, Any]:
     """A dashboard: panels laid out two per row (stats six per row), ids in order."""
     x = y = 0
@@ -473,5 +580,11 @@ def dashboards() -> dict[str, dict[str, Any]]:
         "flashsale-notify": board("flashsale-notify", "Flash sale: notify service", notify()),
         "flashsale-groupbuy": board(
             "flashsale-groupbuy", "Flash sale: groupbuy service", groupbuy()
+        ),
+        "flashsale-infrastructure": board(
+            "flashsale-infrastructure", "Flash sale: Redis, Kafka, gateway", infrastructure()
+        ),
+        "flashsale-processes": board(
+            "flashsale-processes", "Flash sale: processes (CPU, memory, event loop)", processes()
         ),
     }

@@ -49,6 +49,19 @@ class GatewayValues:
     access_log: str
     temp_dir: str
     worker_processes: str = "auto"
+    # host:port of nginx's stub_status, which the metrics exporter beside it reads; empty:
+    # none (the local gateway of `make up` has no exporter).
+    status_listen: str = ""
+
+
+# nginx's connection and request counters for the exporter beside it, on a listener of
+# their own (in Kubernetes, the pod's loopback): the public server never answers them.
+STATUS_SERVER = """    server {
+        listen {{status_listen}};
+        access_log off;
+        location = /stub_status { stub_status; }
+        location / { return 404 '{"error":"not_found","message":"no such route"}'; }
+    }"""
 
 
 def render_nginx_conf(v: GatewayValues) -> str:
@@ -61,6 +74,9 @@ def render_nginx_conf(v: GatewayValues) -> str:
         limit = f"        limit_req zone=per_ip burst={v.burst} nodelay;"
     else:
         zone, limit = "    # per-IP rate limit off (rate 0)\n", "        # no limit_req"
+    status = "    # no stub_status server (no metrics exporter)"
+    if v.status_listen:
+        status = STATUS_SERVER.replace("{{status_listen}}", v.status_listen)
     values = dict(
         worker_processes=v.worker_processes,
         pid_path=v.pid_path,
@@ -76,6 +92,7 @@ def render_nginx_conf(v: GatewayValues) -> str:
         groupbuy_upstream=v.groupbuy_upstream,
         notify_upstream=v.notify_upstream,
         listen=v.listen,
+        status_server=status,
     )
     # {{name}} placeholders: nginx's own $variables stay untouched.
     return re.sub(r"\{\{(\w+)\}\}", lambda m: str(values[m.group(1)]), NGINX_TEMPLATE.read_text())
@@ -122,6 +139,8 @@ K8S_GATEWAY = GatewayValues(
     error_log="/dev/stderr",
     access_log="/dev/stdout",
     temp_dir="/tmp",
+    # Read by the nginx-prometheus-exporter container of the gateway pod (gateway.yaml).
+    status_listen="127.0.0.1:8090",
 )
 
 

@@ -1,15 +1,27 @@
-"""Ops endpoints on their own port (never routed by the gateway): /healthz, /readyz, /metrics."""
+"""Ops endpoints on their own port (never routed by the gateway): /healthz, /readyz, /metrics.
+
+Every process serves one: besides its own metrics, /metrics carries the process's CPU,
+memory, open files, garbage collections and event-loop lag."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    GC_COLLECTOR,
+    PLATFORM_COLLECTOR,
+    PROCESS_COLLECTOR,
+    CollectorRegistry,
+    generate_latest,
+)
 
 from services.common.http import json_response
+from services.common.loop_lag import LoopLag
+from services.common.shutdown import stop_tasks
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +45,14 @@ async def run_checks(checks: Mapping[str, ReadinessCheck]) -> dict[str, str]:
     return dict(zip(names, results, strict=True))
 
 
+def register_process_metrics(registry: CollectorRegistry) -> None:
+    """process_* (CPU, resident memory, open fds), python_gc_* and python_info on a
+    service's own registry: prometheus_client registers its collectors only on its global
+    REGISTRY, which no service serves."""
+    for collector in (PROCESS_COLLECTOR, GC_COLLECTOR, PLATFORM_COLLECTOR):
+        registry.register(collector)
+
+
 def create_ops_app(
     registry: CollectorRegistry,
     checks: Mapping[str, ReadinessCheck],
@@ -40,7 +60,17 @@ def create_ops_app(
 ) -> web.Application:
     """checks: dependency name -> check. A failing check makes /readyz answer 503, except
     the informational ones, which only mark the service "degraded" (for example Kafka for
-    seckill: reservations keep succeeding and queue in the outbox while it is down)."""
+    seckill: reservations keep succeeding and queue in the outbox while it is down).
+
+    Adds the process metrics to the registry and measures the event loop's lag while the
+    app runs (on the loop that serves the service: one ops app per process)."""
+    register_process_metrics(registry)
+    loop_lag = LoopLag(registry)
+
+    async def watch_loop(_: web.Application) -> AsyncIterator[None]:
+        task = asyncio.create_task(loop_lag.run(), name="event-loop-lag")
+        yield
+        await stop_tasks([task])
 
     async def healthz(_: web.Request) -> web.Response:
         return json_response({"status": "alive"})
@@ -63,4 +93,5 @@ def create_ops_app(
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
+    app.cleanup_ctx.append(watch_loop)
     return app

@@ -52,3 +52,11 @@ def topic_specs() -> tuple[TopicSpec, ...]:
 
 def all_topics() -> tuple[str, ...]:
     return tuple(spec.name for spec in topic_specs())
+
+
+def partitions(topic: str) -> int:
+    """A topic's partition count (what bootstrap creates and Strimzi declares)."""
+    for spec in topic_specs():
+        if spec.name == topic:
+            return spec.partitions
+    raise KeyError(topic)

@@ -17,7 +17,7 @@ from aiohttp.test_utils import TestServer
 from services.common.settings import Settings
 from tests.deploy.tools import require
 from tests.helpers import free_port
-from tools.deploy import local_gateway_values, render_nginx_conf
+from tools.deploy import K8S_GATEWAY, local_gateway_values, render_nginx_conf
 
 NGINX_HOW = "install the Debian package nginx (make infra does when root)"
 Gateway = Callable[..., Any]
@@ -34,7 +34,8 @@ def stub(name: str) -> web.Application:
 
 @pytest.fixture
 async def gateway(tmp_path: Path) -> AsyncIterator[Gateway]:
-    """start(**settings overrides) -> base URL of a gateway in front of stub services."""
+    """start(**settings overrides) -> base URL of a gateway in front of stub services;
+    status_port: serve stub_status there, as the Kubernetes gateway does for its exporter."""
     nginx = require("nginx", NGINX_HOW)
     seckill, order = TestServer(stub("seckill")), TestServer(stub("order"))
     groupbuy = TestServer(stub("groupbuy"))
@@ -45,7 +46,7 @@ async def gateway(tmp_path: Path) -> AsyncIterator[Gateway]:
     await notify.start_server()
     procs: list[asyncio.subprocess.Process] = []
 
-    async def start(**overrides: Any) -> str:
+    async def start(status_port: int | None = None, **overrides: Any) -> str:
         ports = {
             "seckill_port": seckill.port,
             "order_port": order.port,
@@ -56,7 +57,10 @@ async def gateway(tmp_path: Path) -> AsyncIterator[Gateway]:
         run = tmp_path / f"gw{len(procs)}"
         (run / "tmp").mkdir(parents=True)
         conf = run / "nginx.conf"
-        conf.write_text(render_nginx_conf(local_gateway_values(s, run)))
+        values = local_gateway_values(s, run)
+        if status_port is not None:
+            values = dataclasses.replace(values, status_listen=f"127.0.0.1:{status_port}")
+        conf.write_text(render_nginx_conf(values))
         log = run / "error.log"
         argv = ["-c", str(conf), "-e", str(log), "-g", "daemon off;"]
         quiet = asyncio.subprocess.DEVNULL
@@ -160,3 +164,29 @@ async def test_a_service_that_is_down_answers_503_json(gateway: Gateway) -> None
     status, headers, body = await get(base + "/api/orders")
     assert status == 503 and body["error"] == "unavailable"
     assert headers["Retry-After"] == "1"
+
+
+async def test_stub_status_answers_on_its_own_listener_and_never_on_the_public_one(
+    gateway: Gateway,
+) -> None:
+    status_port = free_port()
+    base = await gateway(status_port=status_port)
+    await get(base + "/api/orders")
+    async with (
+        aiohttp.ClientSession() as http,
+        http.get(f"http://127.0.0.1:{status_port}/stub_status") as resp,
+    ):
+        text = await resp.text()
+    assert resp.status == 200
+    assert text.startswith("Active connections: ")
+    assert "server accepts handled requests" in text
+    status, _, body = await get(base + "/stub_status")
+    assert (status, body) == (404, {"error": "not_found", "message": "no such route"})
+
+
+def test_the_kubernetes_gateway_serves_stub_status_on_the_pod_loopback_only() -> None:
+    assert K8S_GATEWAY.status_listen.startswith("127.0.0.1:")
+    conf = render_nginx_conf(K8S_GATEWAY)
+    assert f"listen {K8S_GATEWAY.status_listen};" in conf
+    assert conf.count("stub_status;") == 1
+    assert "stub_status;" not in render_nginx_conf(local_gateway_values(Settings(), Path("/x")))

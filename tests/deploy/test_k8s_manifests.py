@@ -4,6 +4,7 @@ custom resources structurally; plus the conventions SREs expect of every pod."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from dataclasses import fields
@@ -16,9 +17,17 @@ import pytest
 import yaml
 
 from services.common.settings import Settings
-from services.common.topics import all_topics, topic_specs
+from services.common.topics import (
+    GROUPBUY,
+    ORDERS,
+    SECKILL_RESERVATIONS,
+    all_topics,
+    partitions,
+    topic_specs,
+)
+from services.notify.app import CONSUMED_TOPICS as NOTIFY_CONSUMES
 from tests.deploy.tools import require
-from tools.deploy import DEPLOY, ROOT, stale_files
+from tools.deploy import DEPLOY, K8S_GATEWAY, ROOT, stale_files
 from tools.stack import SERVICES
 
 OVERLAYS = ("dev", "prod")
@@ -29,6 +38,17 @@ KUBECTL_HOW = (
     "machine image (see docs/deploy.md)"
 )
 SERVICE_NAMES = {svc.name for svc in SERVICES}
+# The topics each Deployment's Kafka consumers read (services/*/app.py, seckill/background.py).
+CONSUMES = {
+    "seckill-worker": (ORDERS,),
+    "order": (SECKILL_RESERVATIONS, GROUPBUY),
+    "groupbuy": (GROUPBUY, ORDERS),
+    "notify": NOTIFY_CONSUMES,
+}
+# kube-prometheus-stack's Prometheus selects monitors and rules by `release: <its Helm
+# release name>` (deploy/k8s/base/monitoring/kustomization.yaml; docs/deploy.md).
+PROMETHEUS_RELEASE = "prometheus"
+MONITORING_KINDS = ("ServiceMonitor", "PodMonitor", "PrometheusRule")
 # Custom resources: apiVersion/kind -> the spec paths each must have.
 CRDS: dict[tuple[str, str], list[str]] = {
     ("kafka.strimzi.io/v1beta2", "Kafka"): ["kafka.listeners", "kafka.config", "entityOperator"],
@@ -36,6 +56,7 @@ CRDS: dict[tuple[str, str], list[str]] = {
     ("kafka.strimzi.io/v1beta2", "KafkaTopic"): ["topicName", "partitions", "replicas"],
     ("postgresql.cnpg.io/v1", "Cluster"): ["instances", "storage.size", "bootstrap.initdb"],
     ("monitoring.coreos.com/v1", "ServiceMonitor"): ["selector", "endpoints"],
+    ("monitoring.coreos.com/v1", "PodMonitor"): ["selector", "podMetricsEndpoints"],
     ("monitoring.coreos.com/v1", "PrometheusRule"): ["groups"],
 }
 
@@ -161,6 +182,24 @@ def container_settings(docs: tuple[dict[str, Any], ...], name: str) -> dict[str,
     return values | {e["name"]: e["value"] for e in app.get("env", []) if "value" in e}
 
 
+def test_prod_sends_real_messages_with_the_provider_url_and_token_from_a_secret() -> None:
+    docs = rendered("prod")
+    assert Settings.from_env(container_settings(docs, "notify")).notify_channel == "http"
+    (notify,) = [d for d in of_kind(docs, "Deployment") if d["metadata"]["name"] == "notify"]
+    (app,) = notify["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e for e in app["env"]}
+    for name in ("NOTIFY_PROVIDER_URL", "NOTIFY_ACCESS_TOKEN"):
+        ref = env[name]["valueFrom"]["secretKeyRef"]
+        # Required: a pod without them must not start and then fail every send.
+        assert (ref["name"], ref["key"], ref.get("optional", False)) == (
+            "flashsale-secrets",
+            name,
+            False,
+        )
+    dev = Settings.from_env(container_settings(rendered("dev"), "notify"))
+    assert dev.notify_channel == "log"
+
+
 def policies(docs: tuple[dict[str, Any], ...]) -> dict[str, dict[str, Any]]:
     return {p["metadata"]["name"]: p for p in of_kind(docs, "NetworkPolicy")}
 
@@ -247,10 +286,41 @@ def test_the_dev_overlay_asks_for_no_sysctl_a_stock_kubelet_refuses() -> None:
         assert unsafe == set(), deployment["metadata"]["name"]
 
 
+def autoscalers(docs: tuple[dict[str, Any], ...]) -> dict[str, dict[str, Any]]:
+    """Deployment name -> the HorizontalPodAutoscaler that scales it."""
+    hpas = of_kind(docs, "HorizontalPodAutoscaler")
+    for hpa in hpas:
+        assert hpa["spec"]["scaleTargetRef"]["kind"] == "Deployment"
+    return {h["spec"]["scaleTargetRef"]["name"]: h for h in hpas}
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_no_deployment_an_autoscaler_manages_sets_replicas(overlay: str) -> None:
+    """A replicas value would be re-applied by every `kubectl apply`, fighting the HPA."""
+    docs = rendered(overlay)
+    scaled = autoscalers(docs)
+    assert set(scaled) == {"seckill", "order", "groupbuy", "notify"}
+    for deployment in of_kind(docs, "Deployment"):
+        if deployment["metadata"]["name"] in scaled:
+            assert "replicas" not in deployment["spec"], deployment["metadata"]["name"]
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_consumers_scale_no_further_than_the_partitions_of_what_they_consume(
+    overlay: str,
+) -> None:
+    docs = rendered(overlay)
+    topics = {t["spec"]["topicName"]: t["spec"]["partitions"] for t in of_kind(docs, "KafkaTopic")}
+    for name, hpa in autoscalers(docs).items():
+        spec = hpa["spec"]
+        assert 1 <= spec["minReplicas"] <= spec["maxReplicas"], name
+        for topic in CONSUMES.get(name, ()):
+            assert spec["maxReplicas"] <= topics[topic], f"{name}: {topic}"
+
+
 def test_seckill_autoscales_and_only_the_gateway_is_open_to_everyone() -> None:
     docs = rendered("prod")
-    (hpa,) = of_kind(docs, "HorizontalPodAutoscaler")
-    assert hpa["spec"]["scaleTargetRef"]["name"] == "seckill"
+    hpa = autoscalers(docs)["seckill"]
     assert hpa["spec"]["minReplicas"] >= 2
     policies = {p["metadata"]["name"]: p for p in of_kind(docs, "NetworkPolicy")}
     open_to_all = [
@@ -264,8 +334,7 @@ def test_seckill_autoscales_and_only_the_gateway_is_open_to_everyone() -> None:
 def test_kafka_topics_match_the_code_and_monitors_cover_every_service() -> None:
     docs = rendered("prod")
     topics = {t["spec"]["topicName"]: t["spec"]["partitions"] for t in of_kind(docs, "KafkaTopic")}
-    assert set(topics) == set(all_topics())
-    assert topics["seckill.reservations"] >= 6
+    assert topics == {name: partitions(name) for name in all_topics()}
     (monitor,) = of_kind(docs, "ServiceMonitor")
     (selector,) = monitor["spec"]["selector"]["matchExpressions"]
     assert set(selector["values"]) == SERVICE_NAMES
@@ -279,6 +348,97 @@ def test_kafka_topics_match_the_code_and_monitors_cover_every_service() -> None:
         c for c in of_kind(docs, "ConfigMap") if c["metadata"]["name"] == "flashsale-dashboards"
     ]
     assert dashboards and dashboards[0]["metadata"]["labels"]["grafana_dashboard"] == "1"
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_every_monitor_and_rule_carries_the_label_the_prometheus_operator_selects(
+    overlay: str,
+) -> None:
+    docs = rendered(overlay)
+    monitoring = [d for d in docs if d["kind"] in MONITORING_KINDS]
+    assert {d["kind"] for d in monitoring} == set(MONITORING_KINDS)
+    for doc in monitoring:
+        assert doc["metadata"]["labels"]["release"] == PROMETHEUS_RELEASE, doc["metadata"]["name"]
+    assert f"release: {PROMETHEUS_RELEASE}" in (ROOT / "docs" / "deploy.md").read_text()
+
+
+def selects(selector: dict[str, Any], labels: dict[str, str]) -> bool:
+    """A Kubernetes label selector (matchLabels, matchExpressions with In) on pod labels."""
+    if any(labels.get(k) != v for k, v in selector.get("matchLabels", {}).items()):
+        return False
+    for expr in selector.get("matchExpressions", []):
+        assert expr["operator"] == "In", expr
+        if labels.get(expr["key"]) not in expr["values"]:
+            return False
+    return True
+
+
+def ports_open_to_monitoring(docs: tuple[dict[str, Any], ...], labels: dict[str, str]) -> set[int]:
+    """Ports the NetworkPolicies open to the monitoring namespace on a pod with these labels."""
+    return {
+        port["port"]
+        for policy in of_kind(docs, "NetworkPolicy")
+        if selects(policy["spec"]["podSelector"], labels)
+        for rule in policy["spec"].get("ingress", [])
+        if any(
+            peer.get("namespaceSelector", {}).get("matchLabels")
+            == {"kubernetes.io/metadata.name": "monitoring"}
+            for peer in rule.get("from", [])
+        )
+        for port in rule["ports"]
+    }
+
+
+def pod_template(docs: tuple[dict[str, Any], ...], kind: str, name: str) -> dict[str, Any]:
+    (workload,) = [d for d in of_kind(docs, kind) if d["metadata"]["name"] == name]
+    return dict(workload["spec"]["template"])
+
+
+# Strimzi names the Kafka exporter's Deployment <cluster>-kafka-exporter and its metrics
+# port tcp-prometheus (9404).
+KAFKA_EXPORTER_LABELS = {"strimzi.io/name": "flashsale-kafka-exporter"}
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_redis_kafka_and_the_gateway_are_scraped_through_exporters(overlay: str) -> None:
+    docs = rendered(overlay)
+    monitors = {m["metadata"]["name"]: m["spec"] for m in of_kind(docs, "PodMonitor")}
+    # The two sidecars: a container port `metrics`, scraped by a PodMonitor, let through.
+    for kind, name, image, port in (
+        ("StatefulSet", "redis", "oliver006/redis_exporter:", 9121),
+        ("Deployment", "gateway", "nginx/nginx-prometheus-exporter:", 9113),
+    ):
+        pod = pod_template(docs, kind, name)
+        (exporter,) = [c for c in pod["spec"]["containers"] if c["image"].startswith(image)]
+        assert {"name": "metrics", "containerPort": port} in exporter["ports"], name
+        (monitor,) = [
+            m for m in monitors.values() if selects(m["selector"], pod["metadata"]["labels"])
+        ]
+        assert [e["port"] for e in monitor["podMetricsEndpoints"]] == ["metrics"], name
+        assert port in ports_open_to_monitoring(docs, pod["metadata"]["labels"]), name
+    gateway = pod_template(docs, "Deployment", "gateway")["spec"]["containers"]
+    (exporter,) = [c for c in gateway if c["name"] == "exporter"]
+    scrape_uri = f"--nginx.scrape-uri=http://{K8S_GATEWAY.status_listen}/stub_status"
+    assert scrape_uri in exporter["args"]
+    # Strimzi's Kafka exporter, from the Kafka resource.
+    (kafka,) = of_kind(docs, "Kafka")
+    assert kafka["spec"]["kafkaExporter"]["groupRegex"] == ".*"
+    (monitor,) = [m for m in monitors.values() if selects(m["selector"], KAFKA_EXPORTER_LABELS)]
+    assert [e["port"] for e in monitor["podMetricsEndpoints"]] == ["tcp-prometheus"]
+    assert 9404 in ports_open_to_monitoring(docs, KAFKA_EXPORTER_LABELS)
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_every_image_but_our_own_is_pinned_to_a_version(overlay: str) -> None:
+    docs = rendered(overlay)
+    workloads = of_kind(docs, "Deployment") + of_kind(docs, "StatefulSet")
+    for workload in workloads:
+        pod = workload["spec"]["template"]["spec"]
+        for container in pod["containers"] + pod.get("initContainers", []):
+            name, _, tag = container["image"].rpartition(":")
+            if name.endswith("flashsale"):
+                continue  # ours: each overlay names its tag (dev builds `flashsale:dev`)
+            assert name and re.search(r"\d", tag) and tag != "latest", container["image"]
 
 
 def test_generated_files_are_up_to_date() -> None:

@@ -6,16 +6,20 @@ from __future__ import annotations
 import re
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import yaml
 
 from services.common.settings import Settings
 from tests.deploy.tools import require
-from tools.deploy import RULES_DIR, local_prometheus_config
+from tools.deploy import ROOT, RULES_DIR, local_prometheus_config
 from tools.stack import SERVICES
 
 PROMETHEUS = RULES_DIR.parent
 PROMTOOL_HOW = "install the Debian package prometheus (make infra does when root)"
+# runbook_url = RUNBOOK#<alert name in lower case> (docs/runbook.md documents the template).
+RUNBOOK = "https://github.com/flashsale/flashsale/blob/main/docs/runbook.md"
+RUNBOOK_FILE = ROOT / "docs" / "runbook.md"
 
 
 def promtool(*args: str) -> subprocess.CompletedProcess[str]:
@@ -25,6 +29,33 @@ def promtool(*args: str) -> subprocess.CompletedProcess[str]:
 
 def rule_files() -> list[Path]:
     return sorted(RULES_DIR.glob("*.yml"))
+
+
+def alerts() -> list[dict[str, Any]]:
+    return [
+        rule
+        for path in rule_files()
+        for group in yaml.safe_load(path.read_text())["groups"]
+        for rule in group["rules"]
+        if "alert" in rule
+    ]
+
+
+def github_anchor(heading: str) -> str:
+    """The anchor GitHub gives a Markdown heading: lower case, punctuation dropped, spaces
+    as hyphens."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def headings(markdown: str) -> list[str]:
+    """Headings outside fenced code blocks."""
+    found, fenced = [], False
+    for line in markdown.splitlines():
+        if line.startswith("```"):
+            fenced = not fenced
+        elif not fenced and (m := re.match(r"#{1,6} (.+)", line)):
+            found.append(m.group(1))
+    return found
 
 
 def alert_names() -> set[str]:
@@ -107,3 +138,21 @@ def test_the_dashboards_queries_are_valid_promql(tmp_path: Path) -> None:
     path.write_text(yaml.safe_dump({"groups": [{"name": "dashboards", "rules": rules}]}))
     result = promtool("check", "rules", str(path))
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_every_alert_links_the_runbook_section_that_explains_it() -> None:
+    text = RUNBOOK_FILE.read_text()
+    anchors = {github_anchor(h) for h in headings(text)}
+    assert f"runbook_url: {RUNBOOK}#<alert name in lower case>" in text  # the template
+    for rule in alerts():
+        url = rule["annotations"].get("runbook_url")
+        assert url == f"{RUNBOOK}#{rule['alert'].lower()}", rule["alert"]
+        assert url.rsplit("#", 1)[1] in anchors, f"no heading {rule['alert']} in the runbook"
+
+
+def test_the_runbook_s_links_to_its_own_sections_resolve() -> None:
+    text = RUNBOOK_FILE.read_text()
+    anchors = {github_anchor(h) for h in headings(text)}
+    links = re.findall(r"\]\(#([\w-]+)\)", text)
+    assert links, "the runbook links its sections to each other"
+    assert set(links) <= anchors

@@ -21,7 +21,18 @@ from tests.helpers import create_activity, running_relay, started_client, wait_f
 Token = Callable[..., dict[str, str]]
 
 # name -> label names (without `le`), per service. The dashboards and alert rules use these.
+# Every process's ops port (services/common/observability.py): prometheus_client's process
+# and GC collectors, and the event-loop lag.
+RUNTIME = {
+    "process_cpu_seconds": set(),
+    "process_resident_memory_bytes": set(),
+    "process_open_fds": set(),
+    "process_max_fds": set(),
+    "python_gc_collections": {"generation"},
+    "event_loop_lag_seconds": set(),
+}
 COMMON = {
+    **RUNTIME,
     "http_requests": {"route", "method", "status"},
     "http_request_duration_seconds": {"route", "method"},
 }
