@@ -16,6 +16,11 @@ from services.common.http import (
     read_json_object,
     require_admin,
 )
+from services.common.idempotency import (
+    IDEMPOTENCY_KEY_HEADER,
+    REPLAYED_HEADER,
+    parse_idempotency_key,
+)
 from services.common.resources import REDIS_UNANSWERED as UNANSWERED
 from services.seckill.activities import ActivityRepository
 from services.seckill.domain import (
@@ -111,15 +116,20 @@ async def reserve(request: web.Request) -> web.Response:
     if activity_id is None:
         raise NotFound("activity")
     user = principal(request).user_id
+    key = parse_idempotency_key(request.headers.getall(IDEMPOTENCY_KEY_HEADER, []))
     quantity = parse_quantity(await read_json_object(request))
     now = time.monotonic()
-    if sk.sold_out.is_sold_out(activity_id, now):
+    # A press with a key may be the retry of one that reserved just before the sale sold
+    # out: only its record in Redis knows, so the flag answers keyless presses only.
+    if key is None and sk.sold_out.is_sold_out(activity_id, now):
         sk.metrics.sold_out_short_circuit.inc()
         sk.metrics.reservations.labels(Outcome.SOLD_OUT.name.lower()).inc()
         raise refusal(Outcome.SOLD_OUT)
     reservation_id = new_reservation_id(activity_id)
     try:
-        outcome, reservation = await sk.stock.reserve(activity_id, user, quantity, reservation_id)
+        outcome, reservation, replayed = await sk.stock.reserve(
+            activity_id, user, quantity, reservation_id, key
+        )
     except UNANSWERED as exc:
         # The script may have run (the reply was lost, not the command): the caller can
         # look the reservation up by the id it would have had.
@@ -128,18 +138,24 @@ async def reserve(request: web.Request) -> web.Response:
         raise OutcomeUnknown(
             f"/api/seckill/reservations/{reservation_id}", reservation_id=reservation_id
         ) from exc
-    sk.metrics.reservations.labels(
-        "reserved" if outcome is Outcome.RESERVED else outcome.name.lower()
-    ).inc()
+    if replayed:
+        # The first press was counted; a replay says nothing about the stock now.
+        sk.metrics.idempotent_replays.inc()
+    else:
+        sk.metrics.reservations.labels(
+            "reserved" if outcome is Outcome.RESERVED else outcome.name.lower()
+        ).inc()
     if reservation is None:
-        if outcome is Outcome.SOLD_OUT:
+        if outcome is Outcome.SOLD_OUT and not replayed:
             sk.sold_out.mark(activity_id, now)
-        raise refusal(outcome)
-    return json_response(
-        reservation.view(),
-        201,
-        {"Location": f"/api/seckill/reservations/{reservation.reservation_id}"},
-    )
+        refused = refusal(outcome)
+        if replayed:
+            refused.headers[REPLAYED_HEADER] = "true"
+        raise refused
+    headers = {"Location": f"/api/seckill/reservations/{reservation.reservation_id}"}
+    if replayed:
+        headers[REPLAYED_HEADER] = "true"
+    return json_response(reservation.view(), 201, headers)
 
 
 async def get_reservation(request: web.Request) -> web.Response:

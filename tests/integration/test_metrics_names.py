@@ -28,6 +28,7 @@ COMMON = {
 SECKILL = {
     **COMMON,
     "seckill_reservations": {"result"},
+    "seckill_idempotent_replays": set(),
     "seckill_sold_out_short_circuit": set(),
     "seckill_reserve_batch_size": set(),
     "seckill_activity_stock_remaining": {"activity"},
