@@ -44,6 +44,17 @@ def parse_idempotency_key(values: Sequence[str]) -> str | None:
     return key
 
 
+def replay_headers(headers: dict[str, str], replayed: bool) -> dict[str, str]:
+    """The headers of an answer, marked when it was replayed from a record."""
+    return {**headers, REPLAYED_HEADER: "true"} if replayed else headers
+
+
+def replayed_if(refused: DomainError, replayed: bool) -> DomainError:
+    """A refusal, marked when it was replayed from a record."""
+    refused.headers = replay_headers(refused.headers, replayed)
+    return refused
+
+
 def record_field(action: str, key: str, user_id: str) -> str:
     """The field naming one user's key for one action in a sale's record hash.
 

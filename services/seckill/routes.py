@@ -18,8 +18,9 @@ from services.common.http import (
 )
 from services.common.idempotency import (
     IDEMPOTENCY_KEY_HEADER,
-    REPLAYED_HEADER,
     parse_idempotency_key,
+    replay_headers,
+    replayed_if,
 )
 from services.common.resources import REDIS_UNANSWERED as UNANSWERED
 from services.seckill.activities import ActivityRepository
@@ -148,14 +149,9 @@ async def reserve(request: web.Request) -> web.Response:
     if reservation is None:
         if outcome is Outcome.SOLD_OUT and not replayed:
             sk.sold_out.mark(activity_id, now)
-        refused = refusal(outcome)
-        if replayed:
-            refused.headers[REPLAYED_HEADER] = "true"
-        raise refused
-    headers = {"Location": f"/api/seckill/reservations/{reservation.reservation_id}"}
-    if replayed:
-        headers[REPLAYED_HEADER] = "true"
-    return json_response(reservation.view(), 201, headers)
+        raise replayed_if(refusal(outcome), replayed)
+    location = f"/api/seckill/reservations/{reservation.reservation_id}"
+    return json_response(reservation.view(), 201, replay_headers({"Location": location}, replayed))
 
 
 async def get_reservation(request: web.Request) -> web.Response:

@@ -81,6 +81,7 @@ GROUPBUY = {
     "groupbuy_groups_completed": {"how"},
     "groupbuy_groups_failed": set(),
     "groupbuy_joins": {"result"},
+    "groupbuy_idempotent_replays": {"kind"},
     "groupbuy_open_refusals": {"result"},
     "groupbuy_time_to_complete_seconds": set(),
     "groupbuy_unit_returns": {"result"},
