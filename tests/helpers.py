@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import socket
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
@@ -245,3 +246,43 @@ async def open_group(client: TestClient[Any, Any], token: Any, campaign_id: int,
 async def join_group(client: TestClient[Any, Any], token: Any, group_id: str, user: str) -> int:
     resp = await client.post(f"/api/groupbuy/groups/{group_id}/join", headers=token(user))
     return resp.status
+
+
+@dataclasses.dataclass
+class ReplyDropper:
+    """A TCP proxy in front of a server that, while `dropping`, passes requests on but
+    throws the replies away: a request that was applied, and whose answer was lost."""
+
+    upstream_port: int
+    dropping: bool = False
+
+    async def pipe(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, replies: bool
+    ) -> None:
+        try:
+            while data := await reader.read(65536):
+                if not (replies and self.dropping):
+                    writer.write(data)
+                    await writer.drain()
+        except (ConnectionError, asyncio.CancelledError):
+            pass
+        finally:
+            writer.close()
+
+    async def serve(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
+        server_r, server_w = await asyncio.open_connection("127.0.0.1", self.upstream_port)
+        await asyncio.gather(
+            self.pipe(client_r, server_w, replies=False),
+            self.pipe(server_r, client_w, replies=True),
+        )
+
+
+@contextlib.asynccontextmanager
+async def reply_dropping_proxy(upstream_port: int) -> AsyncIterator[tuple[int, ReplyDropper]]:
+    """(port, control) of a ReplyDropper on a free port."""
+    dropper = ReplyDropper(upstream_port)
+    server = await asyncio.start_server(dropper.serve, "127.0.0.1", 0)
+    try:
+        yield server.sockets[0].getsockname()[1], dropper
+    finally:
+        server.close()

@@ -84,6 +84,9 @@ class Settings:
     # How old the remaining stock an activity page shows may be (read from Redis at most
     # once per this time per activity and process; 0: every request). Presses never use it.
     stock_display_max_age_seconds: float = 0.2
+    # How long after a sale ends (a group-buy campaign: after its last group's window) an
+    # Idempotency-Key still replays its first outcome; then its record expires with the sale.
+    idempotency_key_retention_seconds: int = 24 * 3600
     # Concurrent reservation calls coalesced into one pipelined Redis round trip.
     reserve_batch_max: int = 256
     redis_pool_size: int = 32

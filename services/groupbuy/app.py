@@ -82,7 +82,7 @@ def create_app(
     async def resources(app: web.Application) -> AsyncIterator[None]:
         redis = redis_client(settings)
         pool = await pg_pool(settings)
-        store = GroupStore(redis)
+        store = GroupStore(redis, settings.idempotency_key_retention_seconds)
         gb = Groupbuy(
             campaigns=CampaignRepository(pool),
             groups=GroupRecord(pool),

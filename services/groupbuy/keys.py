@@ -26,6 +26,9 @@ class CampaignKeys:
     users: str  # hash: user -> groups the user takes part in (open or completed)
     outbox: str  # stream of group.* events
     deadlines: str  # sorted set: open group id -> deadline (ms)
+    # hash: Idempotency-Key record field -> first outcome of an open or join; expires
+    # after the campaign's last group could close (docs/idempotency.md)
+    idempotency: str
 
     def group(self, group_id: str) -> str:
         """Hash: state, leader, size, n (members), opened, deadline, completed, how."""
@@ -45,6 +48,7 @@ def campaign_keys(campaign_id: int) -> CampaignKeys:
         users=f"{tag}:users",
         outbox=f"{tag}:outbox",
         deadlines=f"{tag}:deadlines",
+        idempotency=f"{tag}:idem",
     )
 
 

@@ -45,6 +45,13 @@ class GroupbuyMetrics:
             ["result"],
             registry=self.registry,
         )
+        self.idempotent_replays = Counter(
+            "groupbuy_idempotent_replays_total",
+            "Opens and joins answered with the recorded first outcome of their "
+            "Idempotency-Key, by kind (open, join); not counted as opens or joins.",
+            ["kind"],
+            registry=self.registry,
+        )
         self.time_to_complete = Histogram(
             "groupbuy_time_to_complete_seconds",
             "Time from a group opening to its completion (full or virtual).",

@@ -12,6 +12,12 @@ from aiohttp import web
 from services.common.errors import NotFound
 from services.common.events import rfc3339
 from services.common.http import json_response, principal, read_json_object, require_admin
+from services.common.idempotency import (
+    IDEMPOTENCY_KEY_HEADER,
+    parse_idempotency_key,
+    replay_headers,
+    replayed_if,
+)
 from services.common.redis_faults import unanswered_change
 from services.common.resources import REDIS_UNANSWERED as UNANSWERED
 from services.groupbuy.domain import (
@@ -92,19 +98,24 @@ async def open_group(request: web.Request) -> web.Response:
     if campaign_id is None:
         raise NotFound("campaign")
     user = principal(request).user_id
+    key = parse_idempotency_key(request.headers.getall(IDEMPOTENCY_KEY_HEADER, []))
     parse_empty_body(await read_json_object(request))
     group_id = new_group_id(campaign_id)
     try:
-        outcome, opened = await gb.store.open_group(campaign_id, user, group_id)
+        outcome, opened, replayed = await gb.store.open_group(campaign_id, user, group_id, key)
     except UNANSWERED as exc:  # unless it did not run, the group card tells
         answer = unanswered_change(exc, f"/api/groupbuy/groups/{group_id}", group_id=group_id)
         gb.metrics.open_refused.labels(answer.code).inc()
         log.warning("opening group %s: %s: %r", group_id, answer.code, exc)
         raise answer from exc
-    if opened is None:
+    if replayed:
+        gb.metrics.idempotent_replays.labels("open").inc()
+    elif opened is None:
         gb.metrics.open_refused.labels(outcome.value).inc()
-        raise refusal(outcome, "campaign")
-    gb.metrics.opened.inc()
+    else:
+        gb.metrics.opened.inc()
+    if opened is None:
+        raise replayed_if(refusal(outcome, "campaign"), replayed)
     body = {
         "id": opened.group_id,
         "campaign_id": campaign_id,
@@ -112,7 +123,9 @@ async def open_group(request: web.Request) -> web.Response:
         "position": 1,
         "deadline": rfc3339(datetime.fromtimestamp(opened.deadline_ms / 1000, UTC)),
     }
-    return json_response(body, 201, {"Location": f"/api/groupbuy/groups/{opened.group_id}"})
+    return json_response(
+        body, 201, replay_headers({"Location": f"/api/groupbuy/groups/{opened.group_id}"}, replayed)
+    )
 
 
 async def join_group(request: web.Request) -> web.Response:
@@ -121,17 +134,22 @@ async def join_group(request: web.Request) -> web.Response:
     gb = request.app[GROUPBUY]
     group_id = request.match_info["id"]
     user = principal(request).user_id
+    key = parse_idempotency_key(request.headers.getall(IDEMPOTENCY_KEY_HEADER, []))
     parse_empty_body(await read_json_object(request))
     try:
-        outcome, joined = await gb.store.join_group(group_id, user)
+        outcome, joined, replayed = await gb.store.join_group(group_id, user, key)
     except UNANSWERED as exc:  # unless it did not run, the group card lists members
         answer = unanswered_change(exc, f"/api/groupbuy/groups/{group_id}", group_id=group_id)
         gb.metrics.joins.labels(answer.code).inc()
         log.warning("joining group %s: %s: %r", group_id, answer.code, exc)
         raise answer from exc
-    gb.metrics.joins.labels(join_metric_result(outcome)).inc()
+    if replayed:
+        gb.metrics.idempotent_replays.labels("join").inc()
+    else:
+        gb.metrics.joins.labels(join_metric_result(outcome)).inc()
     if joined is None:
-        raise refusal(outcome)
+        raise replayed_if(refusal(outcome), replayed)
+    # opened_ms is set only for the join that completed the group, never for a replay.
     if joined.completed and joined.opened_ms is not None:
         gb.metrics.completed.labels("full").inc()
         gb.metrics.time_to_complete.observe(max(0.0, time.time() - joined.opened_ms / 1000))
@@ -142,7 +160,9 @@ async def join_group(request: web.Request) -> web.Response:
         "position": joined.position,
         "slots_left": joined.size - joined.position,
     }
-    return json_response(body, 201, {"Location": f"/api/groupbuy/groups/{group_id}"})
+    return json_response(
+        body, 201, replay_headers({"Location": f"/api/groupbuy/groups/{group_id}"}, replayed)
+    )
 
 
 async def get_group(request: web.Request) -> web.Response:

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import importlib.resources
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from redis.asyncio import Redis
 
+from services.common.idempotency import record_field
 from services.common.stream_outbox import warm_sale
 from services.groupbuy.domain import Campaign, Outcome, campaign_of_group
 from services.groupbuy.keys import CAMPAIGNS, campaign_keys
@@ -24,6 +26,12 @@ def _lua(name: str) -> str:
 
 def _text(value: bytes | str | int) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
+
+
+# First element of a reply answered from an Idempotency-Key record (open.lua, join.lua).
+REPLAYED = "replayed"
+# The action part of an open's record field; a join's is the group id.
+OPEN_ACTION = "open"
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +49,22 @@ class Joined:
     opened_ms: int | None
 
 
+class OpenDecision(NamedTuple):
+    """replayed: the answer is the recorded first outcome of the Idempotency-Key."""
+
+    outcome: Outcome
+    opened: Opened | None
+    replayed: bool = False
+
+
+class JoinDecision(NamedTuple):
+    """replayed: the answer is the recorded first outcome of the Idempotency-Key."""
+
+    outcome: Outcome
+    joined: Joined | None
+    replayed: bool = False
+
+
 @dataclass(frozen=True, slots=True)
 class Settled:
     """What expire.lua did: 'failed', 'virtual', or a no-op ('not_due', 'settled', ...)."""
@@ -52,8 +76,11 @@ class Settled:
 
 
 class GroupStore:
-    def __init__(self, redis: Redis) -> None:
+    def __init__(self, redis: Redis, idempotency_key_retention_seconds: int = 0) -> None:
+        """idempotency_key_retention_seconds: how long after the campaign's last group
+        could close an Idempotency-Key record of an open or join is kept."""
         self._redis = redis
+        self._keep_ms = idempotency_key_retention_seconds * 1000
         # register_script: reloads itself after NOSCRIPT (Redis restart or failover).
         self._open = redis.register_script(_lua("open.lua"))
         self._join = redis.register_script(_lua("join.lua"))
@@ -90,9 +117,14 @@ class GroupStore:
         return bool(await self._redis.exists(campaign_keys(campaign_id).meta))
 
     async def open_group(
-        self, campaign_id: int, user_id: str, group_id: str
-    ) -> tuple[Outcome, Opened | None]:
+        self, campaign_id: int, user_id: str, group_id: str, idempotency_key: str | None = None
+    ) -> OpenDecision:
+        """With an idempotency key, a retry of an open already decided is answered with
+        that open's outcome (and group id) and changes nothing."""
         keys = campaign_keys(campaign_id)
+        field = (
+            "" if idempotency_key is None else record_field(OPEN_ACTION, idempotency_key, user_id)
+        )
         reply = await self._open(
             keys=[
                 keys.meta,
@@ -102,19 +134,30 @@ class GroupStore:
                 keys.deadlines,
                 keys.group(group_id),
                 keys.members(group_id),
+                keys.idempotency,
             ],
-            args=[user_id, group_id],
+            args=[user_id, group_id, field, self._keep_ms],
         )
+        replayed = _text(reply[0]) == REPLAYED
+        if replayed:
+            reply = reply[1:]
         outcome = Outcome(_text(reply[0]))
         if outcome is not Outcome.OPENED:
-            return outcome, None
-        return outcome, Opened(group_id, int(reply[1]))
+            return OpenDecision(outcome, None, replayed)
+        # A replay answers the group the first open made, not the id this attempt drew.
+        opened_id = _text(reply[2]) if replayed else group_id
+        return OpenDecision(outcome, Opened(opened_id, int(reply[1])), replayed)
 
-    async def join_group(self, group_id: str, user_id: str) -> tuple[Outcome, Joined | None]:
+    async def join_group(
+        self, group_id: str, user_id: str, idempotency_key: str | None = None
+    ) -> JoinDecision:
+        """With an idempotency key, a retry of a join already decided is answered with
+        that join's outcome (and position) and changes nothing."""
         campaign_id = campaign_of_group(group_id)
         if campaign_id is None:
-            return Outcome.NOT_FOUND, None
+            return JoinDecision(Outcome.NOT_FOUND, None)
         keys = campaign_keys(campaign_id)
+        field = "" if idempotency_key is None else record_field(group_id, idempotency_key, user_id)
         reply = await self._join(
             keys=[
                 keys.meta,
@@ -123,19 +166,25 @@ class GroupStore:
                 keys.deadlines,
                 keys.group(group_id),
                 keys.members(group_id),
+                keys.idempotency,
             ],
-            args=[user_id, group_id],
+            args=[user_id, group_id, field, self._keep_ms],
         )
+        replayed = _text(reply[0]) == REPLAYED
+        if replayed:
+            reply = reply[1:]
         outcome = Outcome(_text(reply[0]))
         if outcome not in (Outcome.JOINED, Outcome.COMPLETED):
-            return outcome, None
+            return JoinDecision(outcome, None, replayed)
         completed = outcome is Outcome.COMPLETED
-        return outcome, Joined(
+        joined = Joined(
             position=int(reply[1]),
             size=int(reply[2]),
             completed=completed,
-            opened_ms=int(reply[3]) if completed else None,
+            # A replay reports the first join; when the group opened is for its metrics.
+            opened_ms=int(reply[3]) if completed and not replayed else None,
         )
+        return JoinDecision(outcome, joined, replayed)
 
     async def expire_group(self, campaign_id: int, group_id: str) -> Settled:
         """Fail, or complete virtually, a group past its deadline; a no-op otherwise."""
@@ -202,6 +251,6 @@ class GroupStore:
     async def probe(self) -> None:
         """Readiness: run the real script path (catches a lost script cache), touching
         nothing: group 0-<zeros> never exists, so join answers not_found."""
-        outcome, _ = await self.join_group(f"1-{'0' * 32}", "probe")
+        outcome = (await self.join_group(f"1-{'0' * 32}", "probe")).outcome
         if outcome is not Outcome.NOT_FOUND:
             raise RuntimeError(f"unexpected probe answer {outcome}")

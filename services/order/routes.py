@@ -12,6 +12,7 @@ from prometheus_client import CollectorRegistry, Counter
 
 from services.common.errors import DomainError, NotFound
 from services.common.http import MAX_BODY_BYTES, json_response, principal
+from services.common.idempotency import IDEMPOTENCY_KEY_HEADER, parse_idempotency_key
 from services.common.settings import Settings
 from services.order.domain import order_view, parse_list_limit, parse_order_id
 from services.order.payments import (
@@ -71,6 +72,11 @@ async def list_orders(request: web.Request) -> web.Response:
 
 
 async def cancel_order(request: web.Request) -> web.Response:
+    """Idempotent by nature: cancelling a cancelled order answers it as it is, and its
+    cancellation (and order.cancelled) happened once. An Idempotency-Key is checked like
+    everywhere else, so a client can send one on every POST, and needs no record: the
+    retry's answer is the order's current state (docs/idempotency.md)."""
+    parse_idempotency_key(request.headers.getall(IDEMPOTENCY_KEY_HEADER, []))
     order_id = parse_order_id(request.match_info["id"])
     if order_id is None:
         raise NotFound("order")
@@ -80,7 +86,8 @@ async def cancel_order(request: web.Request) -> web.Response:
 
 async def payment_callback(request: web.Request) -> web.Response:
     """The payment provider's notification. Authenticated by its HMAC signature (no JWT);
-    idempotent on the provider's transaction id."""
+    idempotent on the provider's transaction id, its own idempotency key: an
+    Idempotency-Key header is ignored, never a reason to refuse a payment."""
     ctx = request.app[PAYMENTS]
     if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
         raise DomainError(413, "payload_too_large", f"body exceeds {MAX_BODY_BYTES} bytes")

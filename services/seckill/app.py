@@ -55,7 +55,12 @@ def create_app(
             on_batch=metrics.batch_size.observe,
         )
         batcher.start()
-        stock = StockStore(redis, batcher, settings.user_rate_limit_per_second)
+        stock = StockStore(
+            redis,
+            batcher,
+            settings.user_rate_limit_per_second,
+            settings.idempotency_key_retention_seconds,
+        )
         sk = Seckill(
             activities=ActivityRepository(pool),
             stock=stock,

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, NamedTuple
 
 from services.common.errors import DomainError, ValidationError
 from services.common.events import (
@@ -153,6 +153,8 @@ class Outcome(StrEnum):
     RATE_LIMITED = "rate_limited"
     LIMIT_REACHED = "limit_reached"
     SOLD_OUT = "sold_out"
+    # The press's Idempotency-Key was first used for a press with another quantity.
+    KEY_REUSED = "key_reused"
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,6 +171,15 @@ class Reservation:
             "quantity": self.quantity,
             "pay_before": rfc3339_ms(self.pay_before_ms),
         }
+
+
+class Decision(NamedTuple):
+    """What the reservation script decided for one press. replayed: the answer is the
+    recorded first outcome of the press's Idempotency-Key; nothing changed now."""
+
+    outcome: Outcome
+    reservation: Reservation | None
+    replayed: bool = False
 
 
 def refusal(outcome: Outcome) -> DomainError:
@@ -190,6 +201,13 @@ def refusal(outcome: Outcome) -> DomainError:
             )
         case Outcome.SOLD_OUT:
             return DomainError(410, "sold_out", "sold out")
+        case Outcome.KEY_REUSED:
+            return DomainError(
+                422,
+                "idempotency_key_reused",
+                "this Idempotency-Key was first sent with another quantity: "
+                "a new press needs a new key",
+            )
     raise ValueError(f"{outcome} is not a refusal")
 
 

@@ -24,6 +24,8 @@ class ActivityKeys:
     users: str
     reservations: str
     outbox: str
+    # Hash: Idempotency-Key record field -> the press's first outcome; expires with the sale.
+    idempotency: str
 
     def rate(self, user_id: str) -> str:
         return f"{self.tag}:rl:{user_id}"
@@ -38,6 +40,7 @@ def activity_keys(activity_id: int) -> ActivityKeys:
         users=f"{tag}:users",
         reservations=f"{tag}:res",
         outbox=f"{tag}:outbox",
+        idempotency=f"{tag}:idem",
     )
 
 

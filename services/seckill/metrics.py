@@ -22,6 +22,11 @@ class SeckillMetrics:
             ["result"],
             registry=self.registry,
         )
+        self.idempotent_replays = Counter(
+            "seckill_idempotent_replays_total",
+            "Presses answered with the recorded first outcome of their Idempotency-Key.",
+            registry=self.registry,
+        )
         self.sold_out_short_circuit = Counter(
             "seckill_sold_out_short_circuit_total",
             "Presses answered sold out from the in-process flag, without Redis.",

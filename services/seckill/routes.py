@@ -16,6 +16,12 @@ from services.common.http import (
     read_json_object,
     require_admin,
 )
+from services.common.idempotency import (
+    IDEMPOTENCY_KEY_HEADER,
+    parse_idempotency_key,
+    replay_headers,
+    replayed_if,
+)
 from services.common.redis_faults import unanswered_change
 from services.common.resources import REDIS_UNANSWERED as UNANSWERED
 from services.seckill.activities import ActivityRepository
@@ -112,37 +118,43 @@ async def reserve(request: web.Request) -> web.Response:
     if activity_id is None:
         raise NotFound("activity")
     user = principal(request).user_id
+    key = parse_idempotency_key(request.headers.getall(IDEMPOTENCY_KEY_HEADER, []))
     quantity = parse_quantity(await read_json_object(request))
     now = time.monotonic()
-    if sk.sold_out.is_sold_out(activity_id, now):
+    # A press with a key may be the retry of one that reserved just before the sale sold
+    # out: only its record in Redis knows, so the flag answers keyless presses only.
+    if key is None and sk.sold_out.is_sold_out(activity_id, now):
         sk.metrics.sold_out_short_circuit.inc()
         sk.metrics.reservations.labels(Outcome.SOLD_OUT.name.lower()).inc()
         raise refusal(Outcome.SOLD_OUT)
     reservation_id = new_reservation_id(activity_id)
     try:
-        outcome, reservation = await sk.stock.reserve(activity_id, user, quantity, reservation_id)
+        outcome, reservation, replayed = await sk.stock.reserve(
+            activity_id, user, quantity, reservation_id, key
+        )
     except UNANSWERED as exc:
         # Unless Redis certainly did not run the script, it may have (the reply was lost,
         # not the command): the caller can look the reservation up by the id it would
-        # have had.
+        # have had, or retry with the same Idempotency-Key.
         answer = unanswered_change(
             exc, f"/api/seckill/reservations/{reservation_id}", reservation_id=reservation_id
         )
         sk.metrics.reservations.labels(answer.code).inc()
         log.warning("reservation %s: %s: %r", reservation_id, answer.code, exc)
         raise answer from exc
-    sk.metrics.reservations.labels(
-        "reserved" if outcome is Outcome.RESERVED else outcome.name.lower()
-    ).inc()
+    if replayed:
+        # The first press was counted; a replay says nothing about the stock now.
+        sk.metrics.idempotent_replays.inc()
+    else:
+        sk.metrics.reservations.labels(
+            "reserved" if outcome is Outcome.RESERVED else outcome.name.lower()
+        ).inc()
     if reservation is None:
-        if outcome is Outcome.SOLD_OUT:
+        if outcome is Outcome.SOLD_OUT and not replayed:
             sk.sold_out.mark(activity_id, now)
-        raise refusal(outcome)
-    return json_response(
-        reservation.view(),
-        201,
-        {"Location": f"/api/seckill/reservations/{reservation.reservation_id}"},
-    )
+        raise replayed_if(refusal(outcome), replayed)
+    location = f"/api/seckill/reservations/{reservation.reservation_id}"
+    return json_response(reservation.view(), 201, replay_headers({"Location": location}, replayed))
 
 
 async def get_reservation(request: web.Request) -> web.Response:

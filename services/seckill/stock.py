@@ -14,9 +14,10 @@ from typing import Any
 import orjson
 from redis.asyncio import Redis
 
+from services.common.idempotency import record_field
 from services.common.redis_batch import ScriptBatcher
 from services.common.stream_outbox import warm_sale
-from services.seckill.domain import Activity, Outcome, Reservation
+from services.seckill.domain import Activity, Decision, Outcome, Reservation
 from services.seckill.keys import ACTIVITIES, activity_keys
 
 
@@ -28,14 +29,29 @@ def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
+# First element of a reply answered from an Idempotency-Key record (reserve.lua).
+REPLAYED = "replayed"
+
+
+# The Idempotency-Key record field of a press (services/common/idempotency.py).
+RESERVE_ACTION = "reserve"
+
+
 class StockStore:
     def __init__(
-        self, redis: Redis, batcher: ScriptBatcher | None, rate_limit_per_second: int
+        self,
+        redis: Redis,
+        batcher: ScriptBatcher | None,
+        rate_limit_per_second: int,
+        idempotency_key_retention_seconds: int = 0,
     ) -> None:
-        """batcher: coalesces reservations (the hot path); None calls scripts directly."""
+        """batcher: coalesces reservations (the hot path); None calls scripts directly.
+        idempotency_key_retention_seconds: how long after the sale ends a press's
+        Idempotency-Key record is kept (only reserve uses it)."""
         self._redis = redis
         self._batcher = batcher
         self._rate = rate_limit_per_second
+        self._keep_ms = idempotency_key_retention_seconds * 1000
         self._reserve = redis.register_script(_lua("reserve.lua"))
         self._release = redis.register_script(_lua("release.lua"))
 
@@ -64,24 +80,48 @@ class StockStore:
         return bool(await self._redis.exists(activity_keys(activity_id).meta))
 
     async def reserve(
-        self, activity_id: int, user_id: str, quantity: int, reservation_id: str
-    ) -> tuple[Outcome, Reservation | None]:
+        self,
+        activity_id: int,
+        user_id: str,
+        quantity: int,
+        reservation_id: str,
+        idempotency_key: str | None = None,
+    ) -> Decision:
+        """One press. With an idempotency key, a retry of a press already decided is
+        answered with that press's outcome (and reservation id) and changes nothing."""
         keys = activity_keys(activity_id)
-        shared = (keys.meta, keys.stock, keys.users, keys.reservations, keys.outbox)
+        shared = (
+            keys.meta,
+            keys.stock,
+            keys.users,
+            keys.reservations,
+            keys.outbox,
+            keys.idempotency,
+        )
         own_keys = [keys.rate(user_id)]
-        own_args = [user_id, quantity, reservation_id]
+        own_args: list[str | int] = [user_id, quantity, reservation_id]
+        if idempotency_key is not None:
+            own_args.append(record_field(RESERVE_ACTION, idempotency_key, user_id))
+        # The count of arguments per press is in the head, so presses with a key are
+        # merged apart from those without, which keep the arguments (and the cost) they
+        # had before keys existed. Both still share the round trip.
+        head = (self._rate, self._keep_ms, len(own_args))
         if self._batcher is None:
-            replies = await self._reserve(keys=[*shared, *own_keys], args=[self._rate, *own_args])
+            replies = await self._reserve(keys=[*shared, *own_keys], args=[*head, *own_args])
             reply = replies[0]
         else:
             # Merged with the other presses on this activity in the same round trip.
-            reply = await self._batcher.call_merged(
-                self._reserve, shared, (self._rate,), own_keys, own_args
-            )
+            reply = await self._batcher.call_merged(self._reserve, shared, head, own_keys, own_args)
+        if _text(reply[0]) == REPLAYED:
+            outcome = Outcome(_text(reply[1]))
+            if outcome is not Outcome.RESERVED:
+                return Decision(outcome, None, replayed=True)
+            first = Reservation(_text(reply[3]), activity_id, int(reply[4]), int(reply[2]))
+            return Decision(outcome, first, replayed=True)
         outcome = Outcome(_text(reply[0]))
         if outcome is not Outcome.RESERVED:
-            return outcome, None
-        return outcome, Reservation(reservation_id, activity_id, quantity, int(reply[2]))
+            return Decision(outcome, None)
+        return Decision(outcome, Reservation(reservation_id, activity_id, quantity, int(reply[2])))
 
     async def release(self, activity_id: int, reservation_id: str, reason: str) -> str:
         """Return a reservation's stock; 'ok', 'already_released' or 'unknown'."""
@@ -118,9 +158,10 @@ class StockStore:
                 keys.users,
                 keys.reservations,
                 keys.outbox,
+                keys.idempotency,
                 keys.rate("probe"),
             ],
-            args=[0, "probe", 1, "0-probe"],
+            args=[0, 0, 3, "probe", 1, "0-probe"],
         )
         if _text(replies[0][0]) != Outcome.NOT_FOUND:
             raise RuntimeError(f"unexpected probe answer {replies!r}")

@@ -1,9 +1,11 @@
 """The nginx gateway, rendered as `make up` renders it, in front of stub upstreams:
-routing, admin and ops routes hidden, body size and per-IP rate limits, JSON errors."""
+routing, admin and ops routes hidden, body size and per-IP rate limits, JSON errors, and
+what it says when a service does not answer."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -25,7 +27,14 @@ Gateway = Callable[..., Any]
 
 def stub(name: str) -> web.Application:
     async def echo(request: web.Request) -> web.Response:
-        return web.json_response({"upstream": name, "path": request.path_qs})
+        seen = {"upstream": name, "path": request.path_qs}
+        if "Idempotency-Key" in request.headers:
+            seen["idempotency_key"] = request.headers["Idempotency-Key"]
+        # A service's own 503 (outcome_unknown with where to check) must reach the client.
+        if request.path.endswith("/unanswered"):
+            body = {"error": "outcome_unknown", "message": "m", "check": "/api/x", "id": "1"}
+            return web.json_response(body, status=503)
+        return web.json_response(seen)
 
     app = web.Application()
     app.router.add_route("*", "/{tail:.*}", echo)
@@ -161,8 +170,47 @@ async def test_loopback_is_exempt_by_default_so_a_local_load_test_is_not_throttl
 
 async def test_a_service_that_is_down_answers_503_json(gateway: Gateway) -> None:
     base = await gateway(order_port=free_port())
-    status, headers, body = await get(base + "/api/orders")
-    assert status == 503 and body["error"] == "unavailable"
+    for method in ("GET", "POST"):
+        status, headers, body = await get(base + "/api/orders", method)
+        assert status == 503 and body["error"] == "unavailable"
+        assert "not applied" in body["message"]
+        assert headers["Retry-After"] == "1"
+
+
+@contextlib.asynccontextmanager
+async def hanging_up_service() -> AsyncIterator[int]:
+    """A service that reads the request and drops the connection without an answer: the
+    request reached it, and may have been applied."""
+    received: list[bytes] = []
+
+    async def hang_up(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        received.append(await reader.read(65536))
+        writer.close()
+
+    server = await asyncio.start_server(hang_up, "127.0.0.1", 0)
+    try:
+        yield server.sockets[0].getsockname()[1]
+    finally:
+        server.close()
+    assert received and all(b"POST /api/seckill/" in r for r in received)
+
+
+async def test_a_request_the_service_never_answered_is_outcome_unknown_not_retry_shortly(
+    gateway: Gateway,
+) -> None:
+    async with hanging_up_service() as port:
+        base = await gateway(seckill_port=port)
+        status, headers, body = await get(
+            base + "/api/seckill/activities/7/reservations",
+            "POST",
+            json={},
+            headers={"Idempotency-Key": "k-1"},
+        )
+    assert status == 503 and headers["Content-Type"] == "application/json"
+    assert body["error"] == "outcome_unknown"
+    assert "may have been applied" in body["message"]
+    assert "same Idempotency-Key" in body["message"]
+    assert "retry shortly" not in body["message"]
     assert headers["Retry-After"] == "1"
 
 
@@ -190,3 +238,23 @@ def test_the_kubernetes_gateway_serves_stub_status_on_the_pod_loopback_only() ->
     assert f"listen {K8S_GATEWAY.status_listen};" in conf
     assert conf.count("stub_status;") == 1
     assert "stub_status;" not in render_nginx_conf(local_gateway_values(Settings(), Path("/x")))
+
+
+async def test_the_idempotency_key_reaches_the_services(gateway: Gateway) -> None:
+    base = await gateway()
+    key = "0f8fad5b-d9cb-469f-a165-70867728950e:{x}~!"
+    for path in (
+        "/api/seckill/activities/7/reservations",
+        "/api/groupbuy/campaigns/3/groups",
+        "/api/groupbuy/groups/3-abc/join",
+        "/api/orders/abc/cancel",
+    ):
+        status, _, body = await get(base + path, "POST", headers={"Idempotency-Key": key})
+        assert (status, body["path"], body["idempotency_key"]) == (200, path, key)
+
+
+async def test_a_services_own_outcome_unknown_passes_through_unchanged(gateway: Gateway) -> None:
+    base = await gateway()
+    status, _, body = await get(base + "/api/seckill/activities/7/unanswered", "POST")
+    assert status == 503
+    assert body == {"error": "outcome_unknown", "message": "m", "check": "/api/x", "id": "1"}

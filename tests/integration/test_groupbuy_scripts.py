@@ -60,7 +60,7 @@ async def events(redis: Redis, campaign_id: int = CAMPAIGN_ID) -> list[Any]:
 
 
 async def open_one(store: GroupStore, user: str, campaign_id: int = CAMPAIGN_ID) -> str:
-    outcome, opened = await store.open_group(campaign_id, user, new_group_id(campaign_id))
+    outcome, opened, _ = await store.open_group(campaign_id, user, new_group_id(campaign_id))
     assert outcome is Outcome.OPENED and opened is not None
     return opened.group_id
 
@@ -93,7 +93,7 @@ async def test_opening_beyond_the_per_user_limit_is_refused_and_changes_nothing(
     await store.warm_up(campaign(per_user_limit=1))
     await open_one(store, "a")
     before = await snapshot(redis)
-    outcome, opened = await store.open_group(CAMPAIGN_ID, "a", new_group_id(CAMPAIGN_ID))
+    outcome, opened, _ = await store.open_group(CAMPAIGN_ID, "a", new_group_id(CAMPAIGN_ID))
     assert (outcome, opened) == (Outcome.LIMIT_REACHED, None)
     assert await snapshot(redis) == before
 
@@ -104,7 +104,7 @@ async def test_opening_without_a_whole_group_of_stock_is_sold_out(
     await store.warm_up(campaign(stock=5))  # one group of 3; 2 units cannot make a group
     await open_one(store, "a")
     before = await snapshot(redis)
-    outcome, _ = await store.open_group(CAMPAIGN_ID, "b", new_group_id(CAMPAIGN_ID))
+    outcome, _, _ = await store.open_group(CAMPAIGN_ID, "b", new_group_id(CAMPAIGN_ID))
     assert outcome is Outcome.SOLD_OUT
     assert await snapshot(redis) == before
 
@@ -125,9 +125,9 @@ async def test_the_join_that_fills_the_last_slot_completes_the_group_once(
 ) -> None:
     await store.warm_up(campaign())
     gid = await open_one(store, "leader")
-    outcome, joined = await store.join_group(gid, "m1")
+    outcome, joined, _ = await store.join_group(gid, "m1")
     assert outcome is Outcome.JOINED and joined is not None and joined.position == 2
-    outcome, joined = await store.join_group(gid, "m2")
+    outcome, joined, _ = await store.join_group(gid, "m2")
     assert outcome is Outcome.COMPLETED and joined is not None and joined.completed
     kinds = [e.type for e in await events(redis)]
     assert kinds == ["group.opened", "group.joined", "group.joined", "group.completed"]
@@ -167,7 +167,7 @@ async def test_concurrent_joins_fill_a_group_exactly(store: GroupStore, redis: R
     await store.warm_up(campaign(group_size=5, stock=5))
     gid = await open_one(store, "leader")
     results = await asyncio.gather(*(store.join_group(gid, f"u{i}") for i in range(50)))
-    outcomes = [o for o, _ in results]
+    outcomes = [d.outcome for d in results]
     assert outcomes.count(Outcome.JOINED) == 3
     assert outcomes.count(Outcome.COMPLETED) == 1
     assert outcomes.count(Outcome.FULL) == 46
@@ -271,7 +271,7 @@ async def test_expiry_racing_last_second_joins_settles_each_group_exactly_once(
 
     async def keep_joining(gid: str, i: int) -> None:
         for attempt in range(30):
-            outcome, _ = await store.join_group(gid, f"j{i}-{attempt}")
+            outcome, _, _ = await store.join_group(gid, f"j{i}-{attempt}")
             if outcome is not Outcome.ALREADY_MEMBER and outcome is not Outcome.JOINED:
                 return
             await asyncio.sleep(0.005)

@@ -39,6 +39,7 @@ COMMON = {
 SECKILL = {
     **COMMON,
     "seckill_reservations": {"result"},
+    "seckill_idempotent_replays": set(),
     "seckill_sold_out_short_circuit": set(),
     "seckill_reserve_batch_size": set(),
     "seckill_activity_stock_remaining": {"activity"},
@@ -91,6 +92,7 @@ GROUPBUY = {
     "groupbuy_groups_completed": {"how"},
     "groupbuy_groups_failed": set(),
     "groupbuy_joins": {"result"},
+    "groupbuy_idempotent_replays": {"kind"},
     "groupbuy_open_refusals": {"result"},
     "groupbuy_time_to_complete_seconds": set(),
     "groupbuy_unit_returns": {"result"},

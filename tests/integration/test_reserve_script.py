@@ -50,8 +50,8 @@ async def store(redis: Redis, settings: Settings) -> AsyncIterator[StockStore]:
 
 
 async def reserve(store: StockStore, activity: Activity, user: str, qty: int = 1) -> Outcome:
-    outcome, _ = await store.reserve(activity.id, user, qty, new_reservation_id(activity.id))
-    return outcome
+    decision = await store.reserve(activity.id, user, qty, new_reservation_id(activity.id))
+    return decision.outcome
 
 
 async def stock_of(redis: Redis, activity: Activity) -> int:
@@ -94,7 +94,7 @@ async def test_reservation_takes_stock_records_it_and_appends_one_outbox_entry(
     activity = make_activity()
     await store.warm_up(activity)
     rid = new_reservation_id(activity.id)
-    outcome, reservation = await store.reserve(activity.id, "u1", 1, rid)
+    outcome, reservation, _ = await store.reserve(activity.id, "u1", 1, rid)
     assert outcome is Outcome.RESERVED
     assert reservation is not None and reservation.reservation_id == rid
     keys = activity_keys(activity.id)
@@ -234,7 +234,7 @@ async def test_presses_merged_into_one_call_are_each_decided_in_order(redis: Red
         ]
         tasks = [asyncio.ensure_future(p) for p in presses]
         await asyncio.sleep(0)
-        outcomes = [outcome for outcome, _ in await asyncio.gather(*tasks)]
+        outcomes = [decision.outcome for decision in await asyncio.gather(*tasks)]
     finally:
         await batcher.stop()
     assert sizes == [8]
@@ -250,16 +250,51 @@ async def test_a_malformed_merged_call_is_refused_before_any_write(
     activity = make_activity(stock=3, limit=5)
     await store.warm_up(activity)
     keys = activity_keys(activity.id)
-    shared = [keys.meta, keys.stock, keys.users, keys.reservations, keys.outbox]
+    shared = [keys.meta, keys.stock, keys.users, keys.reservations, keys.outbox, keys.idempotency]
     good = ["u1", 1, new_reservation_id(activity.id)]
     bad = ["u2", 0, new_reservation_id(activity.id)]
     script = redis.register_script(
         (Path(stock_module.__file__).parent / "lua/reserve.lua").read_text()
     )
     with pytest.raises(ResponseError, match="bad quantity"):
-        await script(keys=[*shared, keys.rate("u1"), keys.rate("u2")], args=[0, *good, *bad])
+        await script(keys=[*shared, keys.rate("u1"), keys.rate("u2")], args=[0, 0, 3, *good, *bad])
     with pytest.raises(ResponseError, match="same presses"):
-        await script(keys=[*shared, keys.rate("u1")], args=[0, *good, *bad])
+        await script(keys=[*shared, keys.rate("u1")], args=[0, 0, 3, *good, *bad])
+    with pytest.raises(ResponseError, match="same presses"):  # 4 arguments per press, 3 sent
+        await script(keys=[*shared, keys.rate("u1")], args=[0, 0, 4, *good])
     assert await stock_of(redis, activity) == 3
     assert await outbox_len(redis, activity) == 0
     assert await redis.hlen(keys.reservations) == 0
+
+
+async def test_presses_with_one_key_merged_into_one_call_reserve_once(redis: Redis) -> None:
+    sizes: list[int] = []
+    batcher = ScriptBatcher(redis, 64, 2.0, workers=1, on_batch=sizes.append)
+    store = StockStore(redis, batcher, rate_limit_per_second=0)
+    activity = make_activity(stock=10, limit=5)
+    await store.warm_up(activity)
+    presses = [
+        *(("u1", "k-1") for _ in range(4)),
+        ("u1", "k-2"),
+        ("u1", None),
+        ("u2", "k-1"),
+    ]
+    batcher.start()  # after queueing, so that every press lands in one call of the script
+    try:
+        tasks = [
+            asyncio.ensure_future(
+                store.reserve(activity.id, u, 1, new_reservation_id(activity.id), key)
+            )
+            for u, key in presses
+        ]
+        await asyncio.sleep(0)
+        decisions = await asyncio.gather(*tasks)
+    finally:
+        await batcher.stop()
+    assert sizes == [7]
+    assert all(d.outcome is Outcome.RESERVED and d.reservation for d in decisions)
+    assert [d.replayed for d in decisions] == [False, True, True, True, False, False, False]
+    ids = [d.reservation.reservation_id for d in decisions if d.reservation]
+    assert len(set(ids[:4])) == 1 and len(set(ids)) == 4
+    assert await stock_of(redis, activity) == 6
+    assert await outbox_len(redis, activity) == 4

@@ -29,13 +29,14 @@ def test_the_keys_of_an_activity_are_named_under_its_tag() -> None:
     assert keys.users == "sk:{a42}:users"
     assert keys.reservations == "sk:{a42}:res"
     assert keys.outbox == "sk:{a42}:outbox"
+    assert keys.idempotency == "sk:{a42}:idem"
     assert keys.rate("u-1") == "sk:{a42}:rl:u-1"
 
 
 @pytest.mark.parametrize("user_id", ["u-1", "", "{a7}", "}{a7}", "a{b}c", "用户"])
 def test_every_key_of_an_activity_hashes_to_the_same_tag(user_id: str) -> None:
     keys = activity_keys(42)
-    all_keys = [keys.meta, keys.stock, keys.users, keys.reservations, keys.outbox]
+    all_keys = [keys.meta, keys.stock, keys.users, keys.reservations, keys.outbox, keys.idempotency]
     all_keys.append(keys.rate(user_id))
     assert {hash_tag(k) for k in all_keys} == {"a42"}
 
