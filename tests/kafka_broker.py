@@ -6,13 +6,21 @@ from __future__ import annotations
 
 import random
 import shutil
-import signal
 import socket
 import subprocess
 import time
 from pathlib import Path
 
-from tools.local_kafka import JVM_OPTS, LIBS, LOG4J, assemble, cluster_id, probe, server_properties
+from tests.child_process import ChildProcess
+from tools.local_kafka import (
+    JVM_OPTS,
+    LIBS,
+    LOG4J,
+    answers,
+    assemble,
+    cluster_id,
+    server_properties,
+)
 from tools.processes import Endpoint
 
 START_WITHIN = 90.0
@@ -34,14 +42,13 @@ def free_port_pair() -> int:
     raise RuntimeError("no two adjacent free ports")
 
 
-class KafkaBroker:
+class KafkaBroker(ChildProcess):
     def __init__(self, folder: Path) -> None:
         self.port = free_port_pair()
         self.bootstrap = f"127.0.0.1:{self.port}"
         self.data = folder / "kafka-data"
         self.conf = folder / "server.properties"
-        self.log = folder / "kafka.log"
-        self.proc: subprocess.Popen[bytes] | None = None
+        super().__init__(folder / "kafka.log")
 
     def start(self) -> float:
         """Start (formatting the log the first time) and wait until it answers metadata
@@ -65,21 +72,8 @@ class KafkaBroker:
                 stdout=out, stderr=subprocess.STDOUT,
             )  # fmt: skip
         deadline = began + START_WITHIN
-        while probe(self.bootstrap) is not None:
+        while answers(self.bootstrap) is not None:
             assert self.proc.poll() is None, self.log_tail()
             assert time.monotonic() < deadline, f"broker not up:\n{self.log_tail()}"
             time.sleep(0.1)
         return time.monotonic() - began
-
-    def kill(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(10)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(10)
-
-    def log_tail(self, chars: int = 3000) -> str:
-        return self.log.read_text(errors="replace")[-chars:] if self.log.exists() else ""

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import signal
 import subprocess
 import time
 from collections.abc import AsyncIterator, Sequence
@@ -19,20 +18,20 @@ from redis.asyncio import Redis
 from redis.exceptions import BusyLoadingError
 from redis.exceptions import ConnectionError as RedisConnectionError
 
+from tests.child_process import ChildProcess
 from tests.helpers import free_port
 
 REDIS_SERVER = "/usr/bin/redis-server"
 
 
-class RedisServer:
+class RedisServer(ChildProcess):
     """/usr/bin/redis-server on a free port, AOF on (every write fsynced, so a SIGKILL
     loses nothing the test wrote), RDB snapshots off."""
 
     def __init__(self, workdir: Path, port: int | None = None) -> None:
         self.dir = workdir
         self.port = port or free_port()
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.log = workdir / "redis.log"
+        super().__init__(workdir / "redis.log")
 
     def url(self, db: int = 0) -> str:
         return f"redis://127.0.0.1:{self.port}/{db}"
@@ -83,12 +82,6 @@ class RedisServer:
         self.spawn(*extra)
         await self.wait_ready()
 
-    def kill(self) -> None:
-        """SIGKILL: no shutdown, no final save; the sockets of its clients close."""
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(10)
-
     async def restart(self, *extra: str) -> None:
         """SIGKILL, then the same port and data again, answering."""
         self.kill()
@@ -134,18 +127,6 @@ class RedisServer:
             raise AssertionError(f"redis never seen loading: {self.log_tail()}")
         finally:
             await client.aclose()
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-
-    def log_tail(self, chars: int = 2000) -> str:
-        return self.log.read_text(errors="replace")[-chars:] if self.log.exists() else ""
 
 
 @contextlib.asynccontextmanager

@@ -34,6 +34,7 @@ from tools.processes import (
     connect_host,
     is_root,
     log_file,
+    probe,
     rel,
     run_logged,
     spawn,
@@ -129,7 +130,7 @@ def cluster_id() -> str:
     return base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
 
 
-def probe(bootstrap: str) -> str | None:
+def answers(bootstrap: str) -> str | None:
     """None if a broker at `bootstrap` answers a metadata request, else why not."""
     from aiokafka.admin import AIOKafkaAdminClient
 
@@ -141,17 +142,13 @@ def probe(bootstrap: str) -> str | None:
         finally:
             await admin.close()
 
-    try:
-        asyncio.run(attempt())
-        return None
-    except Exception as exc:  # a probe: any failure means "not usable (yet)"
-        return f"{type(exc).__name__}: {exc}"
+    return probe(attempt)
 
 
 def ready(s: Settings) -> Callable[[], str | None]:
     ep = endpoint(s)
     bootstrap = f"{connect_host(ep.host)}:{ep.port}"
-    return lambda: probe(bootstrap) if tcp_open(ep) else "not listening"
+    return lambda: answers(bootstrap) if tcp_open(ep) else "not listening"
 
 
 def up(s: Settings) -> None:

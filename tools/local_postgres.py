@@ -26,6 +26,7 @@ from tools.processes import (
     StatusLine,
     apt_install,
     is_root,
+    probe,
     process_alive,
     rel,
     run_logged,
@@ -58,19 +59,13 @@ def admin_url(s: Settings) -> str:
 
 def connect(url: str) -> str | None:
     """None if a real connection to PostgreSQL at `url` succeeds, else the reason."""
-    import asyncio
-
-    import asyncpg
+    import asyncpg  # imported late: `down` must work without the third-party packages
 
     async def attempt() -> None:
         conn = await asyncpg.connect(url, timeout=3)
         await conn.close()
 
-    try:
-        asyncio.run(attempt())
-        return None
-    except Exception as exc:  # a probe: any failure means "not usable (yet)"
-        return f"{type(exc).__name__}: {exc}"
+    return probe(attempt)
 
 
 def ready(s: Settings) -> Callable[[], str | None]:

@@ -7,6 +7,7 @@ and nothing else; logs go to .run/logs/<name>.log.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import fcntl
 import http.client
@@ -18,7 +19,7 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Coroutine, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -68,6 +69,16 @@ def tcp_open(ep: Endpoint, timeout: float = 1.0) -> bool:
             return True
     except OSError:
         return False
+
+
+def probe(attempt: Callable[[], Coroutine[object, object, None]]) -> str | None:
+    """Run one async probe to completion: None if it succeeded, else why not (a probe:
+    any failure means "not usable (yet)")."""
+    try:
+        asyncio.run(attempt())
+        return None
+    except Exception as exc:
+        return f"{type(exc).__name__}: {exc}"
 
 
 def http_ok(url: str) -> bool:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import signal
 import subprocess
 import sys
 import time
@@ -15,17 +14,18 @@ from pathlib import Path
 import aiohttp
 
 from services.common.settings import Settings
+from tests.child_process import ChildProcess
 from tests.helpers import settings_env
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-class ServiceProcess:
+class ServiceProcess(ChildProcess):
     """python -m services.<name> as a child process, killed for real."""
 
     def __init__(self, name: str, settings: Settings, ops_port: int, log: Path) -> None:
-        self.name, self.settings, self.ops_port, self.log = name, settings, ops_port, log
-        self.proc: subprocess.Popen[bytes] | None = None
+        super().__init__(log)
+        self.name, self.settings, self.ops_port = name, settings, ops_port
 
     async def start(self, within: float = 60.0) -> None:
         with self.log.open("ab") as out:
@@ -50,23 +50,6 @@ class ServiceProcess:
                 await asyncio.sleep(0.1)
         self.stop()
         raise AssertionError(f"{self.name} not ready within {within} s:\n{self.log_tail()}")
-
-    def log_tail(self, chars: int = 3000) -> str:
-        return self.log.read_text(errors="replace")[-chars:] if self.log.exists() else ""
-
-    def kill(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(10)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)  # reaped: no zombie, no ResourceWarning later
 
 
 @contextlib.asynccontextmanager
