@@ -14,6 +14,7 @@ import os
 import pwd
 import re
 import shutil
+import stat
 from collections.abc import Callable, Sequence
 from urllib.parse import urlsplit, urlunsplit
 
@@ -130,6 +131,7 @@ def start_private_cluster(s: Settings, ep: Endpoint) -> None:
         except KeyError as exc:
             raise DevstackError(f"postgres: no `{OWNER}` user to run the cluster as") from exc
         os.chown(PG_DIR, owner.pw_uid, owner.pw_gid)
+        let_owner_through(owner)
     if not (DATA / "PG_VERSION").exists():
         shutil.rmtree(DATA, ignore_errors=True)
         run_logged(
@@ -152,6 +154,17 @@ def start_private_cluster(s: Settings, ep: Endpoint) -> None:
         ) from exc
     write_pid(NAME, pid)
     print(f"postgres: started a private cluster in {rel(DATA)} at {ep} (pid {pid})")
+
+
+def let_owner_through(owner: pwd.struct_passwd) -> None:
+    """The postgres user must reach .run/pg through every folder above it. A checkout in
+    a private folder (mode 700, as mktemp -d makes) stops it: add the search bit for
+    others (no read bit) where it is missing, and say so."""
+    for folder in reversed(PG_DIR.parents):
+        mode = folder.stat().st_mode
+        if folder.stat().st_uid != owner.pw_uid and not mode & stat.S_IXOTH:
+            folder.chmod(mode | stat.S_IXOTH)
+            print(f"postgres: allowed others to pass through {folder} (o+x) to reach {rel(PG_DIR)}")
 
 
 def down() -> None:
