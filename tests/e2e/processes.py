@@ -54,7 +54,8 @@ class ServiceProcess(ChildProcess):
 
 @contextlib.asynccontextmanager
 async def service(name: str, settings: Settings, tmp_path: Path) -> AsyncIterator[ServiceProcess]:
-    port = getattr(settings, f"{name}_ops_port")
+    # "seckill.worker" runs services.seckill.worker, ops port seckill_worker_ops_port.
+    port = getattr(settings, f"{name.replace('.', '_')}_ops_port")
     proc = ServiceProcess(name, settings, port, tmp_path / f"{name}.log")
     try:
         await proc.start()
