@@ -11,6 +11,7 @@ from aiohttp import web
 from services.common.http import auth_middleware, errors_and_metrics_middleware
 from services.common.kafka import BatchConsumer, BatchHandler, start_producer
 from services.common.observability import create_ops_app
+from services.common.periodic import every
 from services.common.resources import PG_TRANSIENT, pg_pool, redis_client
 from services.common.settings import Settings
 from services.common.shutdown import close_pool, stop_tasks
@@ -43,7 +44,8 @@ METRICS: web.AppKey[GroupbuyMetrics] = web.AppKey("metrics", GroupbuyMetrics)
 
 
 async def warm_pending(gb: Groupbuy) -> None:
-    """Warm campaigns created while Redis was unreachable."""
+    """Warm campaigns created while Redis was unreachable (their create answered 202);
+    run every METRICS_REFRESH_SECONDS, so they sell as soon as Redis is back."""
     for campaign in await gb.campaigns.unwarmed():
         await gb.store.warm_up(campaign)
         await gb.campaigns.mark_warmed(campaign.id)
@@ -94,7 +96,10 @@ def create_app(
         relay = StreamOutboxRelay(redis, settings, metrics.relay, GROUPBUY_OUTBOX)
         app[RELAY] = relay
         tasks = [
-            asyncio.create_task(warm_pending(gb), name="warm-up"),
+            asyncio.create_task(
+                every(settings.metrics_refresh_seconds, lambda: warm_pending(gb), "warm-up"),
+                name="warm-up",
+            ),
             asyncio.create_task(
                 metrics.states.run(pool, settings.metrics_refresh_seconds), name="group-gauges"
             ),

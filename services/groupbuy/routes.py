@@ -20,6 +20,7 @@ from services.common.idempotency import (
 )
 from services.common.redis_faults import unanswered_change
 from services.common.resources import REDIS_UNANSWERED as UNANSWERED
+from services.common.sales import warm_up_pending
 from services.groupbuy.domain import (
     Campaign,
     campaign_of_group,
@@ -74,14 +75,18 @@ async def create_campaign(request: web.Request) -> web.Response:
     gb = request.app[GROUPBUY]
     new = parse_new_campaign(await read_json_object(request), _now())
     campaign = await gb.campaigns.create(new)
-    await gb.store.warm_up(campaign)
-    await gb.campaigns.mark_warmed(campaign.id)
     gb.cache[campaign.id] = campaign
-    return json_response(
-        campaign_view(campaign, campaign.stock, _now()),
-        201,
-        {"Location": f"/api/groupbuy/campaigns/{campaign.id}"},
-    )
+    location = {"Location": f"/api/groupbuy/campaigns/{campaign.id}"}
+    try:
+        await gb.store.warm_up(campaign)
+    except UNANSWERED as exc:
+        # Recorded; the groupbuy service warms it once Redis answers (see seckill's twin).
+        log.warning("campaign %d created, warm-up pending: %r", campaign.id, exc)
+        return json_response(
+            warm_up_pending(campaign_view(campaign, campaign.stock, _now())), 202, location
+        )
+    await gb.campaigns.mark_warmed(campaign.id)
+    return json_response(campaign_view(campaign, campaign.stock, _now()), 201, location)
 
 
 async def get_campaign(request: web.Request) -> web.Response:

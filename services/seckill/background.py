@@ -19,6 +19,7 @@ from prometheus_client import CollectorRegistry, Gauge
 from redis.asyncio import Redis
 
 from services.common.kafka import BatchConsumer, ConsumerMetrics, start_producer
+from services.common.periodic import every
 from services.common.settings import Settings
 from services.common.topics import ORDERS
 from services.seckill.activities import ActivityRepository
@@ -47,9 +48,11 @@ class BackgroundMetrics:
 
 
 async def warm_pending(activities: ActivityRepository, stock: StockStore, missing: Gauge) -> None:
-    """Warm activities created while Redis was unreachable, and flag activities whose
-    Redis state is gone (Redis lost data): those must be rebuilt from the order record,
-    never re-warmed with their full stock, which would oversell."""
+    """Warm activities created while Redis was unreachable (their create answered 202),
+    and flag activities whose Redis state is gone (Redis lost data): those must be rebuilt
+    from the order record, never re-warmed with their full stock, which would oversell.
+    Runs every METRICS_REFRESH_SECONDS: a pending activity sells as soon as Redis is back,
+    and the gauge follows a rebuild without a restart."""
     for activity in await activities.unwarmed():
         await stock.warm_up(activity)
         await activities.mark_warmed(activity.id)
@@ -92,7 +95,14 @@ def start_background(
     run_stock_return: bool = True,
 ) -> list[asyncio.Task[None]]:
     tasks = [
-        asyncio.create_task(warm_pending(activities, stock, metrics.missing_state), name="warm-up"),
+        asyncio.create_task(
+            every(
+                settings.metrics_refresh_seconds,
+                lambda: warm_pending(activities, stock, metrics.missing_state),
+                "warm-up",
+            ),
+            name="warm-up",
+        ),
         asyncio.create_task(
             metrics.live.run(redis, activities, stock, settings.metrics_refresh_seconds),
             name="live-gauges",
