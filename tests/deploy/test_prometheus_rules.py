@@ -156,3 +156,11 @@ def test_the_runbook_s_links_to_its_own_sections_resolve() -> None:
     links = re.findall(r"\]\(#([\w-]+)\)", text)
     assert links, "the runbook links its sections to each other"
     assert set(links) <= anchors
+
+
+def test_the_mismatch_page_leaves_out_exactly_the_kinds_reconciliation_repairs_itself() -> None:
+    from services.reconcile.domain import REPAIRABLE
+
+    (rule,) = [a for a in alerts() if a["alert"] == "FlashsaleReconciliationMismatch"]
+    (excluded,) = re.findall(r'kind!~"([^"]+)"', rule["expr"])
+    assert set(excluded.split("|")) == {kind.value for kind in REPAIRABLE}
