@@ -21,6 +21,7 @@ from urllib.parse import urlsplit, urlunsplit
 from services.common.settings import Settings
 from tools.processes import (
     INFRA_TIMEOUT,
+    PIDS,
     RUN,
     DevstackError,
     Endpoint,
@@ -167,7 +168,26 @@ def let_owner_through(owner: pwd.struct_passwd) -> None:
             print(f"postgres: allowed others to pass through {folder} (o+x) to reach {rel(PG_DIR)}")
 
 
+# Earlier versions started the Debian package's own cluster and recorded it here.
+LEGACY_CLUSTER_MARKER = PIDS / "postgresql.cluster"
+
+
+def down_legacy_cluster() -> None:
+    """Stop a Debian cluster an earlier devstack started (recorded as "<version> <name>")."""
+    try:
+        version, name = LEGACY_CLUSTER_MARKER.read_text().split()[:2]
+    except (OSError, ValueError):
+        return
+    try:
+        run_logged(NAME, ["pg_ctlcluster", "--skip-systemctl-redirect", version, name, "stop"])
+        print(f"postgres: stopped the Debian cluster {version}/{name} an earlier devstack started")
+    except (DevstackError, OSError) as exc:
+        print(f"postgres: {exc}")
+    LEGACY_CLUSTER_MARKER.unlink(missing_ok=True)
+
+
 def down() -> None:
+    down_legacy_cluster()
     pid = tracked_pid(NAME, MARKER)
     if pid is None:
         return
