@@ -18,6 +18,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from services.common.auth import AuthError, Principal, TokenVerifier
 from services.common.errors import DomainError
 from services.common.redis_faults import REDIS_DOWN, unavailable
+from services.common.resources import REDIS_UNANSWERED
 
 log = logging.getLogger(__name__)
 
@@ -147,3 +148,30 @@ def errors_and_metrics_middleware(metrics: HttpMetrics) -> Any:
         return response
 
     return middleware
+
+
+async def created_sale(
+    warm_up: Awaitable[None],
+    mark_warmed: Callable[[], Awaitable[None]],
+    view: dict[str, Any],
+    location: str,
+) -> web.Response:
+    """The answer to creating a sale (activity, campaign) already recorded in PostgreSQL:
+    201 once its stock is in Redis; 202 with "warm_up": "pending" when Redis did not
+    answer. The sale is recorded either way and its service warms it in the background as
+    soon as Redis answers; a 5xx here would make the operator create it again: a
+    duplicate sale."""
+    headers = {"Location": location}
+    try:
+        await warm_up
+    except REDIS_UNANSWERED as exc:
+        log.warning("%s created, warm-up pending: %r", location, exc)
+        pending = {
+            **view,
+            "warm_up": "pending",
+            "message": "created; its stock is loaded into Redis as soon as Redis answers "
+            "(do not create it again)",
+        }
+        return json_response(pending, 202, headers)
+    await mark_warmed()
+    return json_response(view, 201, headers)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
 
 
 class Status(StrEnum):
@@ -24,15 +23,3 @@ def sale_status(
     if now < starts_at:
         return Status.UPCOMING
     return Status.SOLD_OUT if remaining < smallest_sale else Status.LIVE
-
-
-def warm_up_pending(view: dict[str, Any]) -> dict[str, Any]:
-    """The created sale's view when Redis did not take its stock yet (answered 202): it is
-    recorded and is warmed in the background as soon as Redis answers; creating it again
-    would make a second sale."""
-    return {
-        **view,
-        "warm_up": "pending",
-        "message": "created; its stock is loaded into Redis as soon as Redis answers "
-        "(do not create it again)",
-    }

@@ -11,7 +11,13 @@ from aiohttp import web
 
 from services.common.errors import NotFound
 from services.common.events import rfc3339
-from services.common.http import json_response, principal, read_json_object, require_admin
+from services.common.http import (
+    created_sale,
+    json_response,
+    principal,
+    read_json_object,
+    require_admin,
+)
 from services.common.idempotency import (
     IDEMPOTENCY_KEY_HEADER,
     parse_idempotency_key,
@@ -20,7 +26,6 @@ from services.common.idempotency import (
 )
 from services.common.redis_faults import unanswered_change
 from services.common.resources import REDIS_UNANSWERED as UNANSWERED
-from services.common.sales import warm_up_pending
 from services.groupbuy.domain import (
     Campaign,
     campaign_of_group,
@@ -76,17 +81,12 @@ async def create_campaign(request: web.Request) -> web.Response:
     new = parse_new_campaign(await read_json_object(request), _now())
     campaign = await gb.campaigns.create(new)
     gb.cache[campaign.id] = campaign
-    location = {"Location": f"/api/groupbuy/campaigns/{campaign.id}"}
-    try:
-        await gb.store.warm_up(campaign)
-    except UNANSWERED as exc:
-        # Recorded; the groupbuy service warms it once Redis answers (see seckill's twin).
-        log.warning("campaign %d created, warm-up pending: %r", campaign.id, exc)
-        return json_response(
-            warm_up_pending(campaign_view(campaign, campaign.stock, _now())), 202, location
-        )
-    await gb.campaigns.mark_warmed(campaign.id)
-    return json_response(campaign_view(campaign, campaign.stock, _now()), 201, location)
+    return await created_sale(
+        gb.store.warm_up(campaign),
+        lambda: gb.campaigns.mark_warmed(campaign.id),
+        campaign_view(campaign, campaign.stock, _now()),
+        f"/api/groupbuy/campaigns/{campaign.id}",
+    )
 
 
 async def get_campaign(request: web.Request) -> web.Response:

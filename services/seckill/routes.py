@@ -11,6 +11,7 @@ from aiohttp import web
 
 from services.common.errors import NotFound
 from services.common.http import (
+    created_sale,
     json_response,
     principal,
     read_json_object,
@@ -24,7 +25,6 @@ from services.common.idempotency import (
 )
 from services.common.redis_faults import unanswered_change
 from services.common.resources import REDIS_UNANSWERED as UNANSWERED
-from services.common.sales import warm_up_pending
 from services.seckill.activities import ActivityRepository
 from services.seckill.domain import (
     Activity,
@@ -86,18 +86,12 @@ async def create_activity(request: web.Request) -> web.Response:
     new = parse_new_activity(await read_json_object(request), _now())
     activity = await sk.activities.create(new)
     sk.cache[activity.id] = activity
-    location = {"Location": f"/api/seckill/activities/{activity.id}"}
-    try:
-        await sk.stock.warm_up(activity)
-    except UNANSWERED as exc:
-        # The activity is recorded; a seckill worker warms it once Redis answers. A 5xx
-        # here would make the operator create it again: a duplicate sale.
-        log.warning("activity %d created, warm-up pending: %r", activity.id, exc)
-        return json_response(
-            warm_up_pending(activity_view(activity, activity.stock, _now())), 202, location
-        )
-    await sk.activities.mark_warmed(activity.id)
-    return json_response(activity_view(activity, activity.stock, _now()), 201, location)
+    return await created_sale(
+        sk.stock.warm_up(activity),
+        lambda: sk.activities.mark_warmed(activity.id),
+        activity_view(activity, activity.stock, _now()),
+        f"/api/seckill/activities/{activity.id}",
+    )
 
 
 async def list_activities(request: web.Request) -> web.Response:
