@@ -631,7 +631,7 @@ async def run_sale(args: argparse.Namespace, settings: Settings) -> SaleOutcome:
     seckill, order = args.seckill_url.rstrip("/"), args.order_url.rstrip("/")
     run_id = datetime.now(UTC).strftime("%Y%m%d%H%M%S") + f"-{random.randrange(1000):03d}"
     rng = random.Random(args.seed)
-    admin = mint_token(settings.jwt_secret, f"demo-{run_id}-admin", roles=["admin"])
+    admin = mint_token(settings.jwt_keys(), f"demo-{run_id}-admin", roles=["admin"])
 
     log(f"connecting to PostgreSQL and Redis; seckill at {seckill}, order at {order}")
     try:
@@ -654,7 +654,7 @@ async def run_sale(args: argparse.Namespace, settings: Settings) -> SaleOutcome:
                 run_id,
                 args.users,
                 args.double_press_share,
-                lambda uid: mint_token(settings.jwt_secret, uid),
+                lambda uid: mint_token(settings.jwt_keys(), uid),
                 rng,
             )
             log(f"minted {len(plan.presses_per_user)} tokens for {len(plan.presses)} presses")

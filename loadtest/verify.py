@@ -568,7 +568,7 @@ async def _sale_checks(
     orders_timeout: float,
 ) -> list[CheckResult]:
     activity_id = int(run["activity_id"])
-    admin = mint_token(settings.jwt_secret, "loadtest-verify", roles=["admin"])
+    admin = mint_token(settings.jwt_keys(), "loadtest-verify", roles=["admin"])
     raw = await r.hgetall(activity_keys(activity_id).reservations)
     recorded = parse_reservations(raw)
     await wait_for_orders(pg, activity_id, len(recorded), orders_timeout)

@@ -121,7 +121,7 @@ def token(settings: Settings) -> Callable[..., dict[str, str]]:
 
     def make(user: str, admin: bool = False) -> dict[str, str]:
         roles = ["admin"] if admin else []
-        return {"Authorization": f"Bearer {mint_token(settings.jwt_secret, user, roles)}"}
+        return {"Authorization": f"Bearer {mint_token(settings.jwt_keys(), user, roles)}"}
 
     return make
 

@@ -434,7 +434,7 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
     tokens_file = RUN_DIR / "tokens.txt"
     tokens_file.write_text(
         "\n".join(
-            mint_token(settings.jwt_secret, f"bench-{i}", ttl_seconds=6 * 3600)
+            mint_token(settings.jwt_keys(), f"bench-{i}", ttl_seconds=6 * 3600)
             for i in range(args.tokens)
         )
         + "\n"
@@ -458,7 +458,7 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
                 redis=redis,
                 http=http,
                 tokens_file=tokens_file,
-                admin=mint_token(settings.jwt_secret, "bench-admin", roles=["admin"]),
+                admin=mint_token(settings.jwt_keys(), "bench-admin", roles=["admin"]),
                 seckill_url=f"http://{host}:{settings.seckill_port}",
                 hello_url=f"http://{host}:{hello_port}/hello",
                 naive_url=f"http://{host}:{naive_port}",

@@ -89,7 +89,7 @@ def naive_app(settings: Settings) -> web.Application:
     app = web.Application(
         middlewares=[
             errors_and_metrics_middleware(HttpMetrics(CollectorRegistry())),
-            auth_middleware(settings.jwt_secret),
+            auth_middleware(settings.jwt_keys()),
         ]
     )
 

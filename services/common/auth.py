@@ -1,9 +1,17 @@
-"""JWT bearer authentication (PyJWT, HS256): `sub` is the user id, `roles` may hold "admin"."""
+"""JWT bearer authentication (PyJWT, HS256): `sub` is the user id, `roles` may hold "admin".
+
+Tokens are signed by the identity service with the current key and name it in the `kid`
+header; every service verifies them locally against a key set (the current key plus the
+keys still accepted during a rotation), never with a network call per request. A token
+without a `kid`, or whose `kid` is not in the set (a retired key), is refused.
+docs/identity.md says how to rotate a key without logging anybody out.
+"""
 
 from __future__ import annotations
 
+import secrets
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -11,10 +19,19 @@ import jwt
 
 ALGORITHM = "HS256"
 ADMIN_ROLE = "admin"
+# The kid of the development key (Settings.jwt_key_id's default).
+DEFAULT_KEY_ID = "k1"
+# RFC 7518 3.2: an HS256 key must have at least as many bits as the hash.
+MIN_SECRET_BYTES = 32
+MAX_KEY_ID_LENGTH = 64
 
 
 class AuthError(Exception):
     """The request carries no valid token."""
+
+
+class KeyConfigError(ValueError):
+    """The configured signing keys cannot be used (start-up error)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,16 +44,75 @@ class Principal:
         return ADMIN_ROLE in self.roles
 
 
+@dataclass(frozen=True, slots=True)
+class KeySet:
+    """Signing keys by kid: `signing_kid` signs; every key in `keys` verifies."""
+
+    keys: Mapping[str, str]
+    signing_kid: str
+
+    def __post_init__(self) -> None:
+        if self.signing_kid not in self.keys:
+            raise KeyConfigError(f"the signing key {self.signing_kid!r} is not in the key set")
+        for kid, secret in self.keys.items():
+            if not kid or len(kid) > MAX_KEY_ID_LENGTH or not kid.isprintable() or " " in kid:
+                raise KeyConfigError(f"key id {kid!r} must be 1-{MAX_KEY_ID_LENGTH} characters")
+            if len(secret.encode()) < MIN_SECRET_BYTES:
+                raise KeyConfigError(
+                    f"the secret of key {kid!r} is shorter than {MIN_SECRET_BYTES} bytes"
+                )
+
+    @classmethod
+    def single(cls, secret: str, kid: str = DEFAULT_KEY_ID) -> KeySet:
+        return cls({kid: secret}, kid)
+
+    @classmethod
+    def from_config(cls, secret: str, kid: str, verify_keys: str) -> KeySet:
+        """The signing key (secret, kid) plus `verify_keys`: "kid=secret,kid=secret", keys
+        accepted but not used to sign (the next key before it signs, the previous one until
+        the tokens it signed have expired)."""
+        keys = {kid: secret}
+        for item in verify_keys.split(","):
+            if not item.strip():
+                continue
+            other_kid, sep, other_secret = item.strip().partition("=")
+            if not sep:
+                raise KeyConfigError("JWT_VERIFY_KEYS must be 'kid=secret' pairs, comma separated")
+            if other_kid in keys and keys[other_kid] != other_secret:
+                raise KeyConfigError(f"key id {other_kid!r} is given two different secrets")
+            keys[other_kid] = other_secret
+        return cls(keys, kid)
+
+    @property
+    def signing_secret(self) -> str:
+        return self.keys[self.signing_kid]
+
+
 def mint_token(
-    secret: str, user_id: str, roles: Iterable[str] = (), ttl_seconds: int = 3600
+    keys: KeySet | str,
+    user_id: str,
+    roles: Iterable[str] = (),
+    ttl_seconds: int = 3600,
 ) -> str:
-    """Issue a token as the shop's login service would (used by the demo and tests)."""
+    """Sign an access token as the identity service does: sub, roles, iat, exp, jti and the
+    key's kid. A bare secret stands for the development key id (tests, the demo)."""
+    key_set = KeySet.single(keys) if isinstance(keys, str) else keys
     now = int(time.time())
-    claims: dict[str, Any] = {"sub": user_id, "iat": now, "exp": now + ttl_seconds}
+    claims: dict[str, Any] = {
+        "sub": user_id,
+        "iat": now,
+        "exp": now + ttl_seconds,
+        "jti": secrets.token_urlsafe(12),
+    }
     roles = list(roles)
     if roles:
         claims["roles"] = roles
-    return jwt.encode(claims, secret, algorithm=ALGORITHM)
+    return jwt.encode(
+        claims,
+        key_set.signing_secret,
+        algorithm=ALGORITHM,
+        headers={"kid": key_set.signing_kid},
+    )
 
 
 def _bearer_token(header: str | None) -> str:
@@ -48,8 +124,20 @@ def _bearer_token(header: str | None) -> str:
     return token.strip()
 
 
-def _decode(token: str, secret: str) -> dict[str, Any]:
+def _decode(token: str, keys: KeySet) -> dict[str, Any]:
     try:
+        header = jwt.get_unverified_header(token)
+    except jwt.PyJWTError as exc:
+        raise AuthError(f"invalid token: {exc}") from exc
+    kid = header.get("kid")
+    if not isinstance(kid, str):
+        raise AuthError("invalid token: no kid header")
+    secret = keys.keys.get(kid)
+    if secret is None:
+        raise AuthError("invalid token: signed with an unknown or retired key")
+    try:
+        # algorithms pins HS256: "none" and any other algorithm (RS256 with our secret
+        # taken for a public key, HS512, ...) are refused before the signature is looked at.
         return dict(
             jwt.decode(token, secret, algorithms=[ALGORITHM], options={"require": ["sub", "exp"]})
         )
@@ -57,8 +145,9 @@ def _decode(token: str, secret: str) -> dict[str, Any]:
         raise AuthError(f"invalid token: {exc}") from exc
 
 
-def principal_from_header(header: str | None, secret: str) -> Principal:
-    return _principal(_decode(_bearer_token(header), secret))
+def principal_from_header(header: str | None, keys: KeySet | str) -> Principal:
+    key_set = KeySet.single(keys) if isinstance(keys, str) else keys
+    return _principal(_decode(_bearer_token(header), key_set))
 
 
 def _principal(claims: dict[str, Any]) -> Principal:
@@ -81,8 +170,8 @@ class TokenVerifier:
     Only valid tokens are cached; the oldest entry leaves first when the cache is full.
     """
 
-    def __init__(self, secret: str, max_entries: int = 50_000) -> None:
-        self._secret = secret
+    def __init__(self, keys: KeySet | str, max_entries: int = 50_000) -> None:
+        self._keys = KeySet.single(keys) if isinstance(keys, str) else keys
         self._max = max_entries
         self._cache: dict[str, tuple[Principal, int, int]] = {}
 
@@ -94,7 +183,7 @@ class TokenVerifier:
             if not_before <= time.time() < expires:
                 return who
             del self._cache[token]
-        claims = _decode(token, self._secret)
+        claims = _decode(token, self._keys)
         who = _principal(claims)
         if len(self._cache) >= self._max:
             del self._cache[next(iter(self._cache))]

@@ -29,6 +29,7 @@ GROUP_OPENED = "group.opened"
 GROUP_JOINED = "group.joined"
 GROUP_COMPLETED = "group.completed"
 GROUP_FAILED = "group.failed"
+USER_REGISTERED = "user.registered"
 
 # Deterministic event ids: the same fact re-published (outbox retry, reclaim) keeps its
 # id, so consumers deduplicate on it.

@@ -15,7 +15,7 @@ import orjson
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
-from services.common.auth import AuthError, Principal, TokenVerifier
+from services.common.auth import AuthError, KeySet, Principal, TokenVerifier
 from services.common.errors import DomainError
 from services.common.redis_faults import REDIS_DOWN, unavailable
 from services.common.resources import REDIS_UNANSWERED
@@ -62,9 +62,9 @@ async def read_json_object(request: web.Request) -> dict[str, Any]:
     return body
 
 
-def auth_middleware(secret: str, public_paths: frozenset[str] = frozenset()) -> Any:
+def auth_middleware(keys: KeySet, public_paths: frozenset[str] = frozenset()) -> Any:
     """Requires a valid bearer token on every /api route except public_paths."""
-    verifier = TokenVerifier(secret)
+    verifier = TokenVerifier(keys)
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:

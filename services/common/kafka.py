@@ -60,7 +60,7 @@ async def ensure_topics(
                 name,
                 num_partitions=partitions or spec.partitions,
                 replication_factor=min(3, brokers),
-                topic_configs={"retention.ms": str(spec.retention_ms)},
+                topic_configs=spec.config(),
             )
             response = await admin.create_topics([topic])
             # The answer carries per-topic error codes instead of raising.

@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from urllib.parse import urlsplit, urlunsplit
 
+from services.common.auth import DEFAULT_KEY_ID, KeySet
+
 DEV_JWT_SECRET = "dev-only-secret-change-me-0123456789abcdef"
 DEV_PAYMENT_SECRET = "dev-only-payment-webhook-secret-0123456789"
 
@@ -43,7 +45,13 @@ class Settings:
     # The broker `make up` starts when nothing answers at KAFKA_BOOTSTRAP_SERVERS:
     # "kafka" (Apache Kafka, KRaft, data on disk) or "tansu" (memory only, lightest).
     local_broker: str = "kafka"
+    # Access tokens: HS256, signed by the identity service with JWT_SECRET under the key id
+    # JWT_KEY_ID; every service also accepts the keys in JWT_VERIFY_KEYS ("kid=secret,...":
+    # the next key before it signs, the previous one until its tokens expired). Rotation:
+    # docs/identity.md.
     jwt_secret: str = DEV_JWT_SECRET
+    jwt_key_id: str = DEFAULT_KEY_ID
+    jwt_verify_keys: str = ""
     http_host: str = "127.0.0.1"
     # Listen queue of every HTTP port: connections the kernel completed and the process
     # has not accepted yet. A sale's opening brings thousands within a few milliseconds;
@@ -160,6 +168,45 @@ class Settings:
     # "Sale starting soon" (预热) goes out this long before an activity starts.
     notify_reminder_lead_seconds: float = 600.0
     notify_reminder_interval_seconds: float = 5.0
+    # Identity (services/identity): shopper login with the mini-program's wx.login() code,
+    # refresh tokens, merchant accounts, and the WeChat access_token it keeps for notify.
+    identity_port: int = 8086
+    identity_ops_port: int = 9086
+    access_token_ttl_seconds: int = 900
+    refresh_token_ttl_seconds: int = 30 * 24 * 3600
+    # Merchant sessions end sooner than a shopper's: a console left open overnight logs in
+    # again.
+    admin_access_token_ttl_seconds: int = 900
+    admin_refresh_token_ttl_seconds: int = 12 * 3600
+    # The mini-program's credentials and the WeChat server API (code2Session, stable_token)
+    # identity calls; each call is bounded by wechat_timeout_seconds. `make up` points it at
+    # the local fake provider (tools/fake_wechat.py, on fake_wechat_port).
+    wechat_appid: str = "wx0000000000000dev"
+    wechat_secret: str = ""
+    wechat_api_url: str = "https://api.weixin.qq.com"
+    wechat_timeout_seconds: float = 3.0
+    fake_wechat_port: int = 8087
+    # The platform access_token (about 2 h): identity fetches it once for all replicas (a
+    # Redis lock) this long before it expires, and looks every check interval whether it
+    # must (notify may have reported it invalid).
+    wechat_token_refresh_ahead_seconds: float = 300.0
+    wechat_token_check_seconds: float = 2.0
+    # Login throttles in the service (the gateway has its own per-IP limit): shopper logins
+    # per client IP per minute (a carrier NAT puts many shoppers behind one address), and
+    # failed merchant logins before an account or an address is made to wait (doubling
+    # from admin_lockout_base_seconds up to admin_lockout_max_seconds).
+    login_rate_limit_per_minute: int = 120
+    admin_login_max_failures: int = 5
+    admin_login_ip_max_failures: int = 20
+    admin_lockout_base_seconds: float = 30.0
+    admin_lockout_max_seconds: float = 3600.0
+    # Peers whose X-Real-IP header names the client (the gateway); anyone else's address
+    # is taken as the client's own.
+    trusted_proxy_cidrs: str = "127.0.0.0/8,::1/128"
+
+    def jwt_keys(self) -> KeySet:
+        """The key set every service verifies access tokens with (identity signs with it)."""
+        return KeySet.from_config(self.jwt_secret, self.jwt_key_id, self.jwt_verify_keys)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:

@@ -13,8 +13,9 @@ SECKILL_RESERVATIONS = "seckill.reservations"
 ORDERS = "orders"
 GROUPBUY = "groupbuy"
 NOTIFY_DLQ = "notify.dlq"
+USERS = "users"
 
-MAIN_TOPICS = (SECKILL_RESERVATIONS, ORDERS, GROUPBUY)
+MAIN_TOPICS = (SECKILL_RESERVATIONS, ORDERS, GROUPBUY, USERS)
 
 WEEK_MS = 7 * 24 * 3600 * 1000
 # Dead letters wait for an operator: kept twice as long as the events they came from.
@@ -30,11 +31,21 @@ class TopicSpec:
     name: str
     partitions: int
     retention_ms: int
+    # Compacted topics keep the latest event per key for good (retention_ms is then -1):
+    # a consumer added later reads every user's registration from the start.
+    compacted: bool = False
+
+    def config(self) -> dict[str, str]:
+        """The topic-level Kafka configuration (what bootstrap and Strimzi both set)."""
+        policy = "compact" if self.compacted else "delete"
+        return {"cleanup.policy": policy, "retention.ms": str(self.retention_ms)}
 
 
 # Reservations and orders carry a sale's whole burst: 12 partitions let 12 order-service
-# replicas consume in parallel; group events are fewer.
-PARTITIONS = {SECKILL_RESERVATIONS: 12, ORDERS: 12, GROUPBUY: 6}
+# replicas consume in parallel; group events and registrations are fewer.
+PARTITIONS = {SECKILL_RESERVATIONS: 12, ORDERS: 12, GROUPBUY: 6, USERS: 6}
+# A user's registration (user id -> openid) is needed for as long as the user exists.
+COMPACTED_TOPICS = frozenset({USERS})
 
 
 def dlq(topic: str) -> str:
@@ -44,7 +55,12 @@ def dlq(topic: str) -> str:
 
 def topic_specs() -> tuple[TopicSpec, ...]:
     """Every topic the platform uses, dead-letter topics included."""
-    specs = [TopicSpec(t, PARTITIONS[t], WEEK_MS) for t in MAIN_TOPICS]
+    specs = [
+        TopicSpec(t, PARTITIONS[t], -1, compacted=True)
+        if t in COMPACTED_TOPICS
+        else TopicSpec(t, PARTITIONS[t], WEEK_MS)
+        for t in MAIN_TOPICS
+    ]
     dlqs = [*(dlq(t) for t in MAIN_TOPICS), NOTIFY_DLQ]
     specs += [TopicSpec(name, DLQ_PARTITIONS, DLQ_RETENTION_MS) for name in dict.fromkeys(dlqs)]
     return tuple(specs)

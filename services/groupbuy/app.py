@@ -76,7 +76,7 @@ def create_app(
     app = web.Application(
         middlewares=[
             errors_and_metrics_middleware(metrics.http),
-            auth_middleware(settings.jwt_secret),
+            auth_middleware(settings.jwt_keys()),
         ],
         client_max_size=64 * 1024,
     )

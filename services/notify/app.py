@@ -64,7 +64,7 @@ def create_app(
     app = web.Application(
         middlewares=[
             errors_and_metrics_middleware(http_metrics),
-            auth_middleware(settings.jwt_secret),
+            auth_middleware(settings.jwt_keys()),
         ],
         client_max_size=64 * 1024,
     )

@@ -19,14 +19,14 @@ from services.common.kafka import (
     watch_dlq_sizes,
 )
 from services.common.observability import create_ops_app
+from services.common.pg_outbox import PgOutboxMetrics, PgOutboxRelay
 from services.common.resources import PG_TRANSIENT, pg_pool
 from services.common.settings import Settings
 from services.common.shutdown import close_pool, stop_tasks
 from services.common.topics import GROUPBUY, SECKILL_RESERVATIONS
 from services.common.topics import ORDERS as ORDERS_TOPIC
 from services.order.consumer import GroupEventHandler, OrderCreationMetrics, ReservationHandler
-from services.order.outbox_relay import PgOutboxMetrics, PgOutboxRelay
-from services.order.repository import OrderRepository
+from services.order.repository import OUTBOX, OrderRepository
 from services.order.routes import (
     ORDERS,
     PAYMENT_CALLBACK,
@@ -53,7 +53,7 @@ def create_app(
     http_metrics = HttpMetrics(registry)
     consumer_metrics = ConsumerMetrics(registry)
     creation_metrics = OrderCreationMetrics(registry)
-    outbox_metrics = PgOutboxMetrics(registry)
+    outbox_metrics = PgOutboxMetrics(registry, "order")
     state_metrics = OrderStateMetrics(registry)
     dlq_metrics = DlqMetrics(registry)
     sweeper_metrics = SweeperMetrics(registry)
@@ -61,7 +61,7 @@ def create_app(
         middlewares=[
             errors_and_metrics_middleware(http_metrics),
             # The payment callback is authenticated by the provider's signature instead.
-            auth_middleware(settings.jwt_secret, public_paths=frozenset({PAYMENT_CALLBACK})),
+            auth_middleware(settings.jwt_keys(), public_paths=frozenset({PAYMENT_CALLBACK})),
         ],
         client_max_size=64 * 1024,
     )
@@ -72,7 +72,7 @@ def create_app(
         pool = await pg_pool(settings)
         producer = await start_producer(settings)
         app[PRODUCER] = producer
-        relay = PgOutboxRelay(pool, producer, settings, outbox_metrics)
+        relay = PgOutboxRelay(pool, producer, settings, outbox_metrics, OUTBOX)
         orders = OrderRepository(pool, settings.kafka_topic_prefix, on_announced=relay.wake)
         app[ORDERS] = orders
         tasks = [asyncio.create_task(relay.run(), name="order-outbox-relay")]

@@ -11,6 +11,7 @@ import asyncpg
 
 from services.common.errors import DomainError, NotFound
 from services.common.events import Envelope
+from services.common.pg_outbox import OutboxSql, insert_outbox
 from services.common.topics import ORDERS
 from services.order.domain import (
     GroupState,
@@ -47,19 +48,11 @@ SELECT * FROM unnest($1::uuid[], $2::text[], $3::bigint[], $4::text[], $5::text[
 ON CONFLICT (reservation_id) DO NOTHING
 RETURNING id
 """
-INSERT_OUTBOX = """
-INSERT INTO orders.outbox (topic, key, payload)
-SELECT * FROM unnest($1::text[], $2::text[], $3::bytea[])
-"""
 SELECT_ORDER = f"SELECT {_ORDER_COLUMNS} FROM orders.orders WHERE id = $1"
 SELECT_USER_ORDERS = f"""
 SELECT {_ORDER_COLUMNS} FROM orders.orders
 WHERE user_id = $1 ORDER BY created_at DESC, id LIMIT $2
 """
-LOCK_OUTBOX_BATCH = """
-SELECT id, topic, key, payload FROM orders.outbox ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED
-"""
-DELETE_OUTBOX = "DELETE FROM orders.outbox WHERE id = ANY($1::bigint[])"
 LOCK_ORDER = f"SELECT {_ORDER_COLUMNS} FROM orders.orders WHERE id = $1 FOR UPDATE"
 SELECT_PAYMENT = "SELECT order_id, outcome FROM orders.payments WHERE transaction_id = $1"
 INSERT_PAYMENT = """
@@ -109,7 +102,7 @@ UPDATE orders.orders o SET reminder_sent_at = now()
 FROM due WHERE o.id = due.id
 {_RETURNING}
 """
-COUNT_OUTBOX = "SELECT count(*) FROM orders.outbox"
+OUTBOX = OutboxSql.for_schema("orders")
 # group.completed: the group's orders are ready to fulfil (once paid).
 COMPLETE_GROUP = """
 UPDATE orders.orders SET group_state = 'completed', updated_at = now()
@@ -199,12 +192,7 @@ class OrderRepository:
         """Write events to the outbox, in the caller's transaction."""
         if events:
             tx.announced = True
-            await tx.conn.execute(
-                INSERT_OUTBOX,
-                [self._orders_topic] * len(events),
-                [e.key for e in events],
-                [e.encode() for e in events],
-            )
+            await insert_outbox(tx.conn, OUTBOX, self._orders_topic, events)
 
     async def apply_payment(self, notice: PaymentNotice) -> tuple[PaymentOutcome, bool]:
         """Record a payment notification once: (outcome, replayed). The order row is locked

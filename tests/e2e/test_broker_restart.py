@@ -71,7 +71,7 @@ async def _sale_with_broker_outage(
     s: Settings, broker: KafkaBroker, db: asyncpg.Connection, tmp_path: Path
 ) -> dict[str, float]:
     seckill_url = f"http://127.0.0.1:{s.seckill_port}"
-    admin = {"Authorization": f"Bearer {mint_token(s.jwt_secret, 'ops', ['admin'])}"}
+    admin = {"Authorization": f"Bearer {mint_token(s.jwt_keys(), 'ops', ['admin'])}"}
     acknowledged: set[str] = set()
     during_outage: set[str] = set()
     outage = asyncio.Event()
@@ -91,7 +91,7 @@ async def _sale_with_broker_outage(
         press_url = f"{seckill_url}/api/seckill/activities/{activity_id}/reservations"
 
         async def press(user: int) -> None:
-            token = mint_token(s.jwt_secret, f"u{user}")
+            token = mint_token(s.jwt_keys(), f"u{user}")
             with contextlib.suppress(aiohttp.ClientError):
                 async with http.post(press_url, headers={"Authorization": f"Bearer {token}"}) as r:
                     assert r.status in (201, 503), await r.text()

@@ -82,7 +82,7 @@ async def test_killing_the_seckill_service_loses_no_acknowledged_reservation(
     orders: TestClient[Any, Any],
 ) -> None:
     stock = 3000
-    admin = {"Authorization": f"Bearer {mint_token(settings.jwt_secret, 'ops', ['admin'])}"}
+    admin = {"Authorization": f"Bearer {mint_token(settings.jwt_keys(), 'ops', ['admin'])}"}
     base = f"http://127.0.0.1:{settings.seckill_port}"
     acknowledged: set[str] = set()
     async with service("seckill", settings, tmp_path) as seckill_proc:
@@ -94,7 +94,7 @@ async def test_killing_the_seckill_service_loses_no_acknowledged_reservation(
             activity_id = (await resp.json())["id"]
 
             async def shopper(i: int) -> None:
-                headers = {"Authorization": f"Bearer {mint_token(settings.jwt_secret, f'u{i}')}"}
+                headers = {"Authorization": f"Bearer {mint_token(settings.jwt_keys(), f'u{i}')}"}
                 with contextlib.suppress(aiohttp.ClientError):
                     async with http.post(
                         f"/api/seckill/activities/{activity_id}/reservations", headers=headers

@@ -36,7 +36,7 @@ class Shoppers:
 
     def auth(self, user: str, admin: bool = False) -> dict[str, str]:
         roles = ["admin"] if admin else []
-        return {"Authorization": f"Bearer {mint_token(self.settings.jwt_secret, user, roles)}"}
+        return {"Authorization": f"Bearer {mint_token(self.settings.jwt_keys(), user, roles)}"}
 
     async def campaign(self, **overrides: Any) -> int:
         async with self.http.post(

@@ -42,7 +42,7 @@ async def test_a_sale_survives_killed_services_and_reconciles_clean(
     settings = dataclasses.replace(settings, reconcile_grace_seconds=0)
     seckill_url = f"http://127.0.0.1:{settings.seckill_port}"
     order_url = f"http://127.0.0.1:{settings.order_port}"
-    admin = {"Authorization": f"Bearer {mint_token(settings.jwt_secret, 'ops', ['admin'])}"}
+    admin = {"Authorization": f"Bearer {mint_token(settings.jwt_keys(), 'ops', ['admin'])}"}
     acknowledged: set[str] = set()
     paid: set[str] = set()
 
@@ -60,7 +60,7 @@ async def test_a_sale_survives_killed_services_and_reconciles_clean(
         activity_id = (await resp.json())["id"]
 
         async def shopper(i: int) -> None:
-            headers = {"Authorization": f"Bearer {mint_token(settings.jwt_secret, f'u{i}')}"}
+            headers = {"Authorization": f"Bearer {mint_token(settings.jwt_keys(), f'u{i}')}"}
             with contextlib.suppress(aiohttp.ClientError):
                 async with http.post(
                     f"{seckill_url}/api/seckill/activities/{activity_id}/reservations",

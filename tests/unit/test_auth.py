@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import hmac
 import time
 from typing import Any
 
@@ -11,7 +13,10 @@ import pytest
 from services.common.auth import (
     ADMIN_ROLE,
     ALGORITHM,
+    DEFAULT_KEY_ID,
     AuthError,
+    KeyConfigError,
+    KeySet,
     Principal,
     mint_token,
     principal_from_header,
@@ -25,8 +30,11 @@ def bearer(token: str) -> str:
     return f"Bearer {token}"
 
 
-def own_token(claims: dict[str, Any], secret: str = SECRET) -> str:
-    return jwt.encode(claims, secret, algorithm=ALGORITHM)
+def own_token(
+    claims: dict[str, Any], secret: str = SECRET, kid: str | None = DEFAULT_KEY_ID
+) -> str:
+    headers = {"kid": kid} if kid is not None else None
+    return jwt.encode(claims, secret, algorithm=ALGORITHM, headers=headers)
 
 
 def future() -> int:
@@ -60,7 +68,8 @@ def test_other_roles_do_not_make_an_admin() -> None:
 def test_a_minted_token_carries_sub_iat_exp_and_only_given_roles() -> None:
     before = int(time.time())
     claims = jwt.decode(mint_token(SECRET, "u-1", ttl_seconds=60), SECRET, algorithms=[ALGORITHM])
-    assert set(claims) == {"sub", "iat", "exp"}
+    assert set(claims) == {"sub", "iat", "exp", "jti"}
+    assert jwt.get_unverified_header(mint_token(SECRET, "u-1"))["kid"] == DEFAULT_KEY_ID
     assert claims["sub"] == "u-1"
     assert claims["exp"] - claims["iat"] == 60
     assert before <= claims["iat"] <= int(time.time())
@@ -140,14 +149,95 @@ def test_a_token_whose_roles_are_not_a_list_of_strings_is_refused(roles: Any) ->
 
 def test_an_unsigned_alg_none_token_is_refused() -> None:
     unsigned = jwt.encode(
-        {"sub": "ops", "roles": ["admin"], "exp": future()}, None, algorithm="none"
+        {"sub": "ops", "roles": ["admin"], "exp": future()},
+        None,
+        algorithm="none",
+        headers={"kid": DEFAULT_KEY_ID},
     )
     assert unsigned.endswith(".")
     assert refused(bearer(unsigned)) == "invalid token: The specified alg value is not allowed"
 
 
 def test_a_token_signed_with_another_hmac_algorithm_is_refused() -> None:
-    token = jwt.encode({"sub": "u-1", "exp": future()}, SECRET + SECRET, algorithm="HS512")
+    token = jwt.encode(
+        {"sub": "u-1", "exp": future()},
+        SECRET + SECRET,
+        algorithm="HS512",
+        headers={"kid": DEFAULT_KEY_ID},
+    )
     assert refused(bearer(token), SECRET + SECRET) == (
         "invalid token: The specified alg value is not allowed"
     )
+
+
+def test_two_minted_tokens_have_different_ids() -> None:
+    first, second = (
+        jwt.decode(mint_token(SECRET, "u-1"), SECRET, algorithms=[ALGORITHM]) for _ in "ab"
+    )
+    assert first["jti"] != second["jti"]
+
+
+def test_a_token_without_a_kid_header_is_refused() -> None:
+    token = own_token({"sub": "u-1", "exp": future()}, kid=None)
+    assert refused(bearer(token)) == "invalid token: no kid header"
+
+
+def test_a_token_signed_with_a_retired_key_is_refused() -> None:
+    old = KeySet.single(OTHER_SECRET, "k0")
+    now = KeySet.single(SECRET, "k1")
+    assert refused(bearer(mint_token(old, "u-1")), now) == (
+        "invalid token: signed with an unknown or retired key"
+    )
+
+
+def test_a_token_naming_a_known_kid_but_signed_with_another_secret_is_refused() -> None:
+    token = own_token({"sub": "u-1", "exp": future()}, secret=OTHER_SECRET, kid=DEFAULT_KEY_ID)
+    assert refused(bearer(token)) == "invalid token: Signature verification failed"
+
+
+def test_during_a_rotation_tokens_of_both_keys_are_accepted() -> None:
+    before = KeySet.from_config(SECRET, "k1", "")
+    # Step 1: every service accepts k2 before anyone signs with it.
+    accepting = KeySet.from_config(SECRET, "k1", f"k2={OTHER_SECRET}")
+    # Step 2: identity signs with k2; k1 stays accepted until its tokens expired.
+    after = KeySet.from_config(OTHER_SECRET, "k2", f"k1={SECRET}")
+    old_token, new_token = mint_token(before, "u-old"), mint_token(after, "u-new")
+    for keys in (accepting, after):
+        assert principal_from_header(bearer(old_token), keys).user_id == "u-old"
+        assert principal_from_header(bearer(new_token), keys).user_id == "u-new"
+    assert jwt.get_unverified_header(new_token)["kid"] == "k2"
+    # Step 3: k1 retired.
+    retired = KeySet.from_config(OTHER_SECRET, "k2", "")
+    assert refused(bearer(old_token), retired).endswith("unknown or retired key")
+    assert principal_from_header(bearer(new_token), retired).user_id == "u-new"
+
+
+def test_an_algorithm_confusion_token_using_the_secret_as_an_rs256_key_is_refused() -> None:
+    header = base64url(b'{"alg":"RS256","typ":"JWT","kid":"k1"}')
+    payload = base64url(f'{{"sub":"ops","roles":["admin"],"exp":{future()}}}'.encode())
+    signature = base64url(
+        hmac.new(SECRET.encode(), f"{header}.{payload}".encode(), "sha256").digest()
+    )
+    message = refused(bearer(f"{header}.{payload}.{signature}"))
+    assert message == "invalid token: The specified alg value is not allowed"
+
+
+@pytest.mark.parametrize(
+    ("secret", "kid", "verify", "problem"),
+    [
+        ("short", "k1", "", "shorter than 32 bytes"),
+        (SECRET, "", "", "must be 1-64 characters"),
+        (SECRET, "k1", "k2", "'kid=secret' pairs"),
+        (SECRET, "k1", "k2=short", "shorter than 32 bytes"),
+        (SECRET, "k1", f"k1={OTHER_SECRET}", "two different secrets"),
+    ],
+)
+def test_unusable_key_configurations_are_refused_at_start_up(
+    secret: str, kid: str, verify: str, problem: str
+) -> None:
+    with pytest.raises(KeyConfigError, match=problem):
+        KeySet.from_config(secret, kid, verify)
+
+
+def base64url(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()

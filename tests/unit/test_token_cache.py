@@ -8,13 +8,21 @@ from collections.abc import Callable
 import jwt
 import pytest
 
-from services.common.auth import ALGORITHM, AuthError, TokenVerifier, principal_from_header
+from services.common.auth import (
+    ALGORITHM,
+    DEFAULT_KEY_ID,
+    AuthError,
+    TokenVerifier,
+    principal_from_header,
+)
 
 SECRET = "unit-test-secret-0123456789abcdef0123456789"
 
 
 def bearer(claims: dict[str, object], secret: str = SECRET) -> str:
-    return f"Bearer {jwt.encode(claims, secret, algorithm=ALGORITHM)}"
+    return (
+        f"Bearer {jwt.encode(claims, secret, algorithm=ALGORITHM, headers={'kid': DEFAULT_KEY_ID})}"
+    )
 
 
 def test_a_cached_token_gives_the_same_principal_as_a_full_check() -> None:

@@ -1,4 +1,7 @@
-"""Publishes the order service's PostgreSQL outbox to Kafka, at least once.
+"""Publishes a service's PostgreSQL outbox (the table <schema>.outbox) to Kafka, at least once.
+
+A service writes its events into <schema>.outbox in the transaction that makes them true
+(insert_outbox), and one relay per process publishes them.
 
 Rows are locked with FOR UPDATE SKIP LOCKED, so several replicas share the work without
 publishing the same row concurrently; a row is deleted only in the transaction that
@@ -9,31 +12,72 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 import asyncpg
 from aiokafka import AIOKafkaProducer
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
+from services.common.events import Envelope
 from services.common.settings import Settings
-from services.order.repository import COUNT_OUTBOX, DELETE_OUTBOX, LOCK_OUTBOX_BATCH
 
 log = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True, slots=True)
+class OutboxSql:
+    """The statements on one service's outbox table (the schema is a code constant)."""
+
+    insert: str
+    lock_batch: str
+    delete: str
+    count: str
+
+    @classmethod
+    def for_schema(cls, schema: str) -> OutboxSql:
+        if not schema.isidentifier():
+            raise ValueError(f"not a schema name: {schema!r}")
+        table = f"{schema}.outbox"
+        return cls(
+            insert=f"""
+INSERT INTO {table} (topic, key, payload)
+SELECT * FROM unnest($1::text[], $2::text[], $3::bytea[])
+""",
+            lock_batch=f"""
+SELECT id, topic, key, payload FROM {table} ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED
+""",
+            delete=f"DELETE FROM {table} WHERE id = ANY($1::bigint[])",
+            count=f"SELECT count(*) FROM {table}",
+        )
+
+
+async def insert_outbox(
+    conn: asyncpg.Connection, sql: OutboxSql, topic: str, events: Sequence[Envelope]
+) -> None:
+    """Queue events for the relay, inside the caller's transaction."""
+    if events:
+        await conn.execute(
+            sql.insert, [topic] * len(events), [e.key for e in events], [e.encode() for e in events]
+        )
+
+
 class PgOutboxMetrics:
-    def __init__(self, registry: CollectorRegistry) -> None:
+    """<service>_outbox_published_total, ..._publish_failures_total, ..._backlog."""
+
+    def __init__(self, registry: CollectorRegistry, service: str) -> None:
         self.published = Counter(
-            "order_outbox_published_total",
+            f"{service}_outbox_published_total",
             "Outbox events published to Kafka.",
             registry=registry,
         )
         self.failures = Counter(
-            "order_outbox_publish_failures_total",
+            f"{service}_outbox_publish_failures_total",
             "Outbox rounds that failed (Kafka or PostgreSQL unavailable); rows are retried.",
             registry=registry,
         )
         self.backlog = Gauge(
-            "order_outbox_backlog", "Outbox events not yet published.", registry=registry
+            f"{service}_outbox_backlog", "Outbox events not yet published.", registry=registry
         )
 
 
@@ -44,7 +88,9 @@ class PgOutboxRelay:
         producer: AIOKafkaProducer,
         settings: Settings,
         metrics: PgOutboxMetrics,
+        sql: OutboxSql,
     ) -> None:
+        self._sql = sql
         self._pool = pool
         self._producer = producer
         self._settings = settings
@@ -66,11 +112,11 @@ class PgOutboxRelay:
             except Exception as exc:
                 failures += 1
                 self._metrics.failures.inc()
-                log.warning("order outbox round failed (%d in a row): %r", failures, exc)
+                log.warning("outbox round failed (%d in a row): %r", failures, exc)
                 await asyncio.sleep(min(5.0, 0.1 * 2 ** min(failures, 6)))
                 continue
             if published < self._settings.order_outbox_batch_size:
-                self._metrics.backlog.set(await self._pool.fetchval(COUNT_OUTBOX))
+                self._metrics.backlog.set(await self._pool.fetchval(self._sql.count))
                 self._wake.clear()
                 try:
                     async with asyncio.timeout(self._settings.order_outbox_poll_seconds):
@@ -80,7 +126,7 @@ class PgOutboxRelay:
 
     async def publish_once(self) -> int:
         async with self._pool.acquire() as conn, conn.transaction():
-            rows = await conn.fetch(LOCK_OUTBOX_BATCH, self._settings.order_outbox_batch_size)
+            rows = await conn.fetch(self._sql.lock_batch, self._settings.order_outbox_batch_size)
             if not rows:
                 return 0
             pending = [
@@ -88,6 +134,6 @@ class PgOutboxRelay:
                 for r in rows
             ]
             await asyncio.gather(*pending)
-            await conn.execute(DELETE_OUTBOX, [r["id"] for r in rows])
+            await conn.execute(self._sql.delete, [r["id"] for r in rows])
         self._metrics.published.inc(len(rows))
         return len(rows)
