@@ -16,6 +16,7 @@ from services.common.auth import DEFAULT_KEY_ID, KeySet
 
 DEV_JWT_SECRET = "dev-only-secret-change-me-0123456789abcdef"
 DEV_PAYMENT_SECRET = "dev-only-payment-webhook-secret-0123456789"
+DEV_WECHAT_SECRET = "dev-only-wechat-app-secret"
 
 
 def _boolean(raw: str) -> bool:
@@ -179,11 +180,12 @@ class Settings:
     admin_access_token_ttl_seconds: int = 900
     admin_refresh_token_ttl_seconds: int = 12 * 3600
     # The mini-program's credentials and the WeChat server API (code2Session, stable_token)
-    # identity calls; each call is bounded by wechat_timeout_seconds. `make up` points it at
-    # the local fake provider (tools/fake_wechat.py, on fake_wechat_port).
+    # identity calls, each call bounded by wechat_timeout_seconds. Like every default here,
+    # the URL is a local component: the fake provider `make up` starts (tools/fake_wechat.py
+    # on fake_wechat_port); Kubernetes sets the real one.
     wechat_appid: str = "wx0000000000000dev"
-    wechat_secret: str = ""
-    wechat_api_url: str = "https://api.weixin.qq.com"
+    wechat_secret: str = DEV_WECHAT_SECRET
+    wechat_api_url: str = "http://127.0.0.1:8087"
     wechat_timeout_seconds: float = 3.0
     fake_wechat_port: int = 8087
     # The platform access_token (about 2 h): identity fetches it once for all replicas (a
