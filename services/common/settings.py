@@ -143,13 +143,20 @@ class Settings:
     reconcile_repair_timeout_seconds: float = 10.0
     reconcile_repair_backoff_seconds: float = 0.5
     # Notifications (services/notify). Channel "log" writes messages to the log (local
-    # runs); "http" posts them to a WeChat-shaped subscribe-message API at the provider URL
-    # with the access token (a secret, kept fresh by whatever issues it).
+    # runs); "http" posts them to a WeChat-shaped subscribe-message API at the provider URL.
     notify_port: int = 8084
     notify_ops_port: int = 9084
     notify_channel: str = "log"
     notify_provider_url: str = "https://api.weixin.qq.com"
+    # A fixed access token (a non-WeChat provider, or a manual override). Empty: the http
+    # channel sends with the platform token identity keeps in Redis for wechat_appid,
+    # re-asking once (waiting up to notify_token_wait_seconds) when the provider refuses it.
     notify_access_token: str = ""
+    notify_token_wait_seconds: float = 10.0
+    # With the http channel a message goes to the user's openid, learnt from identity's
+    # user.registered events; a message for a user not registered yet waits this long for
+    # the registration, then is dead-lettered as recipient_unknown.
+    notify_recipient_wait_seconds: float = 300.0
     # "template=provider template id" pairs, comma separated; a template not listed is
     # sent with its own name as the provider's id.
     notify_template_ids: str = ""

@@ -1,5 +1,6 @@
 """Wiring of the notify service: consumers of orders, groupbuy and seckill.reservations,
-the dispatcher, the dead-letter publisher, the sale-starting reminders."""
+the consumer of users (recipients' openids), the dispatcher, the dead-letter publisher,
+the sale-starting reminders."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import asyncpg
 from aiohttp import web
 from aiokafka import AIOKafkaProducer
 from prometheus_client import CollectorRegistry
+from redis.asyncio import Redis
 
 from services.common.http import HttpMetrics, auth_middleware, errors_and_metrics_middleware
 from services.common.kafka import (
@@ -21,12 +23,12 @@ from services.common.kafka import (
     watch_dlq_sizes,
 )
 from services.common.observability import create_ops_app
-from services.common.resources import pg_pool
+from services.common.resources import pg_pool, redis_client
 from services.common.settings import Settings
 from services.common.shutdown import close_pool, stop_tasks
-from services.common.topics import GROUPBUY, ORDERS, SECKILL_RESERVATIONS
+from services.common.topics import GROUPBUY, ORDERS, SECKILL_RESERVATIONS, USERS
 from services.notify.channels import make_channel
-from services.notify.consumer import EventHandler
+from services.notify.consumer import EventHandler, RecipientHandler
 from services.notify.dispatcher import Dispatcher
 from services.notify.metrics import NotifyMetrics
 from services.notify.reminders import Reminders
@@ -34,7 +36,13 @@ from services.notify.repository import NotifyRepository
 from services.notify.routes import REPO, add_routes
 
 CONSUMER_GROUP = "notify"
-CONSUMED_TOPICS = (ORDERS, GROUPBUY, SECKILL_RESERVATIONS)
+MESSAGE_TOPICS = (ORDERS, GROUPBUY, SECKILL_RESERVATIONS)
+# Registrations have a group of their own: the compacted `users` topic is read from its
+# beginning by a new group (every user's openid), and its offsets can be reset to rebuild
+# notify.recipients without touching the message topics' offsets; its members joining
+# and leaving do not stall the message consumers' partitions either.
+RECIPIENTS_GROUP = "notify-recipients"
+CONSUMED_TOPICS = (*MESSAGE_TOPICS, USERS)
 PG_TRANSIENT = (
     asyncpg.PostgresConnectionError,
     asyncpg.CannotConnectNowError,
@@ -47,6 +55,8 @@ PG_TRANSIENT = (
 PRODUCER: web.AppKey[AIOKafkaProducer] = web.AppKey("producer", AIOKafkaProducer)
 REGISTRY: web.AppKey[CollectorRegistry] = web.AppKey("registry", CollectorRegistry)
 DISPATCHER: web.AppKey[Dispatcher] = web.AppKey("dispatcher", Dispatcher)
+REDIS: web.AppKey[Redis] = web.AppKey("redis", Redis)
+SENDS_WITH_REDIS_TOKEN: web.AppKey[bool] = web.AppKey("sends_with_redis_token", bool)
 
 
 def create_app(
@@ -69,12 +79,18 @@ def create_app(
         client_max_size=64 * 1024,
     )
     app[REGISTRY] = registry
+    app[SENDS_WITH_REDIS_TOKEN] = settings.notify_channel == "http" and not (
+        settings.notify_access_token
+    )
 
     async def resources(app: web.Application) -> AsyncIterator[None]:
         pool = await pg_pool(settings)
+        # The WeChat access_token identity keeps (services/common/wechat_token.py).
+        redis = redis_client(settings)
         producer = await start_producer(settings)
-        channel = make_channel(settings)
+        channel = make_channel(settings, redis, metrics)
         app[PRODUCER] = producer
+        app[REDIS] = redis
         repo = NotifyRepository(pool)
         app[REPO] = repo
         dispatcher = Dispatcher(repo, channel, settings, metrics, producer)
@@ -94,17 +110,22 @@ def create_app(
             tasks.append(
                 asyncio.create_task(dispatcher.run_dlq_publisher(), name="notify-dlq-publisher")
             )
+            tasks.append(asyncio.create_task(dispatcher.run_waiting(), name="notify-waiting"))
         if run_reminders:
             reminders = Reminders(repo, settings, metrics, dispatcher.wake)
             tasks.append(asyncio.create_task(reminders.run(), name="notify-reminders"))
         if run_consumers:
             handler = EventHandler(repo, settings, metrics, dispatcher.wake)
+            recipients = RecipientHandler(repo, settings, metrics, dispatcher.wake)
             for topic in CONSUMED_TOPICS:
+                group, handle = (
+                    (RECIPIENTS_GROUP, recipients) if topic == USERS else (CONSUMER_GROUP, handler)
+                )
                 consumer = BatchConsumer(
                     settings,
                     topic,
-                    CONSUMER_GROUP,
-                    handler,
+                    group,
+                    handle,
                     producer,
                     consumer_metrics,
                     transient_errors=PG_TRANSIENT,
@@ -116,6 +137,7 @@ def create_app(
             await stop_tasks(tasks)
             await channel.close()
             await producer.stop()
+            await redis.aclose()
             await close_pool(pool)
 
     app.cleanup_ctx.append(resources)
@@ -130,4 +152,14 @@ def create_ops(api: web.Application) -> web.Application:
     async def kafka_ready() -> None:
         await kafka_reachable(api[PRODUCER])
 
-    return create_ops_app(api[REGISTRY], {"postgres": postgres_ready, "kafka": kafka_ready})
+    async def redis_ready() -> None:
+        await api[REDIS].ping()
+
+    # Redis only holds the shared access_token: without it (log channel, fixed token)
+    # an outage degrades nothing notify does.
+    informational = frozenset() if api[SENDS_WITH_REDIS_TOKEN] else frozenset({"redis"})
+    return create_ops_app(
+        api[REGISTRY],
+        {"postgres": postgres_ready, "kafka": kafka_ready, "redis": redis_ready},
+        informational,
+    )

@@ -11,6 +11,11 @@ That resend is the one place a user can get a message twice: only if the provide
 accepted the first request and we died before recording it (a window of one database
 round trip per message); the WeChat API has no idempotency key to close it. Counted by
 notify_resumed_sends_total; see docs/operations.md.
+
+Recipients. A message goes to its user's openid; the http channel never gets our user
+id. Messages of users not registered yet wait ('waiting', holding no consent); the
+registration admits them (consumer.RecipientHandler) and run_waiting() gives up on those
+still waiting after NOTIFY_RECIPIENT_WAIT_SECONDS (dead, reason recipient_unknown).
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from services.common.kafka import publish_all
 from services.common.settings import Settings
 from services.common.topics import NOTIFY_DLQ
 from services.notify.channels import Channel, OutgoingMessage, SendResult
+from services.notify.consumer import count_admitted
 from services.notify.domain import (
     SendOutcome,
     backoff_seconds,
@@ -37,6 +43,8 @@ from services.notify.domain import (
     next_step,
     parse_template_ids,
     provider_template_id,
+    recipient_unknown_reason,
+    touser_for,
 )
 from services.notify.metrics import NotifyMetrics
 from services.notify.repository import Delivery, NotifyRepository
@@ -44,6 +52,7 @@ from services.notify.repository import Delivery, NotifyRepository
 log = logging.getLogger(__name__)
 
 DLQ_BATCH = 100
+WAITING_BATCH = 500
 
 
 class Dispatcher:
@@ -64,8 +73,14 @@ class Dispatcher:
         self._wake = asyncio.Event()
         self._dlq_wake = asyncio.Event()
         self._in_flight: set[asyncio.Task[None]] = set()
-        if settings.notify_sending_lease_seconds <= settings.notify_send_timeout_seconds:
-            raise ValueError("NOTIFY_SENDING_LEASE_SECONDS must exceed the send timeout")
+        if settings.notify_sending_lease_seconds <= channel.longest_send_seconds:
+            # A lease running out under a live send would let another dispatcher send the
+            # message again while the first is still waiting for its answer.
+            raise ValueError(
+                "NOTIFY_SENDING_LEASE_SECONDS must exceed the longest send "
+                f"({channel.longest_send_seconds} s: the send timeout, and with a shared "
+                "access_token twice that plus NOTIFY_TOKEN_WAIT_SECONDS)"
+            )
 
     def wake(self) -> None:
         """New rows were queued: look now instead of at the next poll."""
@@ -84,7 +99,9 @@ class Dispatcher:
                 if free > 0:
                     try:
                         claimed = await self._repo.claim_due(
-                            free, self._settings.notify_sending_lease_seconds
+                            free,
+                            self._settings.notify_sending_lease_seconds,
+                            self._settings.wechat_appid,
                         )
                         failures = 0
                     except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
@@ -104,9 +121,7 @@ class Dispatcher:
             # In-flight sends get their timeout to finish and record their outcome; a
             # send cut off here stays leased and is resent after the lease.
             if self._in_flight:
-                await asyncio.wait(
-                    self._in_flight, timeout=self._settings.notify_send_timeout_seconds + 2
-                )
+                await asyncio.wait(self._in_flight, timeout=self._channel.longest_send_seconds + 2)
                 for task in self._in_flight:
                     task.cancel()
 
@@ -128,14 +143,21 @@ class Dispatcher:
                 "resending a message whose previous send was cut off",
                 extra={"delivery": d.id, "attempt": d.attempts},
             )
+        touser = touser_for(d.user_id, d.openid, self._channel.name)
+        if touser is None:
+            # Queued while the openid was known, unknown now (the appid setting changed):
+            # never sent to our id; retried, then dead-lettered like any failure.
+            reason = recipient_unknown_reason(d.user_id, self._settings.wechat_appid)
+            await self._record(d, SendResult(SendOutcome.RETRYABLE, reason))
+            return
         message = OutgoingMessage(
-            touser=d.user_id,
+            touser=touser,
             template_id=provider_template_id(self._template_ids, d.template),
             page=d.page,
             data=d.data,
         )
         try:
-            async with asyncio.timeout(self._settings.notify_send_timeout_seconds):
+            async with asyncio.timeout(self._channel.longest_send_seconds):
                 result = await self._channel.send(message)
         except TimeoutError:
             result = SendResult(SendOutcome.RETRYABLE, "timeout")
@@ -177,6 +199,38 @@ class Dispatcher:
             )
             if await self._repo.mark_retry(d, delay, result.detail, channel):
                 self._metrics.retries.labels(d.template).inc()
+
+    async def settle_waiting(self) -> int:
+        """One round over messages waiting for a recipient: admit those whose user is
+        known by now, give up on those past their deadline. Returns rows changed."""
+        appid = self._settings.wechat_appid
+        admitted = await self._repo.admit_known_waiting(
+            appid, self._settings.notify_rate_limit_per_hour, WAITING_BATCH
+        )
+        count_admitted(self._metrics, admitted)
+        if any(outcome == "pending" for _, outcome in admitted):
+            self.wake()
+        dead = await self._repo.give_up_waiting(
+            WAITING_BATCH, lambda user: recipient_unknown_reason(user, appid)
+        )
+        for row in dead:
+            self._metrics.recipient_unknown.labels(row["template"]).inc()
+            self._metrics.messages.labels(row["template"], self._channel.name, "dead").inc()
+        if dead:
+            log.warning("%d messages given up: no openid known for their users", len(dead))
+            self._dlq_wake.set()
+        return len(admitted) + len(dead)
+
+    async def run_waiting(self) -> None:
+        """settle_waiting() every few polls; the deadline is kept to within one round."""
+        while True:
+            try:
+                if await self.settle_waiting() >= WAITING_BATCH:
+                    continue
+            except Exception as exc:
+                self._metrics.dispatch_failures.inc()
+                log.warning("settling waiting messages failed: %r", exc)
+            await asyncio.sleep(self._settings.notify_dispatch_poll_seconds * 4)
 
     async def run_dlq_publisher(self) -> None:
         """Publishes dead rows to notify.dlq (key user id) and marks them published after

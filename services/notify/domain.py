@@ -21,6 +21,7 @@ from services.common.events import (
     ORDER_PAID,
     ORDER_PAYMENT_DUE,
     SECKILL_RESERVED,
+    USER_REGISTERED,
     Envelope,
     event_id_for,
     rfc3339,
@@ -379,7 +380,9 @@ class SendOutcome(StrEnum):
 # WeChat subscribe-message send API (POST /cgi-bin/message/subscribe/send).
 ERRCODE_OK = 0
 ERRCODE_USER_REFUSED = 43101
-RETRYABLE_ERRCODES = frozenset({-1, 40001, 42001, 45009})
+# 40001/40014/42001: the access_token was refused (expired, or replaced by a newer one);
+# the http channel re-asks for a fresh token once before it reports the send retryable.
+RETRYABLE_ERRCODES = frozenset({-1, 40001, 40014, 42001, 45009})
 PERMANENT_ERRCODES = frozenset({40003, 40037, 47003})
 
 
@@ -475,3 +478,78 @@ def dead_letter_event(
 
 def unique_users(intents: Iterable[Intent]) -> list[str]:
     return sorted({i.user_id for i in intents})
+
+
+# --- Recipients: the openid a message is addressed to --------------------------------
+
+# Channels that address the platform's user (`touser` = the openid for the mini-program's
+# appid). The log channel is for local runs and names whoever it knows.
+OPENID_CHANNELS = frozenset({"http"})
+RECIPIENT_UNKNOWN = "recipient_unknown"
+MAX_USER_ID = 128
+MAX_PLATFORM_ID = 128
+
+
+@dataclass(frozen=True, slots=True)
+class Recipient:
+    """A user as the platform knows them: from identity's user.registered event."""
+
+    user_id: str
+    appid: str
+    openid: str
+    unionid: str | None
+    registered_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class RecipientWait:
+    """Messages for a user without an openid under appid wait up to `seconds` for the
+    user's registration instead of going out to a wrong address."""
+
+    appid: str
+    seconds: float
+
+
+def recipient_wait(channel: str, appid: str, seconds: float) -> RecipientWait | None:
+    """The wait rule of a channel; None for channels that need no openid (nothing waits)."""
+    return RecipientWait(appid, max(0.0, seconds)) if channel in OPENID_CHANNELS else None
+
+
+def _platform_id(data: Mapping[str, Any], name: str, limit: int) -> str:
+    value = data.get(name)
+    if not isinstance(value, str) or not 0 < len(value) <= limit:
+        raise InvalidEvent(f"user.registered needs {name!r}, a string of 1 to {limit}")
+    return value
+
+
+def recipient_from(event: Envelope) -> Recipient | None:
+    """The recipient a `users` event registers; None for event types notify does not use.
+    Raises InvalidEvent for a registration it cannot trust (dead-lettered)."""
+    if event.type != USER_REGISTERED:
+        return None
+    data = event.data
+    unionid = data.get("unionid")
+    if unionid is not None and (not isinstance(unionid, str) or len(unionid) > MAX_PLATFORM_ID):
+        raise InvalidEvent("user.registered: unionid must be a string or null")
+    registered_at = data.get("registered_at")
+    if not isinstance(registered_at, str):
+        raise InvalidEvent("user.registered needs 'registered_at', an RFC 3339 string")
+    return Recipient(
+        user_id=_platform_id(data, "user_id", MAX_USER_ID),
+        appid=_platform_id(data, "appid", MAX_PLATFORM_ID),
+        openid=_platform_id(data, "openid", MAX_PLATFORM_ID),
+        unionid=unionid or None,
+        registered_at=parse_time(registered_at),
+    )
+
+
+def touser_for(user_id: str, openid: str | None, channel: str) -> str | None:
+    """Whom a channel addresses: the openid when known; None when the channel needs one and
+    none is known (the message must not go out), else our user id (the log channel)."""
+    if openid is not None:
+        return openid
+    return None if channel in OPENID_CHANNELS else user_id
+
+
+def recipient_unknown_reason(user_id: str, appid: str) -> str:
+    return f"{RECIPIENT_UNKNOWN}: no openid known for user {user_id} (appid {appid})"

@@ -8,7 +8,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from services.common.periodic import every
 from services.notify.repository import NotifyRepository
 
-DELIVERY_STATES = ("pending", "sending", "sent", "dead", "refused", "skipped")
+DELIVERY_STATES = ("waiting", "pending", "sending", "sent", "dead", "refused", "skipped")
 
 
 class NotifyMetrics:
@@ -60,6 +60,33 @@ class NotifyMetrics:
             "Messages given up on and published to notify.dlq.",
             registry=registry,
         )
+        self.waiting = Counter(
+            "notify_waiting_for_recipient_total",
+            "Messages that had to wait for their user's openid (registration not seen yet); "
+            'notify_deliveries{state="waiting"} is how many wait now.',
+            ["template"],
+            registry=registry,
+        )
+        self.recipient_unknown = Counter(
+            "notify_recipient_unknown_total",
+            "Messages given up on (dead-lettered) because no openid was known for their "
+            "user within NOTIFY_RECIPIENT_WAIT_SECONDS.",
+            ["template"],
+            registry=registry,
+        )
+        self.recipients = Counter(
+            "notify_recipients_registered_total",
+            "Users' openids recorded from user.registered events (redeliveries not counted).",
+            registry=registry,
+        )
+        self.token_reasks = Counter(
+            "notify_token_reasks_total",
+            "Sends refused for the access_token after which notify asked for a new one, by "
+            "result (renewed: a new token came and the message was sent again; "
+            "no_new_token: none came within NOTIFY_TOKEN_WAIT_SECONDS).",
+            ["result"],
+            registry=registry,
+        )
         self.latency = Histogram(
             "notify_delivery_latency_seconds",
             "Time from the event to the provider's acceptance of its message.",
@@ -81,6 +108,8 @@ class NotifyMetrics:
         )
         for state in DELIVERY_STATES:
             self.deliveries.labels(state)
+        for result in ("renewed", "no_new_token"):
+            self.token_reasks.labels(result)
 
     async def refresh(self, repo: NotifyRepository) -> None:
         counts = await repo.count_by_state()

@@ -1,4 +1,4 @@
-"""PostgreSQL adapter of the notify service: consents and the delivery queue."""
+"""PostgreSQL adapter of the notify service: consents, recipients and the delivery queue."""
 
 from __future__ import annotations
 
@@ -10,7 +10,13 @@ from typing import Any
 import asyncpg
 import orjson
 
-from services.notify.domain import Intent, NewSubscription, unique_users
+from services.notify.domain import (
+    Intent,
+    NewSubscription,
+    Recipient,
+    RecipientWait,
+    unique_users,
+)
 
 INSERT_SUBSCRIPTION = """
 INSERT INTO notify.subscriptions (user_id, template, scope, kind)
@@ -37,15 +43,61 @@ USE_CONSENT = """
 UPDATE notify.subscriptions SET state = 'used', used_at = now()
 WHERE id = $1 AND state = 'active'
 """
+# Messages let through in the rolling hour (skipped and waiting ones were not).
 COUNT_RECENT = """
 SELECT count(*) FROM notify.deliveries
-WHERE user_id = $1 AND state <> 'skipped' AND created_at > now() - interval '1 hour'
+WHERE user_id = $1 AND queued_at > now() - interval '1 hour'
 """
+# $12: seconds a 'waiting' row waits for its recipient (NULL for other states).
 INSERT_DELIVERY = """
 INSERT INTO notify.deliveries
     (event_id, event_type, user_id, template, scope, subscription_id, data, page, state,
-     skip_reason, event_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8, $9, $10, $11)
+     skip_reason, event_at, queued_at, wait_until)
+VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8, $9, $10, $11,
+        CASE WHEN $9 = 'pending' THEN now() END, now() + make_interval(secs => $12))
+"""
+FIND_OPENID = "SELECT openid FROM notify.recipients WHERE user_id = $1 AND appid = $2"
+INSERT_RECIPIENT = """
+INSERT INTO notify.recipients (user_id, appid, openid, unionid, registered_at)
+VALUES ($1, $2, $3, $4, $5)
+ON CONFLICT DO NOTHING
+RETURNING user_id
+"""
+GET_RECIPIENT = "SELECT appid, openid FROM notify.recipients WHERE user_id = $1"
+# A user's waiting messages, oldest event first: that is the order their consents go in.
+LOCK_WAITING_OF_USER = """
+SELECT id, template, scope FROM notify.deliveries
+WHERE user_id = $1 AND state = 'waiting'
+ORDER BY event_at, id
+FOR UPDATE
+"""
+ADMIT_WAITING = """
+UPDATE notify.deliveries
+SET state = $2, subscription_id = $3, skip_reason = $4, next_attempt_at = now(),
+    queued_at = CASE WHEN $2 = 'pending' THEN now() END
+WHERE id = $1 AND state = 'waiting'
+"""
+# Users with waiting messages whose openid is known by now: normally none, since the
+# registration admits them in its own transaction; this catches the rest (an appid
+# changed in the settings, rows written by hand).
+WAITING_USERS_WITH_RECIPIENT = """
+SELECT DISTINCT d.user_id FROM notify.deliveries d
+JOIN notify.recipients r ON r.user_id = d.user_id AND r.appid = $1
+WHERE d.state = 'waiting'
+LIMIT $2
+"""
+# Waiting rows past their deadline. SKIP LOCKED: a registration admitting them right now
+# wins, and the row is no longer 'waiting' when this looks again.
+LOCK_OVERDUE_WAITING = """
+SELECT id, user_id, template FROM notify.deliveries
+WHERE state = 'waiting' AND wait_until <= now()
+ORDER BY wait_until
+LIMIT $1
+FOR UPDATE SKIP LOCKED
+"""
+GIVE_UP_WAITING = """
+UPDATE notify.deliveries SET state = 'dead', finished_at = now(), last_error = $2
+WHERE id = $1 AND state = 'waiting'
 """
 _DELIVERY_COLUMNS = (
     "d.id, d.event_id, d.event_type, d.user_id, d.template, d.data, d.page, d.attempts, "
@@ -53,6 +105,8 @@ _DELIVERY_COLUMNS = (
 )
 # Due rows, and rows whose send lease ran out (their dispatcher died mid-send). A claimed
 # row is 'sending' with a lease; only the holder of (id, attempts) may record its outcome.
+# The openid is read with the row ($3: the appid messages are sent under); NULL if the
+# user's registration has not arrived.
 CLAIM_DUE = f"""
 WITH due AS (
     SELECT id, state AS was FROM notify.deliveries
@@ -66,7 +120,9 @@ UPDATE notify.deliveries d
 SET state = 'sending', attempts = d.attempts + 1,
     locked_until = now() + make_interval(secs => $2)
 FROM due WHERE d.id = due.id
-RETURNING {_DELIVERY_COLUMNS}, due.was
+RETURNING {_DELIVERY_COLUMNS}, due.was,
+    (SELECT r.openid FROM notify.recipients r WHERE r.user_id = d.user_id AND r.appid = $3)
+        AS openid
 """
 # The provider accepted: true whoever holds the lease now (a holder whose lease ran out
 # while it waited is still right), so only the state is checked. A resend already in
@@ -141,6 +197,7 @@ class Delivery:
     attempts: int
     event_at: datetime
     resumed: bool = False  # re-claimed after its dispatcher died mid-send
+    openid: str | None = None  # the user's openid under the sending appid, if known
 
 
 @dataclass
@@ -149,6 +206,34 @@ class EnqueueResult:
     duplicates: list[Intent] = field(default_factory=list)
     no_consent: list[Intent] = field(default_factory=list)
     rate_limited: list[Intent] = field(default_factory=list)
+    waiting: list[Intent] = field(default_factory=list)  # for their user's openid
+
+
+@dataclass(frozen=True, slots=True)
+class Admission:
+    """What the consent and the rate limit make of a message: 'pending' with the consent
+    it spends, or 'skipped' with the reason."""
+
+    state: str
+    subscription_id: int | None = None
+    skip_reason: str | None = None
+
+
+QUEUED = Admission("pending")
+
+
+@dataclass
+class RecipientsResult:
+    added: list[Recipient] = field(default_factory=list)
+    duplicates: list[Recipient] = field(default_factory=list)
+    # Templates of waiting messages the registrations let go, by what became of them:
+    # "pending" (queued), "no_consent", "rate_limited".
+    admitted: list[tuple[str, str]] = field(default_factory=list)
+
+
+class RecipientConflict(Exception):
+    """A registration that contradicts a recorded one (the user under another openid, or
+    the openid already another user's): never applied, dead-lettered for an operator."""
 
 
 def _delivery(row: asyncpg.Record) -> Delivery:
@@ -163,6 +248,7 @@ def _delivery(row: asyncpg.Record) -> Delivery:
         attempts=row["attempts"],
         event_at=row["event_at"],
         resumed=row["was"] == "sending",
+        openid=row["openid"],
     )
 
 
@@ -177,49 +263,83 @@ class NotifyRepository:
         assert row is not None
         return dict(row)
 
-    async def enqueue(self, intents: Sequence[Intent], rate_limit_per_hour: int) -> EnqueueResult:
+    async def enqueue(
+        self,
+        intents: Sequence[Intent],
+        rate_limit_per_hour: int,
+        wait: RecipientWait | None = None,
+    ) -> EnqueueResult:
         """Turn intents into delivery rows in ONE transaction, with the consent claim and
         the rate limit: a message is queued only with an active matching consent (a
         one-time consent becomes used) and while the user is under the limit; an intent
-        whose (event, user, template) already has a row changes nothing."""
+        whose (event, user, template) already has a row changes nothing.
+
+        With `wait` (a channel that sends to openids), a consented message for a user
+        whose openid under wait.appid is unknown is written 'waiting' instead, claiming
+        nothing: the user's registration admits it (add_recipients) or it is given up on
+        after wait.seconds (give_up_waiting)."""
         result = EnqueueResult()
         async with self._pool.acquire() as conn, conn.transaction():
-            # Sorted: two batches locking the same users cannot deadlock.
+            # Sorted: two batches locking the same users cannot deadlock. Registrations
+            # take the same lock, so a message is either written 'waiting' before its
+            # user's registration commits (and admitted by it) or sees the recipient.
             for user in unique_users(intents):
                 await conn.execute(LOCK_USER, user)
             seen: set[tuple[str, str, str]] = set()
+            known: dict[str, bool] = {}
             for intent in sorted(intents, key=lambda i: (i.event_at, i.event_id)):
                 key = (intent.event_id, intent.user_id, intent.template)
                 if key in seen or await conn.fetchval(DELIVERY_EXISTS, *key):
                     result.duplicates.append(intent)
                     continue
                 seen.add(key)
-                consent = await conn.fetchrow(
-                    FIND_CONSENT, intent.user_id, intent.template, intent.scope
-                )
-                if consent is None:
-                    await self._insert(conn, intent, None, "skipped", "no_consent")
-                    result.no_consent.append(intent)
+                if wait is not None and intent.user_id not in known:
+                    openid = await conn.fetchval(FIND_OPENID, intent.user_id, wait.appid)
+                    known[intent.user_id] = openid is not None
+                if wait is not None and not known[intent.user_id]:
+                    consent = await conn.fetchrow(
+                        FIND_CONSENT, intent.user_id, intent.template, intent.scope
+                    )
+                    if consent is None:
+                        await self._insert(conn, intent, Admission("skipped", None, "no_consent"))
+                        result.no_consent.append(intent)
+                    else:
+                        await self._insert(conn, intent, Admission("waiting"), wait.seconds)
+                        result.waiting.append(intent)
                     continue
-                if rate_limit_per_hour > 0:
-                    recent = await conn.fetchval(COUNT_RECENT, intent.user_id)
-                    if recent >= rate_limit_per_hour:
-                        await self._insert(conn, intent, None, "skipped", "rate_limited")
-                        result.rate_limited.append(intent)
-                        continue
-                if consent["kind"] == "one_time":
-                    await conn.execute(USE_CONSENT, consent["id"])
-                await self._insert(conn, intent, consent["id"], "pending", None)
-                result.queued.append(intent)
+                admission = await self._admit(
+                    conn, intent.user_id, intent.template, intent.scope, rate_limit_per_hour
+                )
+                await self._insert(conn, intent, admission)
+                if admission.skip_reason == "no_consent":
+                    result.no_consent.append(intent)
+                elif admission.skip_reason == "rate_limited":
+                    result.rate_limited.append(intent)
+                else:
+                    result.queued.append(intent)
         return result
+
+    @staticmethod
+    async def _admit(
+        conn: asyncpg.Connection, user_id: str, template: str, scope: str, rate_limit: int
+    ) -> Admission:
+        """The consent claim and the rate limit, for one message (the caller holds the
+        user's lock)."""
+        consent = await conn.fetchrow(FIND_CONSENT, user_id, template, scope)
+        if consent is None:
+            return Admission("skipped", None, "no_consent")
+        if rate_limit > 0 and await conn.fetchval(COUNT_RECENT, user_id) >= rate_limit:
+            return Admission("skipped", None, "rate_limited")
+        if consent["kind"] == "one_time":
+            await conn.execute(USE_CONSENT, consent["id"])
+        return Admission("pending", consent["id"])
 
     @staticmethod
     async def _insert(
         conn: asyncpg.Connection,
         intent: Intent,
-        subscription_id: int | None,
-        state: str,
-        skip_reason: str | None,
+        admission: Admission,
+        wait_seconds: float | None = None,
     ) -> None:
         await conn.execute(
             INSERT_DELIVERY,
@@ -228,17 +348,100 @@ class NotifyRepository:
             intent.user_id,
             intent.template,
             intent.scope,
-            subscription_id,
+            admission.subscription_id,
             orjson.dumps(intent.data).decode(),
             intent.page,
-            state,
-            skip_reason,
+            admission.state,
+            admission.skip_reason,
             intent.event_at,
+            wait_seconds,
         )
 
-    async def claim_due(self, limit: int, lease_seconds: float) -> list[Delivery]:
-        """Lease up to limit due rows to this dispatcher (state 'sending', attempts + 1)."""
-        rows = await self._pool.fetch(CLAIM_DUE, limit, lease_seconds)
+    async def add_recipients(
+        self, recipients: Sequence[Recipient], appid: str, rate_limit_per_hour: int
+    ) -> RecipientsResult:
+        """Record registrations and, in the same transaction, admit the waiting messages
+        of the users now known under `appid` (consent claimed and rate limit applied then,
+        oldest event first). A registration already recorded changes nothing; one that
+        contradicts a recorded one raises RecipientConflict (nothing of the batch kept)."""
+        result = RecipientsResult()
+        async with self._pool.acquire() as conn, conn.transaction():
+            for user in sorted({r.user_id for r in recipients}):
+                await conn.execute(LOCK_USER, user)
+            for r in recipients:
+                added = await conn.fetchval(
+                    INSERT_RECIPIENT, r.user_id, r.appid, r.openid, r.unionid, r.registered_at
+                )
+                if added is None:
+                    recorded = await conn.fetchrow(GET_RECIPIENT, r.user_id)
+                    if recorded is None or (recorded["appid"], recorded["openid"]) != (
+                        r.appid,
+                        r.openid,
+                    ):
+                        raise RecipientConflict(
+                            f"user {r.user_id}: openid under {r.appid} conflicts with a "
+                            "recorded registration"
+                        )
+                    result.duplicates.append(r)
+                    continue
+                result.added.append(r)
+                if r.appid == appid:
+                    result.admitted += await self._admit_waiting(
+                        conn, r.user_id, rate_limit_per_hour
+                    )
+        return result
+
+    async def _admit_waiting(
+        self, conn: asyncpg.Connection, user_id: str, rate_limit: int
+    ) -> list[tuple[str, str]]:
+        admitted = []
+        for row in await conn.fetch(LOCK_WAITING_OF_USER, user_id):
+            admission = await self._admit(conn, user_id, row["template"], row["scope"], rate_limit)
+            await conn.execute(
+                ADMIT_WAITING,
+                row["id"],
+                admission.state,
+                admission.subscription_id,
+                admission.skip_reason,
+            )
+            admitted.append((row["template"], admission.skip_reason or admission.state))
+        return admitted
+
+    async def admit_known_waiting(
+        self, appid: str, rate_limit_per_hour: int, limit: int
+    ) -> list[tuple[str, str]]:
+        """Admit waiting messages of users whose openid is known after all (see
+        WAITING_USERS_WITH_RECIPIENT); what became of them, as add_recipients says."""
+        users = [
+            r["user_id"] for r in await self._pool.fetch(WAITING_USERS_WITH_RECIPIENT, appid, limit)
+        ]
+        admitted: list[tuple[str, str]] = []
+        if not users:
+            return admitted
+        async with self._pool.acquire() as conn, conn.transaction():
+            for user in sorted(users):
+                await conn.execute(LOCK_USER, user)
+            for user in sorted(users):
+                admitted += await self._admit_waiting(conn, user, rate_limit_per_hour)
+        return admitted
+
+    async def give_up_waiting(
+        self, limit: int, reason: Callable[[str], str]
+    ) -> list[asyncpg.Record]:
+        """Waiting rows past their deadline become 'dead' with reason(user_id) (the DLQ
+        publisher then sends them to notify.dlq); returns them (id, user_id, template)."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            rows = list(await conn.fetch(LOCK_OVERDUE_WAITING, limit))
+            if rows:
+                await conn.executemany(
+                    GIVE_UP_WAITING, [(r["id"], reason(r["user_id"])) for r in rows]
+                )
+            return rows
+
+    async def claim_due(self, limit: int, lease_seconds: float, appid: str) -> list[Delivery]:
+        """Lease up to limit due rows to this dispatcher (state 'sending', attempts + 1),
+        each with its user's openid under appid (None if unknown)."""
+        rows = await self._pool.fetch(CLAIM_DUE, limit, lease_seconds, appid)
         return [_delivery(r) for r in rows]
 
     async def mark_sent(self, d: Delivery, channel: str) -> bool:
