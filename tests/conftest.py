@@ -31,7 +31,7 @@ from tests.redis_server import redis_server as own_redis_server
 RESET_SQL = """
 TRUNCATE seckill.activities, orders.orders, orders.outbox, orders.payments,
     groupbuy.campaigns, groupbuy.groups, groupbuy.members,
-    notify.deliveries, notify.subscriptions RESTART IDENTITY
+    notify.deliveries, notify.subscriptions, notify.recipients RESTART IDENTITY
 """
 
 

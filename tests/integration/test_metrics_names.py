@@ -77,6 +77,10 @@ NOTIFY = {
     "notify_duplicates": set(),
     "notify_resumed_sends": set(),
     "notify_dead_lettered": set(),
+    "notify_waiting_for_recipient": {"template"},
+    "notify_recipient_unknown": {"template"},
+    "notify_recipients_registered": set(),
+    "notify_token_reasks": {"result"},
     "notify_delivery_latency_seconds": {"template"},
     "notify_deliveries": {"state"},
     "notify_dispatcher_failures": set(),
@@ -252,10 +256,11 @@ async def test_notify_metrics_follow_the_conventions_and_carry_no_ids(
 ) -> None:
     from services.common.kafka import publish_all, start_producer
     from services.notify.app import create_app, create_ops
-    from tests.notify_provider import fake_provider, notify_settings, order_paid
+    from tests.notify_helpers import notify_settings, order_paid, user_registered
+    from tools.fake_wechat import running_fake_wechat
 
-    async with fake_provider() as provider:
-        s = notify_settings(settings, provider, metrics_refresh_seconds=0.1)
+    async with running_fake_wechat() as fake:
+        s = notify_settings(settings, fake, metrics_refresh_seconds=0.1)
         api = await started_client(create_app(s))
         ops = await started_client(create_ops(api.app))
         try:
@@ -265,6 +270,7 @@ async def test_notify_metrics_follow_the_conventions_and_carry_no_ids(
             assert resp.status == 201
             producer = await start_producer(s)
             try:
+                await publish_all(producer, s.topic("users"), [user_registered("u1", fake.appid)])
                 events = [order_paid(1, "u1"), order_paid(2, "u2"), order_paid(1, "u1")]
                 await publish_all(producer, s.topic("orders"), events)
             finally:

@@ -1,8 +1,10 @@
-"""Notify against the real PostgreSQL, broker and a real local HTTP provider."""
+"""Notify against the real PostgreSQL, Redis, broker and the WeChat-shaped fake provider
+(tools/fake_wechat.py), which accepts messages only with an access_token it issued."""
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -10,21 +12,37 @@ from typing import Any
 import asyncpg
 import pytest
 from aiohttp.test_utils import TestClient
+from redis.asyncio import Redis
 
 from services.common.settings import Settings
-from services.notify.app import create_app
-from services.notify.domain import Intent, intents_for
+from services.common.wechat_token import AccessToken, token_keys
+from services.notify.app import DISPATCHER, REGISTRY, create_app
+from services.notify.domain import Intent, RecipientWait, intents_for, recipient_unknown_reason
+from services.notify.repository import RecipientConflict
 from services.notify.routes import REPO
 from tests.helpers import constant, read_topic, started_client, wait_for
-from tests.notify_provider import FakeProvider, fake_provider, notify_settings, order_paid
+from tests.notify_helpers import (
+    notify_settings,
+    order_paid,
+    playing_token_keeper,
+    recipient,
+    shared_token_settings,
+)
+from tools.fake_wechat import FakeWeChat, openid_for, running_fake_wechat
 
 Token = Callable[..., dict[str, str]]
+APPID = "wx-test-appid"
 
 
 @pytest.fixture
-async def provider() -> AsyncIterator[FakeProvider]:
-    async with fake_provider() as p:
-        yield p
+async def fake() -> AsyncIterator[FakeWeChat]:
+    async with running_fake_wechat(appid=APPID) as f:
+        yield f
+
+
+def oid(user: str) -> str:
+    """The openid the fake gives shopper `user` (the user id's login identity)."""
+    return openid_for(APPID, user)
 
 
 @pytest.fixture
@@ -187,55 +205,146 @@ async def test_the_rate_limit_drops_and_counts_the_excess_without_using_consent(
     )
 
 
+# --- Repository: recipients and messages waiting for them ----------------------------
+
+WAIT = RecipientWait(APPID, 60.0)
+
+
+async def test_a_message_for_a_user_without_an_openid_waits_holding_no_consent_or_budget(
+    notify_api: TestClient[Any, Any], token: Token, db: asyncpg.Connection
+) -> None:
+    repo = notify_api.server.app[REPO]
+    consent = await subscribe(notify_api, token("u1"), template="order_paid")
+    result = await repo.enqueue([intent(1, "u1")], 1, WAIT)
+    assert [i.event_id for i in result.waiting] == [intent(1, "u1").event_id]
+    assert result.queued == []
+    row = await db.fetchrow(
+        "SELECT state, subscription_id, queued_at, wait_until > now() AS later "
+        "FROM notify.deliveries"
+    )
+    assert dict(row) == {
+        "state": "waiting",
+        "subscription_id": None,
+        "queued_at": None,
+        "later": True,
+    }
+    assert await db.fetchval("SELECT state FROM notify.subscriptions") == "active"
+    # The registration admits it: consent spent now, and within the limit of 1 per hour
+    # (the wait did not count against it).
+    admitted = await repo.add_recipients([recipient("u1", APPID)], APPID, 1)
+    assert admitted.admitted == [("order_paid", "pending")]
+    row = await db.fetchrow("SELECT state, subscription_id, queued_at FROM notify.deliveries")
+    assert (row["state"], row["subscription_id"]) == ("pending", consent["id"])
+    assert row["queued_at"] is not None
+    assert await db.fetchval("SELECT state FROM notify.subscriptions") == "used"
+
+
+async def test_a_registration_admits_waiting_messages_oldest_first_under_the_rules(
+    notify_api: TestClient[Any, Any], token: Token, db: asyncpg.Connection
+) -> None:
+    repo = notify_api.server.app[REPO]
+    await subscribe(notify_api, token("u1"), template="order_paid")  # one message
+    await subscribe(notify_api, token("u2"), template="order_paid", kind="long_term")
+    await repo.enqueue([intent(1, "u1")], 0, WAIT)
+    await repo.enqueue([intent(2, "u1"), intent(3, "u2")], 0, WAIT)
+    # u3 never consented: skipped at once, nothing to wait for.
+    assert len((await repo.enqueue([intent(4, "u3")], 0, WAIT)).no_consent) == 1
+    # A registration under another appid is recorded but admits nothing.
+    other = await repo.add_recipients([recipient("u2", "wx-other")], APPID, 0)
+    assert len(other.added) == 1 and other.admitted == []
+    result = await repo.add_recipients([recipient("u1", APPID)], APPID, 0)
+    assert result.admitted == [("order_paid", "pending"), ("order_paid", "no_consent")]
+    rows = await db.fetch("SELECT event_id, state, skip_reason FROM notify.deliveries")
+    assert {r["event_id"]: (r["state"], r["skip_reason"]) for r in rows} == {
+        intent(1, "u1").event_id: ("pending", None),
+        intent(2, "u1").event_id: ("skipped", "no_consent"),
+        intent(3, "u2").event_id: ("waiting", None),
+        intent(4, "u3").event_id: ("skipped", "no_consent"),
+    }
+    # u1 is known now: its next message is queued without waiting.
+    await subscribe(notify_api, token("u1"), template="order_paid")
+    assert len((await repo.enqueue([intent(5, "u1")], 0, WAIT)).queued) == 1
+
+
+async def test_a_redelivered_registration_changes_nothing_and_a_contradicting_one_is_refused(
+    notify_api: TestClient[Any, Any], db: asyncpg.Connection
+) -> None:
+    repo = notify_api.server.app[REPO]
+    first = await repo.add_recipients([recipient("u1", APPID)], APPID, 0)
+    again = await repo.add_recipients([recipient("u1", APPID), recipient("u1", APPID)], APPID, 0)
+    assert len(first.added) == 1 and again.added == [] and len(again.duplicates) == 2
+    moved = dataclasses.replace(recipient("u1", APPID), openid=oid("somebody-else"))
+    with pytest.raises(RecipientConflict):
+        await repo.add_recipients([recipient("u2", APPID), moved], APPID, 0)
+    taken = dataclasses.replace(recipient("u1", APPID), user_id="u3")
+    with pytest.raises(RecipientConflict):
+        await repo.add_recipients([taken], APPID, 0)
+    rows = await db.fetch("SELECT user_id, appid, openid FROM notify.recipients")
+    assert [tuple(r) for r in rows] == [("u1", APPID, oid("u1"))]
+
+
 # --- Dispatcher against the fake provider --------------------------------------------
 
 
 @pytest.fixture
 async def dispatching(
-    settings: Settings, provider: FakeProvider
+    settings: Settings, fake: FakeWeChat
 ) -> AsyncIterator[tuple[TestClient[Any, Any], Settings]]:
-    """The notify service with its dispatcher sending to the fake provider (no consumers:
-    tests queue through the repository)."""
-    s = notify_settings(settings, provider)
+    """The notify service with its dispatcher sending to the fake provider with a static
+    token (no consumers: tests register users and queue through the repository)."""
+    s = notify_settings(settings, fake, notify_recipient_wait_seconds=1.0)
     client = await started_client(create_app(s, run_consumers=False, run_reminders=False))
     yield client, s
     await client.close()
 
 
-async def queue(client: TestClient[Any, Any], token: Token, *pairs: tuple[int, str]) -> None:
+async def queue(
+    client: TestClient[Any, Any],
+    token: Token,
+    *pairs: tuple[int, str],
+    register: bool = True,
+    wait: RecipientWait = WAIT,
+) -> None:
+    """Consent, registration (the user's openid) and the message of each (order, user)."""
+    app = client.server.app
     for _, user in pairs:
         await subscribe(client, token(user), template="order_paid")
-    app = client.server.app
-    await app[REPO].enqueue([intent(n, u) for n, u in pairs], 0)
-    from services.notify.app import DISPATCHER
-
+    if register:
+        users = sorted({u for _, u in pairs})
+        await app[REPO].add_recipients([recipient(u, APPID) for u in users], APPID, 0)
+    await app[REPO].enqueue([intent(n, u) for n, u in pairs], 0, wait)
     app[DISPATCHER].wake()
+
+
+def sample(client: TestClient[Any, Any], name: str, **labels: str) -> float | None:
+    value = client.server.app[REGISTRY].get_sample_value(name, labels)
+    return float(value) if value is not None else None
 
 
 async def test_a_provider_failing_three_times_then_succeeding_delivers_once(
     dispatching: tuple[TestClient[Any, Any], Settings],
-    provider: FakeProvider,
+    fake: FakeWeChat,
     token: Token,
     db: asyncpg.Connection,
 ) -> None:
     client, _ = dispatching
-    provider.fail_times["u1"] = 3
+    fake.fail_times[oid("u1")] = 3
     await queue(client, token, (1, "u1"))
     state = lambda: db.fetchval("SELECT state FROM notify.deliveries")  # noqa: E731
     assert await wait_for(state, "sent", 10) == "sent"
-    assert provider.requests["u1"] == 4
-    assert provider.accepted_by_user() == {"u1": 1}
+    assert fake.requests[oid("u1")] == 4
+    assert fake.accepted_by_user() == {oid("u1"): 1}
     assert await db.fetchval("SELECT attempts FROM notify.deliveries") == 4
 
 
 async def test_a_provider_that_always_fails_ends_in_the_dead_letter_topic(
     dispatching: tuple[TestClient[Any, Any], Settings],
-    provider: FakeProvider,
+    fake: FakeWeChat,
     token: Token,
     db: asyncpg.Connection,
 ) -> None:
     client, s = dispatching
-    provider.errcode["u1"] = -1  # system busy, every time
+    fake.errcode[oid("u1")] = -1  # system busy, every time
     await queue(client, token, (1, "u1"))
     dead = await read_topic(s, "notify.dlq", lambda seen: len(seen) >= 1)
     assert len(dead) == 1
@@ -244,38 +353,38 @@ async def test_a_provider_that_always_fails_ends_in_the_dead_letter_topic(
     assert dead[0].data["template"] == "order_paid"
     row = await db.fetchrow("SELECT state, attempts, dlq_published_at FROM notify.deliveries")
     assert row["state"] == "dead" and row["attempts"] == 4 and row["dlq_published_at"]
-    assert provider.requests["u1"] == 4 and provider.accepted == []
+    assert fake.requests[oid("u1")] == 4 and fake.accepted == []
 
 
 async def test_a_permanent_error_is_not_retried(
     dispatching: tuple[TestClient[Any, Any], Settings],
-    provider: FakeProvider,
+    fake: FakeWeChat,
     token: Token,
     db: asyncpg.Connection,
 ) -> None:
     client, _ = dispatching
-    provider.errcode["u1"] = 47003  # template parameters wrong
+    fake.errcode[oid("u1")] = 47003  # template parameters wrong
     await queue(client, token, (1, "u1"))
     state = lambda: db.fetchval("SELECT state FROM notify.deliveries")  # noqa: E731
     assert await wait_for(state, "dead", 10) == "dead"
     await asyncio.sleep(0.3)
-    assert provider.requests["u1"] == 1
+    assert fake.requests[oid("u1")] == 1
 
 
 async def test_a_user_refusal_revokes_the_consent_and_is_never_retried(
     dispatching: tuple[TestClient[Any, Any], Settings],
-    provider: FakeProvider,
+    fake: FakeWeChat,
     token: Token,
     db: asyncpg.Connection,
 ) -> None:
     client, _ = dispatching
-    provider.errcode["u1"] = 43101
+    fake.errcode[oid("u1")] = 43101
     await subscribe(client, token("u1"), template="order_paid", kind="long_term")
     await queue(client, token, (1, "u1"))
     state = lambda: db.fetchval("SELECT state FROM notify.deliveries")  # noqa: E731
     assert await wait_for(state, "refused", 10) == "refused"
     await asyncio.sleep(0.5)
-    assert provider.requests["u1"] == 1
+    assert fake.requests[oid("u1")] == 1
     # Every consent of u1 to the template is revoked (the message used the long-term
     # one; the one-time one was still active): the next event reaches no provider.
     states = await db.fetch("SELECT kind, state FROM notify.subscriptions ORDER BY id")
@@ -286,21 +395,21 @@ async def test_a_user_refusal_revokes_the_consent_and_is_never_retried(
 
 async def test_a_provider_hanging_for_one_user_does_not_hold_up_the_others(
     dispatching: tuple[TestClient[Any, Any], Settings],
-    provider: FakeProvider,
+    fake: FakeWeChat,
     token: Token,
     db: asyncpg.Connection,
 ) -> None:
     client, s = dispatching
-    provider.hang.add("slow")
+    fake.hang.add(oid("slow"))
     await queue(client, token, (1, "slow"))
-    assert await wait_for(lambda: constant(provider.held), 1, 5) == 1
+    assert await wait_for(lambda: constant(fake.held), 1, 5) == 1
     started = time.monotonic()
     await queue(client, token, *((n, f"u{n}") for n in range(2, 12)))
-    delivered = await wait_for(lambda: constant(len(provider.accepted)), 10, 10)
+    delivered = await wait_for(lambda: constant(len(fake.accepted)), 10, 10)
     elapsed = time.monotonic() - started
     assert delivered == 10
     assert elapsed < s.notify_send_timeout_seconds, elapsed
-    assert "slow" not in provider.accepted_by_user()
+    assert oid("slow") not in fake.accepted_by_user()
     # The hung send timed out and is retried later.
     retried = lambda: db.fetchval(  # noqa: E731
         "SELECT attempts > 1 FROM notify.deliveries WHERE user_id = 'slow'"
@@ -310,7 +419,7 @@ async def test_a_provider_hanging_for_one_user_does_not_hold_up_the_others(
 
 async def test_sale_starting_reminders_go_once_to_each_subscriber_of_the_activity(
     dispatching: tuple[TestClient[Any, Any], Settings],
-    provider: FakeProvider,
+    fake: FakeWeChat,
     token: Token,
     db: asyncpg.Connection,
 ) -> None:
@@ -335,14 +444,134 @@ async def test_sale_starting_reminders_go_once_to_each_subscriber_of_the_activit
         client, token("b"), template="sale_starting", activity_id=soon, kind="long_term"
     )
     await subscribe(client, token("c"), template="sale_starting", activity_id=later)
-    from services.notify.app import DISPATCHER
-
     app = client.server.app
+    recipients = [recipient(u, APPID) for u in ("a", "b", "c")]
+    await app[REPO].add_recipients(recipients, APPID, 0)
     reminders = Reminders(app[REPO], s, NotifyMetrics(CollectorRegistry()), app[DISPATCHER].wake)
     assert await reminders.run_once() == 2
     assert await reminders.run_once() == 0  # idempotent per activity and user
-    assert await wait_for(lambda: constant(len(provider.accepted)), 2, 10) == 2
+    assert await wait_for(lambda: constant(len(fake.accepted)), 2, 10) == 2
     await asyncio.sleep(0.3)
-    assert provider.accepted_by_user() == {"a": 1, "b": 1}
-    assert provider.accepted[0]["data"]["thing1"] == {"value": "Tea set sale"}
-    assert provider.accepted[0]["page"] == f"pages/activity/detail?id={soon}"
+    assert fake.accepted_by_user() == {oid("a"): 1, oid("b"): 1}
+    assert fake.accepted[0]["data"]["thing1"] == {"value": "Tea set sale"}
+    assert fake.accepted[0]["page"] == f"pages/activity/detail?id={soon}"
+
+
+# --- Recipients and the access_token at send time ------------------------------------
+
+
+async def test_a_message_whose_user_never_registers_is_never_sent_and_dead_letters_as_unknown(
+    dispatching: tuple[TestClient[Any, Any], Settings],
+    fake: FakeWeChat,
+    token: Token,
+    db: asyncpg.Connection,
+) -> None:
+    client, s = dispatching
+    wait = RecipientWait(APPID, s.notify_recipient_wait_seconds)
+    await queue(client, token, (1, "u9"), register=False, wait=wait)
+    assert await db.fetchval("SELECT state FROM notify.deliveries") == "waiting"
+    dead = await read_topic(s, "notify.dlq", lambda seen: len(seen) >= 1)
+    assert [(d.key, d.data["event_id"], d.data["attempts"], d.data["reason"]) for d in dead] == [
+        ("u9", intent(1, "u9").event_id, 0, recipient_unknown_reason("u9", APPID))
+    ]
+    assert dead[0].data["reason"].startswith("recipient_unknown: no openid known for user u9")
+    row = await db.fetchrow("SELECT state, attempts, subscription_id FROM notify.deliveries")
+    assert tuple(row) == ("dead", 0, None)
+    # Nothing reached the provider, and the consent is still there for the next message.
+    assert fake.requests == {} and fake.accepted == [] and fake.bad_token == 0
+    assert await db.fetchval("SELECT state FROM notify.subscriptions") == "active"
+    assert sample(client, "notify_recipient_unknown_total", template="order_paid") == 1.0
+
+
+@pytest.fixture
+async def shared_token_notify(
+    settings: Settings, fake: FakeWeChat
+) -> AsyncIterator[tuple[TestClient[Any, Any], Settings]]:
+    """The notify dispatcher sending with the access_token shared in Redis."""
+    # Enough attempts that a message outlives the waits these tests make on purpose.
+    s = shared_token_settings(settings, fake, notify_max_attempts=50)
+    client = await started_client(create_app(s, run_consumers=False, run_reminders=False))
+    yield client, s
+    await client.close()
+
+
+async def test_a_refused_token_is_renewed_once_and_the_message_goes_once_with_the_new_one(
+    shared_token_notify: tuple[TestClient[Any, Any], Settings],
+    fake: FakeWeChat,
+    redis: Redis,
+    token: Token,
+    db: asyncpg.Connection,
+) -> None:
+    client, _ = shared_token_notify
+    async with playing_token_keeper(redis, fake) as keeper:
+        fake.revoke_tokens()  # as after a fetch elsewhere: the stored token is dead
+        await queue(client, token, (1, "u1"))
+        state = lambda: db.fetchval("SELECT state FROM notify.deliveries")  # noqa: E731
+        assert await wait_for(state, "sent", 10) == "sent"
+        await asyncio.sleep(0.3)
+    assert fake.bad_token == 1  # the one refused send
+    assert keeper.renewals == 1 and len(keeper.stored) == 2
+    assert fake.current_token == keeper.stored[1] and fake.token_valid(keeper.stored[1])
+    assert fake.accepted_by_user() == {oid("u1"): 1}
+    # One attempt: the re-ask and the second send were part of it.
+    assert await db.fetchval("SELECT attempts FROM notify.deliveries") == 1
+    assert sample(client, "notify_token_reasks_total", result="renewed") == 1.0
+    assert sample(client, "notify_token_reasks_total", result="no_new_token") == 0.0
+
+
+async def test_without_a_token_yet_the_send_waits_and_goes_once_when_one_is_stored(
+    shared_token_notify: tuple[TestClient[Any, Any], Settings],
+    fake: FakeWeChat,
+    redis: Redis,
+    token: Token,
+    db: asyncpg.Connection,
+) -> None:
+    client, _ = shared_token_notify
+    await queue(client, token, (1, "u1"))
+    no_token = lambda: db.fetchval(  # noqa: E731
+        "SELECT last_error = 'no access_token yet' AND attempts >= 2 FROM notify.deliveries"
+    )
+    assert await wait_for(no_token, True, 10) is True
+    assert fake.requests == {} and fake.bad_token == 0
+    async with playing_token_keeper(redis, fake):
+        state = lambda: db.fetchval("SELECT state FROM notify.deliveries")  # noqa: E731
+        assert await wait_for(state, "sent", 10) == "sent"
+        await asyncio.sleep(0.3)
+    assert fake.accepted_by_user() == {oid("u1"): 1}
+    assert sample(client, "notify_token_reasks_total", result="renewed") == 0.0
+
+
+async def test_a_refused_token_without_a_new_one_is_retried_never_dead_and_spends_no_consent(
+    shared_token_notify: tuple[TestClient[Any, Any], Settings],
+    fake: FakeWeChat,
+    redis: Redis,
+    token: Token,
+    db: asyncpg.Connection,
+) -> None:
+    client, s = shared_token_notify
+    # A token that was valid, then revoked, and no keeper to replace it.
+    stale = AccessToken("fake-token-stale", time.time() + 3600)
+    await redis.set(token_keys(APPID).token, stale.encode())
+    await subscribe(client, token("u1"), template="order_paid", kind="long_term")
+    await queue(client, token, (1, "u1"))
+    expected = (
+        "errcode 40001: invalid credential; no new access_token within "
+        f"{s.notify_token_wait_seconds} s"
+    )
+    errored = lambda: db.fetchval("SELECT last_error FROM notify.deliveries")  # noqa: E731
+    assert await wait_for(errored, expected, 10) == expected
+    # Retried, not given up on: the first token failure never dead-letters.
+    assert await db.fetchval("SELECT state FROM notify.deliveries") in ("pending", "sending")
+    assert (sample(client, "notify_token_reasks_total", result="no_new_token") or 0) >= 1
+    assert fake.accepted == [] and fake.bad_token >= 1
+    # The long-term consent is untouched (a token refusal is not the user's refusal).
+    states = await db.fetch("SELECT kind, state FROM notify.subscriptions ORDER BY id")
+    assert [tuple(r) for r in states] == [("long_term", "active"), ("one_time", "active")]
+    # The keeper comes back: it sees the report and the message goes, once.
+    async with playing_token_keeper(redis, fake, store_first=False) as keeper:
+        state = lambda: db.fetchval("SELECT state FROM notify.deliveries")  # noqa: E731
+        assert await wait_for(state, "sent", 15) == "sent"
+        await asyncio.sleep(0.3)
+    assert keeper.renewals == 1
+    assert fake.accepted_by_user() == {oid("u1"): 1}
+    assert await db.fetchval("SELECT count(*) FROM notify.deliveries WHERE state = 'dead'") == 0

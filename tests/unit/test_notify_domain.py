@@ -1,4 +1,5 @@
-"""Notify rules without I/O: templates, consent requests, error codes, backoff, limits."""
+"""Notify rules without I/O: templates, consent requests, error codes, backoff, limits,
+recipients (the openid a message goes to)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ from services.notify.domain import (
     TEMPLATES,
     ConsentKind,
     InvalidEvent,
+    Recipient,
+    RecipientWait,
     SendOutcome,
     backoff_seconds,
     classify_errcode,
@@ -25,8 +28,12 @@ from services.notify.domain import (
     parse_subscription,
     parse_template_ids,
     rate_limit_allows,
+    recipient_from,
+    recipient_unknown_reason,
+    recipient_wait,
     render,
     sale_starting_intent,
+    touser_for,
 )
 
 
@@ -190,7 +197,7 @@ def test_bad_subscription_requests_are_refused_with_a_code(
 def test_provider_error_codes_are_classified() -> None:
     assert classify_errcode(0) is SendOutcome.SENT
     assert classify_errcode(43101) is SendOutcome.REFUSED
-    for code in (-1, 40001, 42001, 45009):
+    for code in (-1, 40001, 40014, 42001, 45009):
         assert classify_errcode(code) is SendOutcome.RETRYABLE
     for code in (40003, 47003, 40037):
         assert classify_errcode(code) is SendOutcome.PERMANENT
@@ -246,3 +253,73 @@ def test_a_dead_letter_keeps_its_id_when_published_again() -> None:
     a = dead_letter_event("e1", "order.paid", "u1", "order_paid", 5, "busy", {}, now)
     b = dead_letter_event("e1", "order.paid", "u1", "order_paid", 5, "busy", {}, now)
     assert a.id == b.id and a.key == "u1" and a.data["attempts"] == 5
+
+
+def registration(**data: object) -> Envelope:
+    body: dict[str, object] = {
+        "user_id": "u1",
+        "openid": "oAbc123",
+        "appid": "wx-app",
+        "unionid": None,
+        "registered_at": "2026-11-01T09:00:00Z",
+    }
+    body.update(data)
+    return Envelope(
+        id=event_id_for("user.registered", "wx-app:oAbc123"),
+        type="user.registered",
+        key="u1",
+        data=body,
+    )
+
+
+def test_a_registration_gives_the_users_openid_under_its_appid() -> None:
+    assert recipient_from(registration(unionid="uX")) == Recipient(
+        "u1", "wx-app", "oAbc123", "uX", datetime(2026, 11, 1, 9, tzinfo=UTC)
+    )
+    assert recipient_from(registration()) == Recipient(
+        "u1", "wx-app", "oAbc123", None, datetime(2026, 11, 1, 9, tzinfo=UTC)
+    )
+
+
+def test_other_users_events_register_nobody() -> None:
+    other = Envelope(id="e", type="user.deleted", key="u1", data={"user_id": "u1"})
+    assert recipient_from(other) is None
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        {"openid": None},
+        {"openid": ""},
+        {"user_id": 7},
+        {"user_id": "u" * 129},
+        {"appid": None},
+        {"unionid": 5},
+        {"registered_at": None},
+        {"registered_at": "yesterday"},
+        {"registered_at": "2026-11-01T09:00:00"},
+    ],
+)
+def test_a_registration_notify_cannot_trust_is_an_invalid_event(data: dict[str, object]) -> None:
+    with pytest.raises(InvalidEvent):
+        recipient_from(registration(**data))
+
+
+def test_the_http_channel_sends_to_the_openid_and_never_to_our_user_id() -> None:
+    assert touser_for("u1", "oAbc123", "http") == "oAbc123"
+    assert touser_for("u1", None, "http") is None
+    # The log channel (local runs) names whoever it knows.
+    assert touser_for("u1", "oAbc123", "log") == "oAbc123"
+    assert touser_for("u1", None, "log") == "u1"
+
+
+def test_only_channels_that_address_openids_make_messages_wait() -> None:
+    assert recipient_wait("http", "wx-app", 300.0) == RecipientWait("wx-app", 300.0)
+    assert recipient_wait("http", "wx-app", -1.0) == RecipientWait("wx-app", 0.0)
+    assert recipient_wait("log", "wx-app", 300.0) is None
+
+
+def test_the_recipient_unknown_reason_names_the_user_and_the_appid() -> None:
+    assert recipient_unknown_reason("u9", "wx-app") == (
+        "recipient_unknown: no openid known for user u9 (appid wx-app)"
+    )
