@@ -213,9 +213,10 @@ class Dispatcher:
         dead = await self._repo.give_up_waiting(
             WAITING_BATCH, lambda user: recipient_unknown_reason(user, appid)
         )
+        # Not in notify_messages_total: nothing was sent, and the provider's failure rate
+        # (what alerts read there) must not rise for registrations that did not come.
         for row in dead:
             self._metrics.recipient_unknown.labels(row["template"]).inc()
-            self._metrics.messages.labels(row["template"], self._channel.name, "dead").inc()
         if dead:
             log.warning("%d messages given up: no openid known for their users", len(dead))
             self._dlq_wake.set()
