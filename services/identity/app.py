@@ -62,7 +62,12 @@ def create_app(
         app[REDIS] = redis
         repo = IdentityRepository(pool, settings.topic(USERS))
         relay = PgOutboxRelay(pool, producer, settings, outbox_metrics, OUTBOX)
-        throttle = LoginThrottle(redis, settings.login_rate_limit_per_minute, metrics)
+        throttle = LoginThrottle(
+            redis,
+            settings.login_rate_limit_per_minute,
+            settings.gateway_rate_limit_exempt,
+            metrics,
+        )
         issuer = TokenIssuer(keys, settings)
         app[AUTH] = ShopperAuth(settings, repo, api, issuer, throttle, metrics, relay.wake)
 
