@@ -1,25 +1,28 @@
 """Notify test helpers: settings that send to the WeChat-shaped fake (tools/fake_wechat.py),
-the events notify consumes, registrations, and a stand-in for identity's token keeper."""
+the events notify consumes, registrations, and identity's access_token keeper to run
+beside notify."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import dataclasses
-import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-import aiohttp
+from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
 
 from services.common.events import ORDER_PAID, USER_REGISTERED, Envelope, event_id_for
 from services.common.settings import Settings
-from services.common.wechat_token import AccessToken, read_token, reported_invalid, token_keys
+from services.common.wechat_token import read_token
+from services.identity.access_token import AccessTokenKeeper
+from services.identity.metrics import IdentityMetrics
+from services.identity.provider import WeChatApi
 from services.notify.domain import Recipient
-from tools.fake_wechat import STABLE_TOKEN_PATH, STATIC_TOKEN, FakeWeChat, openid_for
+from tools.fake_wechat import STATIC_TOKEN, FakeWeChat, openid_for
 
 
 def notify_settings(settings: Settings, fake: FakeWeChat, **overrides: Any) -> Settings:
@@ -104,54 +107,36 @@ def user_registered(user: str, appid: str) -> Envelope:
 
 @dataclass
 class Keeper:
-    """What the stand-in keeper did: tokens stored, renewals on a reported refusal."""
+    """identity's access_token keeper running against the fake, and what it fetched."""
 
-    stored: list[str] = dataclasses.field(default_factory=list)
-    renewals: int = 0
+    metrics: IdentityMetrics
+
+    def fetches(self, reason: str) -> float:
+        """Successful fetches for `reason`: missing, expiring or reported_invalid."""
+        value = self.metrics.token_fetches.labels("ok", reason)._value.get()
+        return float(value)
 
 
 @contextlib.asynccontextmanager
-async def playing_token_keeper(
-    redis: Redis, fake: FakeWeChat, *, store_first: bool = True, poll: float = 0.05
-) -> AsyncIterator[Keeper]:
-    """identity's access_token keeper, reduced to what notify relies on: a token fetched
-    from the fake's stable_token endpoint is in Redis, and a token reported invalid
-    (wechat_token.report_invalid) is replaced by a freshly fetched one."""
-    keeper = Keeper()
-    appid = fake.appid
-
-    async def fetch_and_store(http: aiohttp.ClientSession, force: bool) -> None:
-        body = {
-            "grant_type": "client_credential",
-            "appid": appid,
-            "secret": fake.secret,
-            "force_refresh": force,
-        }
-        async with http.post(fake.url + STABLE_TOKEN_PATH, json=body) as resp:
-            answer = await resp.json()
-        token = AccessToken(answer["access_token"], time.time() + answer["expires_in"])
-        await redis.set(token_keys(appid).token, token.encode())
-        keeper.stored.append(token.value)
-
-    async def watch(http: aiohttp.ClientSession) -> None:
-        while True:
-            current = await read_token(redis, appid)
-            refused = await reported_invalid(redis, appid)
-            if current is not None and refused == current.value:
-                await fetch_and_store(http, force=True)
-                keeper.renewals += 1
-            await asyncio.sleep(poll)
-
-    async with aiohttp.ClientSession() as http:
-        if store_first:
-            await fetch_and_store(http, force=False)
-        task = asyncio.create_task(watch(http), name="test-token-keeper")
-        try:
-            yield keeper
-        finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+async def running_token_keeper(settings: Settings, redis: Redis) -> AsyncIterator[Keeper]:
+    """identity's AccessTokenKeeper (services/identity/access_token.py), fetching from the
+    fake at settings.wechat_api_url and checking every 50 ms: it stores a token when none
+    is there and replaces one that notify reported refused."""
+    own = dataclasses.replace(
+        settings, wechat_token_check_seconds=0.05, instance_id=f"{settings.instance_id}-keeper"
+    )
+    keeper = Keeper(IdentityMetrics(CollectorRegistry()))
+    api = WeChatApi(own, keeper.metrics.provider_seconds)
+    task = asyncio.create_task(
+        AccessTokenKeeper(redis, api, own, keeper.metrics).run(), name="test-token-keeper"
+    )
+    try:
+        yield keeper
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await api.close()
 
 
 async def stored_token(redis: Redis, appid: str) -> str | None:

@@ -24,9 +24,10 @@ from tests.helpers import constant, read_topic, started_client, wait_for
 from tests.notify_helpers import (
     notify_settings,
     order_paid,
-    playing_token_keeper,
     recipient,
+    running_token_keeper,
     shared_token_settings,
+    stored_token,
 )
 from tools.fake_wechat import FakeWeChat, openid_for, running_fake_wechat
 
@@ -483,6 +484,10 @@ async def test_a_message_whose_user_never_registers_is_never_sent_and_dead_lette
     assert sample(client, "notify_recipient_unknown_total", template="order_paid") == 1.0
 
 
+async def has_token(redis: Redis) -> bool:
+    return await stored_token(redis, APPID) is not None
+
+
 @pytest.fixture
 async def shared_token_notify(
     settings: Settings, fake: FakeWeChat
@@ -502,16 +507,21 @@ async def test_a_refused_token_is_renewed_once_and_the_message_goes_once_with_th
     token: Token,
     db: asyncpg.Connection,
 ) -> None:
-    client, _ = shared_token_notify
-    async with playing_token_keeper(redis, fake) as keeper:
+    client, s = shared_token_notify
+    async with running_token_keeper(s, redis) as keeper:
+        assert await wait_for(lambda: has_token(redis), True) is True
+        first = await stored_token(redis, APPID)
+        assert first is not None and first == fake.current_token
         fake.revoke_tokens()  # as after a fetch elsewhere: the stored token is dead
         await queue(client, token, (1, "u1"))
         state = lambda: db.fetchval("SELECT state FROM notify.deliveries")  # noqa: E731
         assert await wait_for(state, "sent", 10) == "sent"
         await asyncio.sleep(0.3)
+        renewed = await stored_token(redis, APPID)
     assert fake.bad_token == 1  # the one refused send
-    assert keeper.renewals == 1 and len(keeper.stored) == 2
-    assert fake.current_token == keeper.stored[1] and fake.token_valid(keeper.stored[1])
+    assert (keeper.fetches("missing"), keeper.fetches("reported_invalid")) == (1.0, 1.0)
+    assert fake.token_fetches == 2
+    assert renewed == fake.current_token and renewed != first and fake.token_valid(renewed)
     assert fake.accepted_by_user() == {oid("u1"): 1}
     # One attempt: the re-ask and the second send were part of it.
     assert await db.fetchval("SELECT attempts FROM notify.deliveries") == 1
@@ -526,18 +536,19 @@ async def test_without_a_token_yet_the_send_waits_and_goes_once_when_one_is_stor
     token: Token,
     db: asyncpg.Connection,
 ) -> None:
-    client, _ = shared_token_notify
+    client, s = shared_token_notify
     await queue(client, token, (1, "u1"))
     no_token = lambda: db.fetchval(  # noqa: E731
         "SELECT last_error = 'no access_token yet' AND attempts >= 2 FROM notify.deliveries"
     )
     assert await wait_for(no_token, True, 10) is True
     assert fake.requests == {} and fake.bad_token == 0
-    async with playing_token_keeper(redis, fake):
+    async with running_token_keeper(s, redis) as keeper:
         state = lambda: db.fetchval("SELECT state FROM notify.deliveries")  # noqa: E731
         assert await wait_for(state, "sent", 10) == "sent"
         await asyncio.sleep(0.3)
-    assert fake.accepted_by_user() == {oid("u1"): 1}
+    assert fake.accepted_by_user() == {oid("u1"): 1} and fake.bad_token == 0
+    assert (keeper.fetches("missing"), keeper.fetches("reported_invalid")) == (1.0, 0.0)
     assert sample(client, "notify_token_reasks_total", result="renewed") == 0.0
 
 
@@ -549,7 +560,7 @@ async def test_a_refused_token_without_a_new_one_is_retried_never_dead_and_spend
     db: asyncpg.Connection,
 ) -> None:
     client, s = shared_token_notify
-    # A token that was valid, then revoked, and no keeper to replace it.
+    # A token that was valid, then revoked, and no keeper running to replace it.
     stale = AccessToken("fake-token-stale", time.time() + 3600)
     await redis.set(token_keys(APPID).token, stale.encode())
     await subscribe(client, token("u1"), template="order_paid", kind="long_term")
@@ -568,10 +579,10 @@ async def test_a_refused_token_without_a_new_one_is_retried_never_dead_and_spend
     states = await db.fetch("SELECT kind, state FROM notify.subscriptions ORDER BY id")
     assert [tuple(r) for r in states] == [("long_term", "active"), ("one_time", "active")]
     # The keeper comes back: it sees the report and the message goes, once.
-    async with playing_token_keeper(redis, fake, store_first=False) as keeper:
+    async with running_token_keeper(s, redis) as keeper:
         state = lambda: db.fetchval("SELECT state FROM notify.deliveries")  # noqa: E731
         assert await wait_for(state, "sent", 15) == "sent"
         await asyncio.sleep(0.3)
-    assert keeper.renewals == 1
+    assert (keeper.fetches("missing"), keeper.fetches("reported_invalid")) == (0.0, 1.0)
     assert fake.accepted_by_user() == {oid("u1"): 1}
     assert await db.fetchval("SELECT count(*) FROM notify.deliveries WHERE state = 'dead'") == 0
