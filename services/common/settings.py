@@ -202,6 +202,9 @@ class Settings:
     admin_login_ip_max_failures: int = 20
     admin_lockout_base_seconds: float = 30.0
     admin_lockout_max_seconds: float = 3600.0
+    # Merchant passwords checked (argon2, ~0.1 s of CPU and 64 MiB each) at once per
+    # process; more wait their turn, off the event loop.
+    admin_password_hash_concurrency: int = 2
     # Peers whose X-Real-IP header names the client (the gateway); anyone else's address
     # is taken as the client's own.
     trusted_proxy_cidrs: str = "127.0.0.0/8,::1/128"
