@@ -331,6 +331,36 @@ def test_seckill_autoscales_and_only_the_gateway_is_open_to_everyone() -> None:
     assert gateway["spec"]["type"] == "LoadBalancer"
 
 
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_the_admin_side_is_a_cluster_ip_service_only_admin_clients_may_reach(
+    overlay: str,
+) -> None:
+    docs = rendered(overlay)
+    services = {s["metadata"]["name"]: s["spec"] for s in of_kind(docs, "Service")}
+    admin_port = int(K8S_GATEWAY.admin_listen)
+    # The public Service carries the public server only; the admin one is never exposed.
+    assert [p["targetPort"] for p in services["gateway"]["ports"]] == ["http"]
+    admin = services["gateway-admin"]
+    assert admin["type"] == "ClusterIP"
+    assert admin["selector"] == {"app.kubernetes.io/name": "gateway"}
+    assert [(p["port"], p["targetPort"]) for p in admin["ports"]] == [(admin_port, "admin")]
+    assert of_kind(docs, "Ingress") == []
+    pod = pod_template(docs, "Deployment", "gateway")
+    (nginx,) = [c for c in pod["spec"]["containers"] if c["name"] == "nginx"]
+    assert {"name": "admin", "containerPort": admin_port} in nginx["ports"]
+    # Who may connect to the admin port: only pods labelled as admin clients.
+    gateway_labels = pod["metadata"]["labels"]
+    peers = [
+        peer
+        for policy in of_kind(docs, "NetworkPolicy")
+        if selects(policy["spec"]["podSelector"], gateway_labels)
+        for rule in policy["spec"].get("ingress", [])
+        if admin_port in {port["port"] for port in rule.get("ports", [])}
+        for peer in rule.get("from", [{}])
+    ]
+    assert peers == [{"podSelector": {"matchLabels": {"flashsale/admin-client": "true"}}}]
+
+
 def test_kafka_topics_match_the_code_and_monitors_cover_every_service() -> None:
     docs = rendered("prod")
     topics = {t["spec"]["topicName"]: t["spec"]["partitions"] for t in of_kind(docs, "KafkaTopic")}
