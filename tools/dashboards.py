@@ -438,7 +438,8 @@ def identity() -> list[Panel]:
         stat("Logins/s", f"sum(rate(identity_logins_total[{RATE}]))", "ops"),
         stat(
             "Shopper logins failing at the provider",
-            f'sum(rate(identity_logins_total{{{shopper},outcome="provider_unavailable"}}[{RATE}]))'
+            "sum(rate(identity_logins_total"
+            f'{{{shopper},outcome=~"provider_unavailable|provider_error"}}[{RATE}]))'
             f" / sum(rate(identity_logins_total{{{shopper}}}[{RATE}]))",
             "percentunit",
         ),
@@ -457,7 +458,11 @@ def identity() -> list[Panel]:
                 (
                     f"sum by (kind, outcome) (rate(identity_logins_total[{RATE}]))",
                     "{{kind}} {{outcome}}",
-                )
+                ),
+                (
+                    f"sum(rate(identity_login_throttle_unavailable_total[{RATE}]))",
+                    "let through unthrottled (Redis down)",
+                ),
             ],
             "ops",
         ),
@@ -490,7 +495,8 @@ def identity() -> list[Panel]:
             [
                 (
                     'sum by (outcome) (rate(identity_logins_total{kind="shopper",'
-                    f'outcome=~"provider_.*"}}[{RATE}])) / scalar(sum(rate('
+                    f'outcome=~"provider_unavailable|provider_error"}}[{RATE}]))'
+                    " / scalar(sum(rate("
                     f'identity_logins_total{{kind="shopper"}}[{RATE}])))',
                     "{{outcome}}",
                 )
