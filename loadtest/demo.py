@@ -26,7 +26,7 @@ import random
 import sys
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -339,19 +339,18 @@ def run_checks(
 
 
 def build_plan(
-    run_id: str,
-    users: int,
+    shoppers: Sequence[tuple[str, str]],
     double_share: float,
-    mint: Callable[[str], str],
     rng: random.Random,
 ) -> Plan:
-    """One token per shopper; a `double_share` of them press twice, back to back."""
-    ids = [f"demo-{run_id}-{n}" for n in range(users)]
-    doubles = set(rng.sample(ids, round(users * double_share)))
+    """shoppers: (user id, token) each; a `double_share` of them press twice, back to back."""
+    tokens = dict(shoppers)
+    ids = list(tokens)
+    doubles = set(rng.sample(ids, round(len(ids) * double_share)))
     rng.shuffle(ids)
     plan = Plan()
     for uid in ids:
-        token = mint(uid)
+        token = tokens[uid]
         n = 2 if uid in doubles else 1
         plan.presses.extend([(uid, token)] * n)
         plan.presses_per_user[uid] = n
@@ -615,6 +614,50 @@ async def spot_check_order_api(
 
 
 @dataclass(frozen=True, slots=True)
+class Logins:
+    """Shoppers logged in through the real login route: (user id, access token) each."""
+
+    wanted: int
+    shoppers: list[tuple[str, str]]
+    refusals: dict[str, int]
+    per_second: float
+
+
+async def log_in(session: aiohttp.ClientSession, base: str, run_id: str, count: int) -> Logins:
+    """Log `count` shoppers in as their mini-program would (a wx.login() code, here one
+    the local fake WeChat provider accepts: "<who>.<nonce>"), all at once."""
+
+    async def one(n: int) -> tuple[str, str] | str:
+        code = f"demo-{run_id}-login-{n}.{random.randrange(1 << 30):x}"
+        try:
+            async with session.post(f"{base}/api/auth/login", json={"code": code}) as r:
+                body = await r.json(content_type=None)
+                if r.status == 200 and isinstance(body, dict):
+                    return str(body["user"]["id"]), str(body["access_token"])
+                error = body.get("error") if isinstance(body, dict) else None
+                return f"{r.status} {error}"
+        except (aiohttp.ClientError, TimeoutError, ValueError, KeyError) as exc:
+            return type(exc).__name__
+
+    started = time.perf_counter()
+    answers = await asyncio.gather(*(one(n) for n in range(count)))
+    elapsed = max(time.perf_counter() - started, 1e-9)
+    shoppers = [a for a in answers if isinstance(a, tuple)]
+    refusals = Counter(a for a in answers if isinstance(a, str))
+    return Logins(count, shoppers, dict(refusals), len(shoppers) / elapsed)
+
+
+def check_logins(logins: Logins) -> CheckResult:
+    """Every shopper who logged in through the gateway got a token, each a different user."""
+    users = {uid for uid, _ in logins.shoppers}
+    passed = len(logins.shoppers) == logins.wanted == len(users)
+    detail = f"{len(logins.shoppers)}/{logins.wanted} logged in as {len(users)} users"
+    if logins.refusals:
+        detail += f"; refused: {logins.refusals}"
+    return CheckResult("shoppers log in through the gateway", passed, detail)
+
+
+@dataclass(frozen=True, slots=True)
 class SaleOutcome:
     run_id: str
     activity_id: int
@@ -624,6 +667,7 @@ class SaleOutcome:
     orders: OrdersWait
     snapshot: StoreSnapshot
     order_api: str
+    logins: Logins
 
 
 async def run_sale(args: argparse.Namespace, settings: Settings) -> SaleOutcome:
@@ -650,14 +694,19 @@ async def run_sale(args: argparse.Namespace, settings: Settings) -> SaleOutcome:
             activity_id, starts_at = await create_activity(session, seckill, admin, args, run_id)
             log(f"created activity {activity_id}: stock {args.stock}, starts {rfc3339(starts_at)}")
 
-            plan = build_plan(
-                run_id,
-                args.users,
-                args.double_press_share,
-                lambda uid: mint_token(settings.jwt_keys(), uid),
-                rng,
+            logins = min(args.logins, args.users)
+            log(f"logging {logins} shoppers in through {args.login_url}/api/auth/login")
+            logged_in = await log_in(session, args.login_url.rstrip("/"), run_id, logins)
+            keys = settings.jwt_keys()
+            minted = [
+                (uid, mint_token(keys, uid))
+                for uid in (f"demo-{run_id}-{n}" for n in range(logins, args.users))
+            ]
+            plan = build_plan(logged_in.shoppers + minted, args.double_press_share, rng)
+            log(
+                f"{len(logged_in.shoppers)} logged in ({logged_in.per_second:.0f}/s), "
+                f"{len(minted)} minted: {len(plan.presses)} presses"
             )
-            log(f"minted {len(plan.presses_per_user)} tokens for {len(plan.presses)} presses")
 
             await wait_until_live(session, seckill, admin, activity_id, starts_at)
             log(f"firing {len(plan.presses)} presses over {args.connections} connections")
@@ -679,7 +728,9 @@ async def run_sale(args: argparse.Namespace, settings: Settings) -> SaleOutcome:
     finally:
         await pg.close()
         await r.aclose()
-    return SaleOutcome(run_id, activity_id, plan, presses, wall_s, orders, snapshot, order_api)
+    return SaleOutcome(
+        run_id, activity_id, plan, presses, wall_s, orders, snapshot, order_api, logged_in
+    )
 
 
 async def run(args: argparse.Namespace, settings: Settings) -> int:
@@ -692,6 +743,8 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
         presses=out.presses,
         snapshot=out.snapshot,
     )
+    if out.logins.wanted:
+        checks.append(check_logins(out.logins))
     report = format_report(
         activity_id=out.activity_id,
         stock=args.stock,
@@ -771,6 +824,18 @@ def parse_args(settings: Settings, argv: Sequence[str] | None = None) -> argpars
         "--seckill-url",
         default=f"http://{settings.http_host}:{settings.seckill_port}",
         help="seckill base URL, e.g. a gateway (default from HTTP_HOST, SECKILL_PORT)",
+    )
+    p.add_argument(
+        "--logins",
+        type=int,
+        default=500,
+        help="shoppers who log in through POST /api/auth/login (the others get minted "
+        "tokens, which is faster); 0: none",
+    )
+    p.add_argument(
+        "--login-url",
+        default=f"http://{settings.http_host}:{settings.gateway_port}",
+        help="base URL of /api/auth/login: the gateway (default from HTTP_HOST, GATEWAY_PORT)",
     )
     p.add_argument(
         "--order-url",

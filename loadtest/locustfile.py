@@ -22,8 +22,10 @@ tail; `steady` holds -u users. -t ends both.
 The sale is created at test start through --admin-url (the seckill service itself: admin
 routes are not on the public gateway) unless --activity-id names one; the group-buy
 campaign likewise through --groupbuy-admin-url unless --campaign-id names one. Each is
-created only when a class that uses it runs. Shoppers mint their
-own JWTs (PyJWT, --jwt-secret) for ids unique to the run. With --answers-dir every Locust
+created only when a class that uses it runs. Each shopper logs in through the gateway
+(POST /api/auth/login with a code unique to the run, as wx.login() would give it; the local
+fake WeChat provider accepts any such code), or with --auth mint signs its own JWT
+(PyJWT, --jwt-secret, --jwt-key-id) for an id unique to the run. With --answers-dir every Locust
 process writes what its shoppers were answered, for the invariant checks
 (`python -m loadtest.verify`).
 
@@ -70,6 +72,7 @@ from loadtest.scenarios import (
     pick_user_classes,
     steady_target,
 )
+from services.common.auth import DEFAULT_KEY_ID
 from services.common.settings import DEV_JWT_SECRET, DEV_PAYMENT_SECRET, Settings
 from services.order.payments import SIGNATURE_HEADER, sign
 
@@ -123,8 +126,22 @@ def _options(parser: Any) -> None:
         "--jwt-secret",
         env_var="JWT_SECRET",
         default=DEV_JWT_SECRET,
-        help="HS256 secret to mint the shoppers' tokens with",
+        help="HS256 secret to mint tokens with (the admin's; the shoppers' with --auth mint)",
         is_secret=True,
+    )
+    g.add_argument(
+        "--jwt-key-id",
+        env_var="JWT_KEY_ID",
+        default=DEFAULT_KEY_ID,
+        help="kid of --jwt-secret (services refuse tokens without a known kid)",
+    )
+    g.add_argument(
+        "--auth",
+        choices=["login", "mint"],
+        default="login",
+        help="login: each shopper logs in through the gateway (POST /api/auth/login with a "
+        "wx.login()-shaped code, which the local fake WeChat provider accepts); mint: "
+        "tokens minted with --jwt-secret (no login load, any provider)",
     )
     g.add_argument(
         "--activity-id",
@@ -238,16 +255,19 @@ def _pick_classes(environment: Any, **_: Any) -> None:
 # --------------------------------------------------------------------- test setup
 
 
-def _admin_headers(secret: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {mint(secret, 'loadtest-admin', ['admin'])}"}
+def _admin_headers(opts: Any) -> dict[str, str]:
+    token = mint(opts.jwt_secret, "loadtest-admin", ["admin"], opts.jwt_key_id)
+    return {"Authorization": f"Bearer {token}"}
 
 
-def mint(secret: str, user_id: str, roles: list[str] | None = None) -> str:
+def mint(
+    secret: str, user_id: str, roles: list[str] | None = None, key_id: str = DEFAULT_KEY_ID
+) -> str:
     now = int(time.time())
     claims: dict[str, Any] = {"sub": user_id, "iat": now, "exp": now + TOKEN_TTL_SECONDS}
     if roles:
         claims["roles"] = roles
-    return jwt.encode(claims, secret, algorithm="HS256")
+    return jwt.encode(claims, secret, algorithm="HS256", headers={"kid": key_id})
 
 
 def _rfc3339(moment: datetime) -> str:
@@ -263,7 +283,7 @@ def _check(resp: requests.Response, expected: int, what: str) -> dict[str, Any]:
 
 def _create_sale(opts: Any, run_s: float) -> dict[str, Any]:
     admin = opts.admin_url.rstrip("/")
-    headers = _admin_headers(opts.jwt_secret)
+    headers = _admin_headers(opts)
     if not opts.activity_id:
         start_in = opts.start_in
         if start_in < 0:
@@ -303,7 +323,7 @@ def _create_sale(opts: Any, run_s: float) -> dict[str, Any]:
 
 def _create_campaign(opts: Any, run_s: float) -> dict[str, Any]:
     admin = opts.groupbuy_admin_url.rstrip("/")
-    headers = _admin_headers(opts.jwt_secret)
+    headers = _admin_headers(opts)
     if not opts.campaign_id:
         now = datetime.now(UTC)
         size = int(opts.group_size)
@@ -421,14 +441,26 @@ class Shopper(FastHttpUser):
         self.activity_id = int(opts.activity_id)
         if not self.activity_id:
             raise StopUser()  # the sale could not be set up; test_start logged why
-        self.user_id = new_user_id(opts.run_id)
-        self.auth = self.bearer(self.user_id)
+        self.user_id, self.auth = self.sign_in(new_user_id(opts.run_id))
         self.order_host = (opts.order_host or self.host).rstrip("/")
         self.held = 0
         self.last_reservation_id: str | None = None
 
-    def bearer(self, user_id: str) -> dict[str, str]:
-        return {"Authorization": f"Bearer {mint(self.opts.jwt_secret, user_id)}"}
+    def sign_in(self, who: str) -> tuple[str, dict[str, str]]:
+        """(user id, Authorization header) of shopper <who>: logged in through the gateway
+        (--auth login), or minted (--auth mint, the user id is then <who> itself)."""
+        if self.opts.auth == "mint":
+            token = mint(self.opts.jwt_secret, who, key_id=self.opts.jwt_key_id)
+            return who, {"Authorization": f"Bearer {token}"}
+        code = f"{who}.{uuid.uuid4().hex[:12]}"  # a fresh single-use code per login
+        with self.client.post(
+            "/api/auth/login", json={"code": code}, name="/api/auth/login", catch_response=True
+        ) as resp:
+            body = _body(resp)
+            if resp.status_code != 200 or not isinstance(body.get("access_token"), str):
+                resp.failure(f"login: HTTP {resp.status_code} {body.get('error')}")
+                raise StopUser()
+        return str(body["user"]["id"]), {"Authorization": f"Bearer {body['access_token']}"}
 
     def view_activity(self) -> None:
         self.client.get(ACTIVITY.format(id=self.activity_id), headers=self.auth, name=ACTIVITY)
@@ -707,7 +739,7 @@ class GroupBuyInviter(Shopper):
         if not self.campaign_id:
             raise StopUser()  # the campaign could not be set up; test_start logged why
         self.order_host = (opts.order_host or self.host).rstrip("/")
-        self.auth = self.bearer(new_user_id(opts.run_id))  # for the campaign page
+        _, self.auth = self.sign_in(new_user_id(opts.run_id))  # for the campaign page
         self.sold_out = False
 
     @tag("groupbuy", "mixed")
@@ -716,8 +748,7 @@ class GroupBuyInviter(Shopper):
         if self.sold_out:
             self.client.get(CAMPAIGN.format(id=self.campaign_id), headers=self.auth, name=CAMPAIGN)
             return
-        leader = new_user_id(self.opts.run_id)
-        leader_auth = self.bearer(leader)
+        leader, leader_auth = self.sign_in(new_user_id(self.opts.run_id))
         group_id = self.open_group(leader, leader_auth)
         if group_id is None:
             return
@@ -762,7 +793,11 @@ class GroupBuyInviter(Shopper):
 
     def friend_joins(self, group_id: str, friend: str, outcomes: list[str]) -> None:
         gevent.sleep(random.uniform(0.2, 2.0))  # the friend opens the shared link
-        auth = self.bearer(friend)
+        try:
+            friend, auth = self.sign_in(friend)
+        except StopUser:  # the login failed (counted as a failed request)
+            outcomes.append("login_failed")
+            return
         outcomes.append(self.join(group_id, friend, auth))
         if random.random() < DOUBLE_TAP_SHARE:
             self.join(group_id, friend, auth)

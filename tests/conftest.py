@@ -31,7 +31,9 @@ from tests.redis_server import redis_server as own_redis_server
 RESET_SQL = """
 TRUNCATE seckill.activities, orders.orders, orders.outbox, orders.payments,
     groupbuy.campaigns, groupbuy.groups, groupbuy.members,
-    notify.deliveries, notify.subscriptions RESTART IDENTITY
+    notify.deliveries, notify.subscriptions,
+    identity.users, identity.merchants, identity.token_families, identity.refresh_tokens,
+    identity.login_failures, identity.admin_login_audit, identity.outbox RESTART IDENTITY
 """
 
 
@@ -86,6 +88,8 @@ async def settings(base_settings: Settings) -> AsyncIterator[Settings]:
         groupbuy_ops_port=free_port(),
         notify_port=free_port(),
         notify_ops_port=free_port(),
+        identity_port=free_port(),
+        identity_ops_port=free_port(),
     )
     redis = Redis.from_url(s.redis_url)
     await redis.flushdb()

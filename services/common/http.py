@@ -18,7 +18,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from services.common.auth import AuthError, KeySet, Principal, TokenVerifier
 from services.common.errors import DomainError
 from services.common.redis_faults import REDIS_DOWN, unavailable
-from services.common.resources import REDIS_UNANSWERED
+from services.common.resources import PG_TRANSIENT, REDIS_UNANSWERED
 
 log = logging.getLogger(__name__)
 
@@ -133,6 +133,18 @@ def errors_and_metrics_middleware(metrics: HttpMetrics) -> Any:
                 exc.status, "http_error"
             )
             response = error_response(exc.status, code, exc.reason)
+        except PG_TRANSIENT as exc:
+            # The database is down, restarting or out of connections. A COMMIT whose answer
+            # was lost may have applied; the writes behind every route are idempotent (keyed
+            # on the order, the payment, the Idempotency-Key) or harmless to repeat (a
+            # login), so the retry this invites is safe.
+            log.warning("postgres unavailable on %s %s: %r", request.method, request.path, exc)
+            response = error_response(
+                503,
+                "database_unavailable",
+                "the database is not reachable: retry shortly",
+                {"Retry-After": "1"},
+            )
         except REDIS_DOWN as exc:
             # Redis unreachable, loading or not answering: the caller may retry, it is
             # not a fault of ours to answer 500 for. State-changing routes that must say

@@ -7,7 +7,6 @@ import enum
 import hashlib
 import ipaddress
 import secrets
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -213,14 +212,17 @@ def refresh_refusal(verdict: RefreshVerdict) -> DomainError:
     return DomainError(401, code, message)
 
 
-def trusted_networks(cidrs: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+Networks = tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
+
+
+def trusted_networks(cidrs: str) -> Networks:
     return tuple(ipaddress.ip_network(c.strip()) for c in cidrs.split(",") if c.strip())
 
 
 def client_ip(
     peer: str | None,
     real_ip: str | None,
-    trusted: Sequence[ipaddress.IPv4Network | ipaddress.IPv6Network],
+    trusted: Networks,
 ) -> str:
     """The client's address: the gateway's X-Real-IP when the peer is a trusted proxy,
     otherwise the peer itself (anyone else could write any X-Real-IP)."""

@@ -341,7 +341,9 @@ async def test_a_burst_of_parallel_guesses_from_one_address_is_cut_at_its_limit(
     assert sorted(status for status, _, _ in answers) == [401] * IP_MAX_FAILURES + [429] * (
         12 - IP_MAX_FAILURES
     )
-    assert {headers["Retry-After"] for status, _, headers in answers if status == 429} == {"30"}
+    # What is left of the 30 s wait when each answer went out (the burst takes a while).
+    waits = [int(headers["Retry-After"]) for status, _, headers in answers if status == 429]
+    assert all(25 <= wait <= 30 for wait in waits), waits
     assert await failures(db, "ip", "203.0.113.99") == IP_MAX_FAILURES
     outcomes = [row[3] for row in await audit(db)]
     assert sorted(outcomes) == ["invalid_credentials"] * IP_MAX_FAILURES + ["locked"] * (

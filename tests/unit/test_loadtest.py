@@ -740,3 +740,16 @@ def test_the_benchmark_keeps_its_data_out_of_the_dev_stack() -> None:
     assert bench.topic("seckill.reservations") == "bench.seckill.reservations"
     chosen = bench_settings(dataclasses.replace(base, redis_url="redis://h:6379/7"))
     assert chosen.redis_url == "redis://h:6379/7"  # a database the operator named is kept
+
+
+def test_the_demo_login_check_needs_every_login_answered_with_a_distinct_user() -> None:
+    from loadtest.demo import Logins, check_logins
+
+    ok = Logins(2, [("u1", "t1"), ("u2", "t2")], {}, 100.0)
+    assert check_logins(ok).passed
+    refused = Logins(3, [("u1", "t1"), ("u2", "t2")], {"503 provider_unavailable": 1}, 1.0)
+    result = check_logins(refused)
+    assert not result.passed
+    assert "503 provider_unavailable" in result.detail
+    same_user = Logins(2, [("u1", "t1"), ("u1", "t2")], {}, 1.0)
+    assert not check_logins(same_user).passed
