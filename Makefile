@@ -94,6 +94,10 @@ loadtest: $(VENV)/.loadtest-installed ## Locust scenario headless against TARGET
 bench: $(VENV)/.loadtest-installed wrk infra ## benchmark: hello vs reserve vs naive PostgreSQL, order pipeline -> docs/benchmarks.md
 	$(VPY) -m loadtest.bench $(BENCH_ARGS)
 
+.PHONY: bench-login
+bench-login: wrk up ## benchmark: shopper logins/s through the gateway (new and returning) -> docs/benchmarks-login.md
+	$(VPY) -m loadtest.bench.login $(BENCH_ARGS)
+
 lint: install ## ruff (lint + format check) and mypy
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
