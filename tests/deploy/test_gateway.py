@@ -19,21 +19,12 @@ from aiohttp.test_utils import TestServer
 from yarl import URL
 
 from services.common.settings import Settings
-from tests.deploy.tools import require
+from tests.gateway_process import Urls, running_gateway
 from tests.helpers import free_port
 from tools.deploy import K8S_GATEWAY, local_gateway_values, render_nginx_conf
 
-NGINX_HOW = "install the Debian package nginx (make infra does when root)"
 NOT_FOUND = {"error": "not_found", "message": "no such route"}
 UPSTREAMS = ("seckill", "order", "groupbuy", "notify", "identity")
-
-
-@dataclasses.dataclass(frozen=True)
-class Urls:
-    """Base URLs of a running gateway's two servers."""
-
-    public: str
-    admin: str
 
 
 Gateway = Callable[..., Any]
@@ -61,48 +52,24 @@ def stub(name: str) -> web.Application:
 async def gateway(tmp_path: Path) -> AsyncIterator[Gateway]:
     """start(**settings overrides) -> Urls of a gateway in front of stub services;
     status_port: serve stub_status there, as the Kubernetes gateway does for its exporter."""
-    nginx = require("nginx", NGINX_HOW)
     stubs = {name: TestServer(stub(name)) for name in UPSTREAMS}
     for server in stubs.values():
         await server.start_server()
-    procs: list[asyncio.subprocess.Process] = []
+    async with contextlib.AsyncExitStack() as running:
 
-    async def start(status_port: int | None = None, **overrides: Any) -> Urls:
-        ports = {f"{name}_port": server.port for name, server in stubs.items()}
-        s = dataclasses.replace(
-            Settings(),
-            gateway_port=free_port(),
-            admin_gateway_port=free_port(),
-            **{**ports, **overrides},
-        )
-        run = tmp_path / f"gw{len(procs)}"
-        (run / "tmp").mkdir(parents=True)
-        conf = run / "nginx.conf"
-        values = local_gateway_values(s, run)
-        if status_port is not None:
-            values = dataclasses.replace(values, status_listen=f"127.0.0.1:{status_port}")
-        conf.write_text(render_nginx_conf(values))
-        log = run / "error.log"
-        argv = ["-c", str(conf), "-e", str(log), "-g", "daemon off;"]
-        quiet = asyncio.subprocess.DEVNULL
-        procs.append(await asyncio.create_subprocess_exec(nginx, *argv, stdout=quiet, stderr=quiet))
-        for _ in range(100):
-            try:
-                for port in (s.gateway_port, s.admin_gateway_port):
-                    _, writer = await asyncio.open_connection("127.0.0.1", port)
-                    writer.close()
-                return Urls(
-                    f"http://127.0.0.1:{s.gateway_port}", f"http://127.0.0.1:{s.admin_gateway_port}"
-                )
-            except OSError:
-                assert procs[-1].returncode is None, log.read_text() if log.exists() else ""
-                await asyncio.sleep(0.05)
-        raise AssertionError("nginx did not start")
+        async def start(status_port: int | None = None, **overrides: Any) -> Urls:
+            ports = {f"{name}_port": server.port for name, server in stubs.items()}
+            s = dataclasses.replace(
+                Settings(),
+                gateway_port=free_port(),
+                admin_gateway_port=free_port(),
+                **{**ports, **overrides},
+            )
+            status = f"127.0.0.1:{status_port}" if status_port is not None else None
+            run = tmp_path / f"gw{free_port()}"
+            return await running.enter_async_context(running_gateway(s, run, status))
 
-    yield start
-    for proc in procs:
-        proc.terminate()
-        await asyncio.wait_for(proc.wait(), 10)
+        yield start
     for server in stubs.values():
         await server.close()
 
