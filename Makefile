@@ -68,6 +68,10 @@ demo: up ## run the end-to-end demo against the running stack
 reconcile: infra ## compare Redis (reservations, groups) with PostgreSQL once, repair, report
 	$(VPY) -m services.reconcile --once
 
+.PHONY: admin-user
+admin-user: infra ## create a merchant account, asks its password: NAME=alice [ROLE=admin|operator|viewer]
+	$(if $(NAME),,$(error set NAME=<login name>))$(VPY) -m services.identity.admin create '$(NAME)' --role '$(or $(ROLE),admin)'
+
 .PHONY: rebuild-redis
 rebuild-redis: infra ## rebuild a sale's Redis state from PostgreSQL: ACTIVITY=id or CAMPAIGN=id (FORCE=1 over live state)
 	$(if $(ACTIVITY)$(CAMPAIGN),,$(error set ACTIVITY=<id> or CAMPAIGN=<id>))$(VPY) -m services.reconcile $(if $(ACTIVITY),--rebuild-activity $(ACTIVITY))$(if $(CAMPAIGN), --rebuild-campaign $(CAMPAIGN))$(if $(filter 1 yes true,$(FORCE)), --force)
@@ -89,6 +93,10 @@ loadtest: $(VENV)/.loadtest-installed ## Locust scenario headless against TARGET
 
 bench: $(VENV)/.loadtest-installed wrk infra ## benchmark: hello vs reserve vs naive PostgreSQL, order pipeline -> docs/benchmarks.md
 	$(VPY) -m loadtest.bench $(BENCH_ARGS)
+
+.PHONY: bench-login
+bench-login: wrk up ## benchmark: shopper logins/s through the gateway (new and returning) -> docs/benchmarks-login.md
+	$(VPY) -m loadtest.bench.login $(BENCH_ARGS)
 
 lint: install ## ruff (lint + format check) and mypy
 	$(VENV)/bin/ruff check .

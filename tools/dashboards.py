@@ -196,6 +196,7 @@ def overview() -> list[Panel]:
                 ("sum by (group, topic) (kafka_consumer_lag)", "consumer {{group}} {{topic}}"),
                 ("max(seckill_outbox_backlog)", "seckill outbox"),
                 ("max(order_outbox_backlog)", "order outbox"),
+                ("max(identity_outbox_backlog)", "identity outbox"),
             ],
         ),
         timeseries(
@@ -428,6 +429,115 @@ def groupbuy() -> list[Panel]:
     ]
 
 
+def identity() -> list[Panel]:
+    """Logins (shoppers and merchants), refresh tokens, the WeChat API identity calls, the
+    platform access_token it keeps for notify, and its users outbox."""
+    quantiles = (0.5, 0.99)
+    shopper = 'kind="shopper"'
+    return [
+        stat("Logins/s", f"sum(rate(identity_logins_total[{RATE}]))", "ops"),
+        stat(
+            "Shopper logins failing at the provider",
+            "sum(rate(identity_logins_total"
+            f'{{{shopper},outcome=~"provider_unavailable|provider_error"}}[{RATE}]))'
+            f" / sum(rate(identity_logins_total{{{shopper}}}[{RATE}]))",
+            "percentunit",
+        ),
+        # One token for the platform: every replica reads the same one.
+        stat("WeChat access_token seconds left", "max(identity_access_token_seconds_left)", "s"),
+        stat(
+            "Refresh tokens reused (1h)",
+            'sum(increase(identity_refresh_total{outcome="reused"}[1h])) or vector(0)',
+        ),
+        stat("New users (1h)", "sum(increase(identity_users_registered_total[1h])) or vector(0)"),
+        stat("Users outbox backlog", "max(identity_outbox_backlog)"),
+        *red_panels("identity"),
+        timeseries(
+            "Logins/s by kind and outcome",
+            [
+                (
+                    f"sum by (kind, outcome) (rate(identity_logins_total[{RATE}]))",
+                    "{{kind}} {{outcome}}",
+                ),
+                (
+                    f"sum(rate(identity_login_throttle_unavailable_total[{RATE}]))",
+                    "let through unthrottled (Redis down)",
+                ),
+            ],
+            "ops",
+        ),
+        timeseries(
+            "Login latency p50 / p99 by kind",
+            [
+                (
+                    f"histogram_quantile({q}, sum by (kind, le) "
+                    f"(rate(identity_login_seconds_bucket[{RATE}])))",
+                    f"p{int(q * 100)} {{{{kind}}}}",
+                )
+                for q in quantiles
+            ],
+            "s",
+        ),
+        timeseries(
+            "WeChat API latency p50 / p99 by call",
+            [
+                (
+                    f"histogram_quantile({q}, sum by (call, le) "
+                    f"(rate(identity_provider_seconds_bucket[{RATE}])))",
+                    f"p{int(q * 100)} {{{{call}}}}",
+                )
+                for q in quantiles
+            ],
+            "s",
+        ),
+        timeseries(
+            "Shopper logins failing at the provider (share)",
+            [
+                (
+                    'sum by (outcome) (rate(identity_logins_total{kind="shopper",'
+                    f'outcome=~"provider_unavailable|provider_error"}}[{RATE}]))'
+                    " / scalar(sum(rate("
+                    f'identity_logins_total{{kind="shopper"}}[{RATE}])))',
+                    "{{outcome}}",
+                )
+            ],
+            "percentunit",
+        ),
+        timeseries(
+            "Refreshes/s by outcome (reused: a stolen token's family revoked)",
+            [
+                (
+                    f"sum by (outcome) (rate(identity_refresh_total[{RATE}]))",
+                    "{{outcome}}",
+                ),
+                (f"sum(rate(identity_users_registered_total[{RATE}]))", "new users"),
+            ],
+            "ops",
+        ),
+        timeseries(
+            "WeChat access_token: seconds left, fetches by outcome",
+            [
+                ("max(identity_access_token_seconds_left)", "seconds left"),
+                (
+                    f"sum by (outcome) (increase(identity_access_token_fetches_total[{RATE}]))",
+                    "fetches {{outcome}}",
+                ),
+            ],
+        ),
+        timeseries(
+            "Outbox (users): backlog, published/s, failures/s",
+            [
+                ("max(identity_outbox_backlog)", "backlog"),
+                (f"sum(rate(identity_outbox_published_total[{RATE}]))", "published/s"),
+                (
+                    f"sum(rate(identity_outbox_publish_failures_total[{RATE}]))",
+                    "failed rounds/s",
+                ),
+            ],
+        ),
+    ]
+
+
 def infrastructure() -> list[Panel]:
     """Redis, Kafka and the gateway through their exporters (Kubernetes only: redis_exporter
     and nginx-prometheus-exporter sidecars, Strimzi's Kafka exporter; docs/deploy.md)."""
@@ -580,6 +690,9 @@ def dashboards() -> dict[str, dict[str, Any]]:
         "flashsale-notify": board("flashsale-notify", "Flash sale: notify service", notify()),
         "flashsale-groupbuy": board(
             "flashsale-groupbuy", "Flash sale: groupbuy service", groupbuy()
+        ),
+        "flashsale-identity": board(
+            "flashsale-identity", "Flash sale: identity service", identity()
         ),
         "flashsale-infrastructure": board(
             "flashsale-infrastructure", "Flash sale: Redis, Kafka, gateway", infrastructure()

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import re
 import sys
 from collections.abc import Iterable, Sequence
@@ -35,13 +36,18 @@ DASHBOARDS_DIR = DEPLOY / "grafana" / "dashboards"
 
 @dataclass(frozen=True, slots=True)
 class GatewayValues:
+    # host:port (or port) of the public server and of the admin server.
     listen: str
+    admin_listen: str
     seckill_upstream: str
     order_upstream: str
     groupbuy_upstream: str
     notify_upstream: str
+    identity_upstream: str
     rate_per_second: int
     burst: int
+    login_rate_per_minute: int
+    login_burst: int
     exempt_cidrs: Sequence[str]
     max_body_bytes: int
     pid_path: str
@@ -64,16 +70,61 @@ STATUS_SERVER = """    server {
     }"""
 
 
+# The error answers of both servers (named locations belong to a server; the error_page
+# directives naming them are set once for both, in the template's http block).
+ERROR_LOCATIONS = """        location @payload_too_large {
+            return 413 '{"error":"payload_too_large","message":"body exceeds {{max_body_bytes}} bytes"}';
+        }
+        location @rate_limited {
+            add_header Retry-After $flashsale_retry_after always;
+            return 429 '{"error":"rate_limited","message":"too many requests from this address"}';
+        }
+        location @unavailable {
+            add_header Retry-After 1 always;
+            return 503 $flashsale_unavailable;
+        }"""  # noqa: E501 (nginx's lines, as they are rendered)
+
+LOGIN_ROUTES = ("/api/auth/login", "/api/auth/refresh", "/api/auth/admin/login")
+
+
+def _limit_req(zone: str, burst: int) -> str:
+    # nginx refuses burst=0: no burst is written as none.
+    return f"limit_req zone={zone}{f' burst={burst}' if burst > 0 else ''} nodelay;"
+
+
+def _rate_limits(v: GatewayValues) -> dict[str, str]:
+    """The limit_req zones and directives: per IP on every route, and the stricter login
+    one on the login routes, each off at rate 0."""
+    zones, server, login = [], "        # no per-IP limit (rate 0)", []
+    if v.rate_per_second > 0:
+        zones.append(
+            f"    limit_req_zone $flashsale_rate_key zone=per_ip:10m rate={v.rate_per_second}r/s;"
+        )
+        server = f"        {_limit_req('per_ip', v.burst)}"
+        # A location with a limit_req of its own inherits none from its server.
+        login.append(f"            {_limit_req('per_ip', v.burst)}")
+    retry_after = ""
+    if v.login_rate_per_minute > 0:
+        zones.append(
+            "    limit_req_zone $flashsale_rate_key zone=login_per_ip:10m "
+            f"rate={v.login_rate_per_minute}r/m;"
+        )
+        login.append(f"            {_limit_req('login_per_ip', v.login_burst)}")
+        wait = math.ceil(60 / v.login_rate_per_minute)
+        retry_after = "\n".join(f"        {route} {wait};" for route in LOGIN_ROUTES)
+    else:
+        # No limit_req here: the location inherits the server's per-IP one.
+        login = ["            # no login limit (rate 0)"]
+    return dict(
+        limit_req_zone="\n".join(zones) or "    # per-IP rate limits off (rate 0)",
+        limit_req=server,
+        login_limit_req="\n".join(login),
+        login_retry_after=retry_after,
+    )
+
+
 def render_nginx_conf(v: GatewayValues) -> str:
     exempt = "\n".join(f"        {cidr} 1;" for cidr in v.exempt_cidrs)
-    if v.rate_per_second > 0:
-        zone = (
-            "    limit_req_zone $flashsale_rate_key zone=per_ip:10m "
-            f"rate={v.rate_per_second}r/s;\n    limit_req_status 429;\n"
-        )
-        limit = f"        limit_req zone=per_ip burst={v.burst} nodelay;"
-    else:
-        zone, limit = "    # per-IP rate limit off (rate 0)\n", "        # no limit_req"
     status = "    # no stub_status server (no metrics exporter)"
     if v.status_listen:
         status = STATUS_SERVER.replace("{{status_listen}}", v.status_listen)
@@ -83,19 +134,21 @@ def render_nginx_conf(v: GatewayValues) -> str:
         error_log=v.error_log,
         access_log=v.access_log,
         temp_dir=v.temp_dir,
-        max_body_bytes=v.max_body_bytes,
+        max_body_bytes=str(v.max_body_bytes),
         exempt_cidrs=exempt,
-        limit_req_zone=zone,
-        limit_req=limit,
+        **_rate_limits(v),
         seckill_upstream=v.seckill_upstream,
         order_upstream=v.order_upstream,
         groupbuy_upstream=v.groupbuy_upstream,
         notify_upstream=v.notify_upstream,
+        identity_upstream=v.identity_upstream,
         listen=v.listen,
+        admin_listen=v.admin_listen,
+        error_locations=ERROR_LOCATIONS.replace("{{max_body_bytes}}", str(v.max_body_bytes)),
         status_server=status,
     )
     # {{name}} placeholders: nginx's own $variables stay untouched.
-    return re.sub(r"\{\{(\w+)\}\}", lambda m: str(values[m.group(1)]), NGINX_TEMPLATE.read_text())
+    return re.sub(r"\{\{(\w+)\}\}", lambda m: values[m.group(1)], NGINX_TEMPLATE.read_text())
 
 
 def _host(host: str) -> str:
@@ -104,15 +157,21 @@ def _host(host: str) -> str:
 
 
 def local_gateway_values(s: Settings, run_dir: Path) -> GatewayValues:
-    """The gateway of `make up`: on GATEWAY_PORT, in front of the local services."""
+    """The gateway of `make up`: the public server on GATEWAY_PORT, the admin one on
+    ADMIN_GATEWAY_PORT of the loopback whatever HTTP_HOST says (operators on this machine
+    only), in front of the local services."""
     return GatewayValues(
         listen=f"{_host(s.http_host)}:{s.gateway_port}",
+        admin_listen=f"127.0.0.1:{s.admin_gateway_port}",
         seckill_upstream=f"{_host(s.http_host)}:{s.seckill_port}",
         order_upstream=f"{_host(s.http_host)}:{s.order_port}",
         groupbuy_upstream=f"{_host(s.http_host)}:{s.groupbuy_port}",
         notify_upstream=f"{_host(s.http_host)}:{s.notify_port}",
+        identity_upstream=f"{_host(s.http_host)}:{s.identity_port}",
         rate_per_second=s.gateway_rate_limit_per_second,
         burst=s.gateway_rate_limit_burst,
+        login_rate_per_minute=s.gateway_login_rate_limit_per_minute,
+        login_burst=s.gateway_login_rate_limit_burst,
         exempt_cidrs=[c.strip() for c in s.gateway_rate_limit_exempt.split(",") if c.strip()],
         max_body_bytes=s.gateway_max_body_bytes,
         pid_path=str(run_dir / "nginx.pid"),
@@ -124,15 +183,21 @@ def local_gateway_values(s: Settings, run_dir: Path) -> GatewayValues:
 
 
 # Kubernetes: Services named after the services; a read-only root filesystem with /tmp as
-# an emptyDir; logs to the container's stdout/stderr.
+# an emptyDir; logs to the container's stdout/stderr. The admin server's port is reached
+# only through the ClusterIP Service gateway-admin (gateway/gateway.yaml), which the
+# NetworkPolicies open to the pods that need it.
 K8S_GATEWAY = GatewayValues(
     listen="8080",
+    admin_listen="8088",
     seckill_upstream="seckill:8081",
     order_upstream="order:8082",
     groupbuy_upstream="groupbuy:8083",
     notify_upstream="notify:8084",
+    identity_upstream="identity:8086",
     rate_per_second=Settings().gateway_rate_limit_per_second,
     burst=Settings().gateway_rate_limit_burst,
+    login_rate_per_minute=Settings().gateway_login_rate_limit_per_minute,
+    login_burst=Settings().gateway_login_rate_limit_burst,
     exempt_cidrs=(),
     max_body_bytes=Settings().gateway_max_body_bytes,
     pid_path="/tmp/nginx.pid",

@@ -1,5 +1,6 @@
-"""Local dev stack: Redis, PostgreSQL, a Kafka broker, the services, the nginx gateway
-and, on request, Prometheus.
+"""Local dev stack: Redis, PostgreSQL, a Kafka broker, the services with the local
+stand-in of the WeChat API they call (tools/fake_wechat.py), the nginx gateway and, on
+request, Prometheus.
 
 Usage: python -m tools.devstack up [--infra-only] [--no-gateway] [--prometheus] | down | status
 
@@ -37,7 +38,15 @@ from tools.processes import (
     tracked_pid,
     wait_until,
 )
-from tools.stack import SERVICES, Service, service_argv, service_env, service_marker
+from tools.stack import (
+    PROCESSES,
+    SERVICES,
+    STAND_INS,
+    Service,
+    service_argv,
+    service_env,
+    service_marker,
+)
 
 SERVICE_TIMEOUT = 40.0
 
@@ -49,19 +58,25 @@ def ops_endpoint(s: Settings, attr: str) -> Endpoint:
     return Endpoint(connect_host(s.http_host), int(getattr(s, attr)))
 
 
-def readyz_url(s: Settings, attr: str) -> str:
-    ep = ops_endpoint(s, attr)
+def ready_url(s: Settings, svc: Service) -> str:
+    ep = ops_endpoint(s, svc.ops_port)
     host = f"[{ep.host}]" if ":" in ep.host else ep.host
-    return f"http://{host}:{ep.port}/readyz"
+    return f"http://{host}:{ep.port}{svc.ready_path}"
 
 
-def readyz_probe(url: str) -> Callable[[], str | None]:
+def ready_probe(url: str) -> Callable[[], str | None]:
     return lambda: None if http_ok(url) else f"{url} did not answer 200"
 
 
 def up_services(s: Settings) -> None:
+    # The stand-ins first, and ready, before the services that call them start.
+    for group in (STAND_INS, SERVICES):
+        up_group(s, group)
+
+
+def up_group(s: Settings, group: Sequence[Service]) -> None:
     started: list[tuple[Service, subprocess.Popen[bytes] | None]] = []
-    for svc in SERVICES:
+    for svc in group:
         ours = tracked_pid(svc.name, service_marker(svc))
         if ours is not None:
             print(f"{svc.name}: already running (started by devstack, pid {ours})")
@@ -75,16 +90,16 @@ def up_services(s: Settings) -> None:
             )
             started.append((svc, None))
             continue
-        child = spawn(svc.name, service_argv(svc), service_env(svc))
+        child = spawn(svc.name, service_argv(svc), service_env(svc, s))
         print(f"{svc.name}: started (pid {child.pid}, log {rel(log_file(svc.name))})")
         started.append((svc, child))
 
     # Started together, waited for together: one deadline for all.
     deadline = time.monotonic() + SERVICE_TIMEOUT
     for svc, proc in started:
-        url = readyz_url(s, svc.ops_port)
+        url = ready_url(s, svc)
         remaining = max(1.0, deadline - time.monotonic())
-        wait_until(svc.name, readyz_probe(url), log_file(svc.name), remaining, proc)
+        wait_until(svc.name, ready_probe(url), log_file(svc.name), remaining, proc)
         print(f"{svc.name}: ready ({url})")
 
 
@@ -116,7 +131,7 @@ def cmd_up(s: Settings, infra_only: bool, gateway: bool = True, prometheus: bool
 
 def cmd_down() -> None:
     edge.down()
-    stop_processes([(svc.name, service_marker(svc)) for svc in reversed(SERVICES)])
+    stop_processes([(svc.name, service_marker(svc)) for svc in reversed(PROCESSES)])
     local_kafka.down()
     local_redis.down()
     local_postgres.down()
@@ -125,9 +140,9 @@ def cmd_down() -> None:
 
 def service_status(s: Settings) -> list[StatusLine]:
     lines = []
-    for svc in SERVICES:
+    for svc in PROCESSES:
         ep, pid = ops_endpoint(s, svc.ops_port), tracked_pid(svc.name, service_marker(svc))
-        if http_ok(readyz_url(s, svc.ops_port)):
+        if http_ok(ready_url(s, svc)):
             state = "up"
         else:
             state = "not ready" if tcp_open(ep) else "down"

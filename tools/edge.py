@@ -73,6 +73,11 @@ def gateway_endpoint(s: Settings) -> Endpoint:
     return Endpoint(connect_host(s.http_host), s.gateway_port)
 
 
+def admin_gateway_endpoint(s: Settings) -> Endpoint:
+    # The admin server listens on the loopback only (tools/deploy.py, local_gateway_values).
+    return Endpoint("127.0.0.1", s.admin_gateway_port)
+
+
 def up_gateway(s: Settings) -> None:
     from tools.deploy import local_gateway_values, render_nginx_conf
 
@@ -89,15 +94,25 @@ def up_gateway(s: Settings) -> None:
     )
     if check.returncode != 0:
         raise DevstackError(f"gateway: nginx rejects {rel(GATEWAY_CONF)}: {check.stderr}")
-    ep = gateway_endpoint(s)
+    ep, admin = gateway_endpoint(s), admin_gateway_endpoint(s)
     if reloaded("gateway", GATEWAY_MARKER, ep, "GATEWAY_PORT (or make up GATEWAY=0)"):
         return
+    if tcp_open(admin):
+        raise DevstackError(
+            f"gateway: the admin port {admin} is taken by a process devstack did not start; "
+            "set ADMIN_GATEWAY_PORT"
+        )
     argv = [nginx, "-c", str(GATEWAY_CONF), "-e", str(GATEWAY_DIR / "error.log")]
     proc = spawn("gateway", [*argv, "-g", "daemon off;"])
-    ready = lambda: None if tcp_open(ep) else "not listening"  # noqa: E731
+
+    def ready() -> str | None:
+        waiting = [str(e) for e in (ep, admin) if not tcp_open(e)]
+        return f"not listening on {', '.join(waiting)}" if waiting else None
+
     wait_until("gateway (nginx)", ready, log_file("gateway"), TIMEOUT, proc)
     print(
-        f"gateway: started nginx at http://{ep}/api/ (pid {proc.pid}, config {rel(GATEWAY_CONF)})"
+        f"gateway: started nginx at http://{ep}/api/, admin side at http://{admin}/api/ "
+        f"(pid {proc.pid}, config {rel(GATEWAY_CONF)})"
     )
 
 
@@ -154,8 +169,10 @@ def down() -> None:
 
 
 def status_lines(s: Settings) -> list[StatusLine]:
+    gateway = tracked_pid("gateway", GATEWAY_MARKER)
     return [
-        status_line("gateway", gateway_endpoint(s), tracked_pid("gateway", GATEWAY_MARKER)),
+        status_line("gateway", gateway_endpoint(s), gateway),
+        status_line("gateway-admin", admin_gateway_endpoint(s), gateway),
         status_line(
             "prometheus",
             Endpoint(connect_host(s.http_host), s.prometheus_port),

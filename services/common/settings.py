@@ -78,6 +78,16 @@ class Settings:
     gateway_rate_limit_burst: int = 100
     gateway_rate_limit_exempt: str = "127.0.0.0/8,::1/128"
     gateway_max_body_bytes: int = 16384
+    # Shopper login and token refresh (/api/auth/login, /api/auth/refresh) have a stricter
+    # per-IP limit of their own at the gateway (same exempt CIDRs; 0 turns it off). Each
+    # gateway replica counts apart: identity's own LOGIN_RATE_LIMIT_PER_MINUTE is the
+    # shared one.
+    gateway_login_rate_limit_per_minute: int = 120
+    gateway_login_rate_limit_burst: int = 60
+    # The admin side of the gateway (/api/<service>/admin/... and /api/auth/, for the
+    # merchant console and operators): a second server, on the loopback only locally and
+    # behind a ClusterIP Service in Kubernetes. The public server routes nothing admin.
+    admin_gateway_port: int = 8088
     prometheus_port: int = 9090
     # How often gauges read from Redis/PostgreSQL/Kafka (stock per live activity, orders
     # by state, outbox age, DLQ sizes) are refreshed: never per request.
@@ -209,6 +219,9 @@ class Settings:
     admin_login_ip_max_failures: int = 20
     admin_lockout_base_seconds: float = 30.0
     admin_lockout_max_seconds: float = 3600.0
+    # Merchant passwords checked (argon2, ~0.1 s of CPU and 64 MiB each) at once per
+    # process; more wait their turn, off the event loop.
+    admin_password_hash_concurrency: int = 2
     # Peers whose X-Real-IP header names the client (the gateway); anyone else's address
     # is taken as the client's own.
     trusted_proxy_cidrs: str = "127.0.0.0/8,::1/128"

@@ -21,6 +21,9 @@ from services.common.settings import Settings
 from services.common.shutdown import close_pool, stop_tasks
 from services.common.topics import USERS
 from services.identity.access_token import AccessTokenKeeper
+from services.identity.admin_routes import ADMIN_LOGIN as ADMIN_LOGIN_SERVICE
+from services.identity.admin_routes import add_admin_routes
+from services.identity.merchant_accounts import AdminLogin
 from services.identity.metrics import IdentityMetrics
 from services.identity.provider import WeChatApi
 from services.identity.repository import OUTBOX, IdentityRepository
@@ -70,9 +73,12 @@ def create_app(
         )
         issuer = TokenIssuer(keys, settings)
         app[AUTH] = ShopperAuth(settings, repo, api, issuer, throttle, metrics, relay.wake)
+        admin_login = AdminLogin.build(pool, issuer, settings, metrics)
+        app[ADMIN_LOGIN_SERVICE] = admin_login
 
         async def purge() -> None:
             await repo.purge_expired(PURGE_GRACE_SECONDS)
+            await admin_login.purge_stale_failures()
 
         tasks = [
             asyncio.create_task(
@@ -96,6 +102,7 @@ def create_app(
 
     app.cleanup_ctx.append(resources)
     add_routes(app)
+    add_admin_routes(app)
     return app
 
 

@@ -36,15 +36,16 @@ INSERT_REFRESH = """
 INSERT INTO identity.refresh_tokens (token_hash, family_id, expires_at)
 VALUES ($1, $2, now() + make_interval(secs => $3))
 """
-# The family row is locked: two refreshes of one login queue, the second sees the first's
-# effect (its token used) instead of both rotating.
+# Both rows are locked: two refreshes of one token queue, and the second reads the token
+# row again once the first committed (PostgreSQL re-reads a locked row that changed), so
+# it sees the token used instead of rotating it a second time.
 LOCK_REFRESH = """
 SELECT t.family_id, t.used_at IS NOT NULL AS used, extract(epoch FROM t.expires_at) AS expires,
        f.revoked_at IS NOT NULL AS family_revoked, f.kind, f.subject,
        extract(epoch FROM now()) AS now
 FROM identity.refresh_tokens t JOIN identity.token_families f ON f.id = t.family_id
 WHERE t.token_hash = $1
-FOR UPDATE OF f
+FOR UPDATE OF t, f
 """
 USE_REFRESH = "UPDATE identity.refresh_tokens SET used_at = now() WHERE token_hash = $1"
 REVOKE_FAMILY = """

@@ -7,8 +7,8 @@ import re
 
 import yaml
 
-from tests.integration.test_metrics_names import GROUPBUY, NOTIFY, ORDER, SECKILL
-from tools.dashboards import dashboards
+from tests.integration.test_metrics_names import GROUPBUY, IDENTITY, NOTIFY, ORDER, SECKILL
+from tools.dashboards import dashboards, red_panels
 from tools.deploy import DASHBOARDS_DIR, DEPLOY
 
 # Exported by jobs outside the two services: the reconciliation job (issue 3).
@@ -44,6 +44,8 @@ SHARED_STATE_GAUGES = {
     "groupbuy_outbox_backlog",
     "groupbuy_groups",
     "notify_deliveries",
+    "identity_outbox_backlog",
+    "identity_access_token_seconds_left",
     "kafka_dlq_messages",
     "kafka_consumergroup_lag",
 }
@@ -51,12 +53,15 @@ MAX_OF = r"\bmax(?:\s*by\s*\([\w,\s]*\))?\s*\(\s*"  # max(, max by (a, b) (
 
 
 def queried_metrics(expr: str) -> set[str]:
+    # Label values ("provider_unavailable") are no metric names.
+    expr = re.sub(r'"[^"]*"', '""', expr)
     names = set(re.findall(r"(?<![\w$])([a-z][a-z0-9]*(?:_[a-z0-9]+)+)\b", expr)) - FUNCTIONS
     return {re.sub(r"_(bucket|sum|count|total)$", "", n) for n in names}
 
 
 def test_every_query_uses_a_metric_a_service_exports() -> None:
-    known = set(SECKILL) | set(ORDER) | set(GROUPBUY) | set(NOTIFY) | EXTERNAL | EXPORTERS
+    known = set(SECKILL) | set(ORDER) | set(GROUPBUY) | set(NOTIFY) | set(IDENTITY)
+    known |= EXTERNAL | EXPORTERS
     for name, board in dashboards().items():
         for panel in board["panels"]:
             for target in panel["targets"]:
@@ -106,3 +111,16 @@ def test_provisioning_files_point_at_the_dashboards() -> None:
     kustomization = yaml.safe_load((DEPLOY / "grafana/kustomization.yaml").read_text())
     listed = {f.split("/")[-1] for f in kustomization["configMapGenerator"][0]["files"]}
     assert listed == {p.name for p in DASHBOARDS_DIR.glob("*.json")}
+
+
+def test_the_identity_board_shows_logins_tokens_and_the_users_outbox() -> None:
+    board = dashboards()["flashsale-identity"]
+    exprs = " ".join(t["expr"] for p in board["panels"] for t in p["targets"])
+    for metric in IDENTITY:
+        if metric.startswith("identity_"):
+            assert metric in exprs, metric
+    titles = [p["title"] for p in board["panels"]]
+    red = [p["title"] for p in red_panels("identity")]
+    assert [title for title in titles if title in red] == red
+    assert 'http_requests_total{job="identity"}' in exprs
+    assert "WeChat access_token seconds left" in titles

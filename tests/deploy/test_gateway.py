@@ -1,5 +1,6 @@
 """The nginx gateway, rendered as `make up` renders it, in front of stub upstreams:
-routing, admin and ops routes hidden, body size and per-IP rate limits, JSON errors, and
+routing, admin and ops routes hidden on the public server and served on the admin one,
+body size, per-IP and login rate limits, the client address passed on, JSON errors, and
 what it says when a service does not answer."""
 
 from __future__ import annotations
@@ -15,18 +16,24 @@ import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
+from yarl import URL
 
 from services.common.settings import Settings
-from tests.deploy.tools import require
+from tests.gateway_process import Urls, running_gateway
 from tests.helpers import free_port
 from tools.deploy import K8S_GATEWAY, local_gateway_values, render_nginx_conf
 
-NGINX_HOW = "install the Debian package nginx (make infra does when root)"
+NOT_FOUND = {"error": "not_found", "message": "no such route"}
+UPSTREAMS = ("seckill", "order", "groupbuy", "notify", "identity")
+
+
 Gateway = Callable[..., Any]
 
 
 def stub(name: str) -> web.Application:
     async def echo(request: web.Request) -> web.Response:
+        if request.path.endswith("/whoami"):
+            return web.json_response({"x_real_ip": request.headers.get("X-Real-IP")})
         seen = {"upstream": name, "path": request.path_qs}
         if "Idempotency-Key" in request.headers:
             seen["idempotency_key"] = request.headers["Idempotency-Key"]
@@ -43,66 +50,38 @@ def stub(name: str) -> web.Application:
 
 @pytest.fixture
 async def gateway(tmp_path: Path) -> AsyncIterator[Gateway]:
-    """start(**settings overrides) -> base URL of a gateway in front of stub services;
+    """start(**settings overrides) -> Urls of a gateway in front of stub services;
     status_port: serve stub_status there, as the Kubernetes gateway does for its exporter."""
-    nginx = require("nginx", NGINX_HOW)
-    seckill, order = TestServer(stub("seckill")), TestServer(stub("order"))
-    groupbuy = TestServer(stub("groupbuy"))
-    notify = TestServer(stub("notify"))
-    await seckill.start_server()
-    await order.start_server()
-    await groupbuy.start_server()
-    await notify.start_server()
-    procs: list[asyncio.subprocess.Process] = []
+    stubs = {name: TestServer(stub(name)) for name in UPSTREAMS}
+    for server in stubs.values():
+        await server.start_server()
+    async with contextlib.AsyncExitStack() as running:
 
-    async def start(status_port: int | None = None, **overrides: Any) -> str:
-        ports = {
-            "seckill_port": seckill.port,
-            "order_port": order.port,
-            "groupbuy_port": groupbuy.port,
-            "notify_port": notify.port,
-        }
-        s = dataclasses.replace(Settings(), gateway_port=free_port(), **{**ports, **overrides})
-        run = tmp_path / f"gw{len(procs)}"
-        (run / "tmp").mkdir(parents=True)
-        conf = run / "nginx.conf"
-        values = local_gateway_values(s, run)
-        if status_port is not None:
-            values = dataclasses.replace(values, status_listen=f"127.0.0.1:{status_port}")
-        conf.write_text(render_nginx_conf(values))
-        log = run / "error.log"
-        argv = ["-c", str(conf), "-e", str(log), "-g", "daemon off;"]
-        quiet = asyncio.subprocess.DEVNULL
-        procs.append(await asyncio.create_subprocess_exec(nginx, *argv, stdout=quiet, stderr=quiet))
-        url = f"http://127.0.0.1:{s.gateway_port}"
-        for _ in range(100):
-            try:
-                _, writer = await asyncio.open_connection("127.0.0.1", s.gateway_port)
-                writer.close()
-                return url
-            except OSError:
-                assert procs[-1].returncode is None, log.read_text() if log.exists() else ""
-                await asyncio.sleep(0.05)
-        raise AssertionError("nginx did not start")
+        async def start(status_port: int | None = None, **overrides: Any) -> Urls:
+            ports = {f"{name}_port": server.port for name, server in stubs.items()}
+            s = dataclasses.replace(
+                Settings(),
+                gateway_port=free_port(),
+                admin_gateway_port=free_port(),
+                **{**ports, **overrides},
+            )
+            status = f"127.0.0.1:{status_port}" if status_port is not None else None
+            run = tmp_path / f"gw{free_port()}"
+            return await running.enter_async_context(running_gateway(s, run, status))
 
-    yield start
-    for proc in procs:
-        proc.terminate()
-        await asyncio.wait_for(proc.wait(), 10)
-    await seckill.close()
-    await order.close()
-    await groupbuy.close()
-    await notify.close()
+        yield start
+    for server in stubs.values():
+        await server.close()
 
 
-async def get(url: str, method: str = "GET", **kw: Any) -> tuple[int, dict[str, Any], Any]:
+async def get(url: str | URL, method: str = "GET", **kw: Any) -> tuple[int, dict[str, Any], Any]:
     async with aiohttp.ClientSession() as http, http.request(method, url, **kw) as resp:
         body = await resp.json(content_type=None)
         return resp.status, dict(resp.headers), body
 
 
 async def test_api_routes_reach_their_service(gateway: Gateway) -> None:
-    base = await gateway()
+    base = (await gateway()).public
     routes = {
         "/api/seckill/activities": "seckill",
         "/api/seckill/activities/7/reservations": "seckill",
@@ -113,19 +92,25 @@ async def test_api_routes_reach_their_service(gateway: Gateway) -> None:
         "/api/groupbuy/groups/3-abc/join": "groupbuy",
         "/api/notify/messages": "notify",
         "/api/notify/subscriptions": "notify",
+        "/api/auth/login": "identity",
+        "/api/auth/refresh": "identity",
+        "/api/auth/logout": "identity",
     }
     for path, upstream in routes.items():
-        status, _, body = await get(
-            base + path, "POST" if "reserv" in path or "join" in path else "GET"
-        )
-        assert (status, body) == (200, {"upstream": upstream, "path": path})
+        post = any(word in path for word in ("reserv", "join", "auth"))
+        status, _, body = await get(base + path, "POST" if post else "GET")
+        assert (status, body) == (200, {"upstream": upstream, "path": path}), path
 
 
 async def test_admin_ops_and_unknown_routes_are_not_exposed(gateway: Gateway) -> None:
-    base = await gateway()
+    base = (await gateway()).public
     hidden = [
         "/api/seckill/admin/activities",
         "/api/groupbuy/admin/campaigns",
+        "/api/orders/admin/orders",
+        "/api/notify/admin/messages",
+        "/api/auth/admin/login",
+        "/api/auth/admin",
         "/metrics",
         "/healthz",
         "/readyz",
@@ -136,11 +121,74 @@ async def test_admin_ops_and_unknown_routes_are_not_exposed(gateway: Gateway) ->
         status, headers, body = await get(base + path, "POST" if "admin" in path else "GET")
         assert status == 404, path
         assert headers["Content-Type"] == "application/json"
-        assert body == {"error": "not_found", "message": "no such route"}
+        assert body == NOT_FOUND
+
+
+async def test_admin_routes_spelled_otherwise_are_still_not_exposed(gateway: Gateway) -> None:
+    base = (await gateway()).public
+    for path in (
+        "/api/seckill/%61dmin/activities",
+        "/api/auth/%61dmin/login",
+        "/api/seckill//admin/activities",
+        "/api/groupbuy/x/../admin/campaigns",
+    ):
+        status, _, body = await get(URL(base + path, encoded=True), "POST")
+        assert (status, body) == (404, NOT_FOUND), path
+
+
+async def test_the_admin_server_routes_every_service_s_admin_routes_and_auth(
+    gateway: Gateway,
+) -> None:
+    admin = (await gateway()).admin
+    routes = {
+        "/api/seckill/admin/activities": "seckill",
+        "/api/orders/admin/orders?state=paid": "order",
+        "/api/groupbuy/admin/campaigns": "groupbuy",
+        "/api/notify/admin/messages": "notify",
+        "/api/auth/admin/login": "identity",
+        "/api/auth/refresh": "identity",
+        "/api/auth/logout": "identity",
+    }
+    for path, upstream in routes.items():
+        status, _, body = await get(admin + path, "POST")
+        assert (status, body) == (200, {"upstream": upstream, "path": path}), path
+    # Nothing else: the shoppers' routes and the ops endpoints are not on the admin side.
+    for path in ("/api/seckill/activities", "/api/orders", "/metrics", "/healthz", "/"):
+        status, headers, body = await get(admin + path)
+        assert (status, headers["Content-Type"], body) == (404, "application/json", NOT_FOUND)
+
+
+async def test_the_admin_server_answers_the_same_json_errors(gateway: Gateway) -> None:
+    urls = await gateway(seckill_port=free_port(), gateway_max_body_bytes=1024)
+    status, headers, body = await get(urls.admin + "/api/seckill/admin/activities", "POST")
+    assert (status, body["error"], headers["Retry-After"]) == (503, "unavailable", "1")
+    url = urls.admin + "/api/groupbuy/admin/campaigns"
+    status, _, body = await get(url, "POST", data=b"x" * 2048)
+    assert (status, body["error"]) == (413, "payload_too_large")
+
+
+def test_the_rendered_configs_route_auth_to_identity_and_keep_admin_off_the_public_server() -> None:
+    local = render_nginx_conf(
+        local_gateway_values(dataclasses.replace(Settings(), http_host="0.0.0.0"), Path("/x"))
+    )
+    # Locally the admin server is on the loopback whatever address the services use.
+    assert "listen 127.0.0.1:8088;" in local and "listen 127.0.0.1:8080;" in local
+    assert "server 127.0.0.1:8086;" in local
+    k8s = render_nginx_conf(K8S_GATEWAY)
+    assert "listen 8088;" in k8s and "server identity:8086;" in k8s
+    for conf in (local, k8s):
+        assert "zone=login_per_ip:10m rate=120r/m;" in conf
+        assert conf.count("limit_req zone=login_per_ip burst=60 nodelay;") == 5
+        assert conf.count("proxy_pass http://identity;") == 7
+        public, admin = conf.split("# The admin server")
+        assert "location ~ ^/api/[^/]+/admin(/|$) { return 404" in public
+        assert "/admin/ { proxy_pass" not in public
+        assert "location /api/seckill/admin/ { proxy_pass http://seckill; }" in admin
+        assert "location = /api/auth/admin/login {" in admin
 
 
 async def test_a_body_over_the_limit_is_refused_with_413(gateway: Gateway) -> None:
-    base = await gateway(gateway_max_body_bytes=1024)
+    base = (await gateway(gateway_max_body_bytes=1024)).public
     url = base + "/api/seckill/activities/1/reservations"
     status, _, body = await get(url, "POST", data=b"x" * 2048)
     assert status == 413 and body["error"] == "payload_too_large"
@@ -149,9 +197,13 @@ async def test_a_body_over_the_limit_is_refused_with_413(gateway: Gateway) -> No
 
 
 async def test_a_client_over_the_per_ip_rate_is_answered_429(gateway: Gateway) -> None:
-    base = await gateway(
-        gateway_rate_limit_per_second=1, gateway_rate_limit_burst=2, gateway_rate_limit_exempt=""
-    )
+    base = (
+        await gateway(
+            gateway_rate_limit_per_second=1,
+            gateway_rate_limit_burst=2,
+            gateway_rate_limit_exempt="",
+        )
+    ).public
     results = [await get(base + "/api/seckill/activities") for _ in range(10)]
     statuses = [s for s, _, _ in results]
     assert statuses.count(200) <= 4 and statuses.count(429) >= 6
@@ -163,13 +215,76 @@ async def test_a_client_over_the_per_ip_rate_is_answered_429(gateway: Gateway) -
 async def test_loopback_is_exempt_by_default_so_a_local_load_test_is_not_throttled(
     gateway: Gateway,
 ) -> None:
-    base = await gateway(gateway_rate_limit_per_second=1, gateway_rate_limit_burst=1)
+    base = (
+        await gateway(
+            gateway_rate_limit_per_second=1,
+            gateway_rate_limit_burst=1,
+            gateway_login_rate_limit_per_minute=1,
+            gateway_login_rate_limit_burst=0,
+        )
+    ).public
     statuses = [(await get(base + "/api/orders"))[0] for _ in range(30)]
     assert statuses == [200] * 30
+    logins = [(await get(base + "/api/auth/login", "POST"))[0] for _ in range(10)]
+    assert logins == [200] * 10
+
+
+async def test_login_routes_have_a_stricter_per_ip_limit_of_their_own(gateway: Gateway) -> None:
+    base = (
+        await gateway(
+            gateway_rate_limit_exempt="",
+            gateway_rate_limit_per_second=1000,
+            gateway_rate_limit_burst=1000,
+            gateway_login_rate_limit_per_minute=6,
+            gateway_login_rate_limit_burst=2,
+        )
+    ).public
+    logins = [await get(base + "/api/auth/login", "POST", json={"code": "c"}) for _ in range(6)]
+    # One request now and a burst of two; the next is due in 60 / 6 = 10 s.
+    assert [status for status, _, _ in logins] == [200, 200, 200, 429, 429, 429]
+    _, headers, body = logins[-1]
+    assert headers["Retry-After"] == "10"
+    assert body == {"error": "rate_limited", "message": "too many requests from this address"}
+    # The refresh route counts in the same zone; the other routes only in the per-IP one.
+    assert (await get(base + "/api/auth/refresh", "POST"))[0] == 429
+    others = ["/api/auth/logout", "/api/seckill/activities", "/api/orders"]
+    assert [(await get(base + path))[0] for path in others * 5] == [200] * 15
+
+
+async def test_the_admin_login_is_limited_like_the_shoppers_login(gateway: Gateway) -> None:
+    admin = (
+        await gateway(
+            gateway_rate_limit_exempt="",
+            gateway_login_rate_limit_per_minute=60,
+            gateway_login_rate_limit_burst=1,
+        )
+    ).admin
+    statuses = [(await get(admin + "/api/auth/admin/login", "POST"))[0] for _ in range(5)]
+    assert statuses == [200, 200, 429, 429, 429]
+
+
+async def test_with_every_limit_off_nothing_is_refused(gateway: Gateway) -> None:
+    urls = await gateway(
+        gateway_rate_limit_exempt="",
+        gateway_rate_limit_per_second=0,
+        gateway_login_rate_limit_per_minute=0,
+    )
+    for url in (urls.public + "/api/auth/login", urls.admin + "/api/auth/admin/login"):
+        assert [(await get(url, "POST"))[0] for _ in range(40)] == [200] * 40
+
+
+async def test_the_services_learn_the_client_address_never_one_the_client_claims(
+    gateway: Gateway,
+) -> None:
+    urls = await gateway()
+    forged = {"X-Real-IP": "203.0.113.9"}
+    for base in (urls.public, urls.admin):
+        status, _, body = await get(base + "/api/auth/whoami", headers=forged)
+        assert (status, body) == (200, {"x_real_ip": "127.0.0.1"})
 
 
 async def test_a_service_that_is_down_answers_503_json(gateway: Gateway) -> None:
-    base = await gateway(order_port=free_port())
+    base = (await gateway(order_port=free_port())).public
     for method in ("GET", "POST"):
         status, headers, body = await get(base + "/api/orders", method)
         assert status == 503 and body["error"] == "unavailable"
@@ -199,7 +314,7 @@ async def test_a_request_the_service_never_answered_is_outcome_unknown_not_retry
     gateway: Gateway,
 ) -> None:
     async with hanging_up_service() as port:
-        base = await gateway(seckill_port=port)
+        base = (await gateway(seckill_port=port)).public
         status, headers, body = await get(
             base + "/api/seckill/activities/7/reservations",
             "POST",
@@ -218,7 +333,7 @@ async def test_stub_status_answers_on_its_own_listener_and_never_on_the_public_o
     gateway: Gateway,
 ) -> None:
     status_port = free_port()
-    base = await gateway(status_port=status_port)
+    base = (await gateway(status_port=status_port)).public
     await get(base + "/api/orders")
     async with (
         aiohttp.ClientSession() as http,
@@ -241,7 +356,7 @@ def test_the_kubernetes_gateway_serves_stub_status_on_the_pod_loopback_only() ->
 
 
 async def test_the_idempotency_key_reaches_the_services(gateway: Gateway) -> None:
-    base = await gateway()
+    base = (await gateway()).public
     key = "0f8fad5b-d9cb-469f-a165-70867728950e:{x}~!"
     for path in (
         "/api/seckill/activities/7/reservations",
@@ -254,7 +369,7 @@ async def test_the_idempotency_key_reaches_the_services(gateway: Gateway) -> Non
 
 
 async def test_a_services_own_outcome_unknown_passes_through_unchanged(gateway: Gateway) -> None:
-    base = await gateway()
+    base = (await gateway()).public
     status, _, body = await get(base + "/api/seckill/activities/7/unanswered", "POST")
     assert status == 503
     assert body == {"error": "outcome_unknown", "message": "m", "check": "/api/x", "id": "1"}

@@ -200,6 +200,72 @@ def test_prod_sends_real_messages_with_the_provider_url_and_token_from_a_secret(
     assert dev.notify_channel == "log"
 
 
+# Settings that are secrets: from the Secret flashsale-secrets only, never a ConfigMap.
+SECRET_SETTINGS = {
+    "JWT_SECRET",
+    "JWT_KEY_ID",
+    "JWT_VERIFY_KEYS",
+    "PAYMENT_WEBHOOK_SECRET",
+    "NOTIFY_ACCESS_TOKEN",
+    "WECHAT_SECRET",
+}
+
+
+def secret_refs(docs: tuple[dict[str, Any], ...], name: str) -> dict[str, dict[str, Any]]:
+    """Variable -> secretKeyRef of a Deployment's app container."""
+    (deployment,) = [d for d in of_kind(docs, "Deployment") if d["metadata"]["name"] == name]
+    (app,) = deployment["spec"]["template"]["spec"]["containers"]
+    return {
+        e["name"]: e["valueFrom"]["secretKeyRef"]
+        for e in app.get("env", [])
+        if "secretKeyRef" in e.get("valueFrom", {})
+    }
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_secrets_reach_the_services_from_the_secret_only(overlay: str) -> None:
+    docs = rendered(overlay)
+    config = {k for c in of_kind(docs, "ConfigMap") for k in c.get("data", {})}
+    assert SECRET_SETTINGS & config == set()
+    # The dev overlay generates the Secret: kustomize appends a hash to its name.
+    secret = re.compile(r"flashsale-secrets(-[a-z0-9]{10})?")
+    for name in SERVICE_NAMES:
+        refs = secret_refs(docs, name)
+        for setting in SECRET_SETTINGS:
+            assert secret.fullmatch(refs[setting]["name"]), (name, setting)
+            assert refs[setting]["key"] == setting, (name, setting)
+
+
+def test_prod_logs_shoppers_in_at_wechat_with_the_mini_program_s_secret() -> None:
+    prod = rendered("prod")
+    identity = Settings.from_env(container_settings(prod, "identity"))
+    assert identity.wechat_api_url == "https://api.weixin.qq.com"
+    # Required in prod: an identity pod without it must not start and fail every login.
+    assert secret_refs(prod, "identity")["WECHAT_SECRET"].get("optional", False) is False
+    # Elsewhere optional: the other services never use it.
+    assert secret_refs(prod, "order")["WECHAT_SECRET"]["optional"] is True
+    dev = rendered("dev")
+    (secret,) = [
+        s for s in of_kind(dev, "Secret") if s["metadata"]["name"].startswith("flashsale-secrets")
+    ]
+    assert "WECHAT_SECRET" in secret["data"]
+    # identity and notify keep and read the shared access_token under the same appid.
+    for docs in (prod, dev):
+        appids = {
+            Settings.from_env(container_settings(docs, n)).wechat_appid for n in SERVICE_NAMES
+        }
+        assert len(appids) == 1
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_the_fake_wechat_provider_is_deployed_nowhere(overlay: str) -> None:
+    for deployment in of_kind(rendered(overlay), "Deployment"):
+        pod = deployment["spec"]["template"]["spec"]
+        for container in pod["containers"] + pod.get("initContainers", []):
+            argv = container.get("args", []) + container.get("command", [])
+            assert "tools.fake_wechat" not in argv, deployment["metadata"]["name"]
+
+
 def policies(docs: tuple[dict[str, Any], ...]) -> dict[str, dict[str, Any]]:
     return {p["metadata"]["name"]: p for p in of_kind(docs, "NetworkPolicy")}
 
@@ -224,9 +290,17 @@ def test_every_service_runs_as_make_up_runs_it_and_is_scraped_on_its_ops_port(
     scraped = monitoring_ports(docs)
     (denied,) = policies(docs)["flashsale-default-deny"]["spec"]["podSelector"]["matchExpressions"]
     assert SERVICE_NAMES <= set(denied["values"])
+    (from_gateway,) = [
+        rule
+        for rule in policies(docs)["services-from-gateway-and-monitoring"]["spec"]["ingress"]
+        if rule["from"] == [{"podSelector": {"matchLabels": {"app.kubernetes.io/name": "gateway"}}}]
+    ]
+    api_ports = {port["port"] for port in from_gateway["ports"]}
     for svc in SERVICES:
         (app,) = deployments[svc.name]["spec"]["template"]["spec"]["containers"]
         assert app["args"] == ["python", "-m", svc.module], svc.name
+        http = [p["port"] for p in services[svc.name]["spec"]["ports"] if p["name"] == "http"]
+        assert set(http) <= api_ports, f"{svc.name}: the gateway may not reach its API"
         values = container_settings(docs, svc.name)
         assert {k: values.get(k) for k in svc.env} == dict(svc.env), svc.name
         port = getattr(Settings.from_env(values), svc.ops_port)
@@ -246,11 +320,11 @@ def test_the_seckill_worker_does_the_api_s_background_work_on_two_pods() -> None
     assert worker["spec"]["replicas"] >= 2
     (service,) = [s for s in of_kind(docs, "Service") if s["metadata"]["name"] == "seckill-worker"]
     assert [p["name"] for p in service["spec"]["ports"]] == ["ops"]  # no API
-    (redis_clients,) = policies(docs)["redis-from-seckill-groupbuy-and-reconcile"]["spec"][
-        "ingress"
-    ]
+    (redis_clients,) = policies(docs)["redis-from-its-clients"]["spec"]["ingress"]
     (selector,) = redis_clients["from"][0]["podSelector"]["matchExpressions"]
     assert "seckill-worker" in selector["values"]
+    # identity keeps the WeChat access_token in Redis; notify reads it there.
+    assert {"identity", "notify"} <= set(selector["values"])
 
 
 # Sysctls the kubelet allows any pod (Kubernetes' "safe" set); others need the nodes'
@@ -299,7 +373,7 @@ def test_no_deployment_an_autoscaler_manages_sets_replicas(overlay: str) -> None
     """A replicas value would be re-applied by every `kubectl apply`, fighting the HPA."""
     docs = rendered(overlay)
     scaled = autoscalers(docs)
-    assert set(scaled) == {"seckill", "order", "groupbuy", "notify"}
+    assert set(scaled) == {"seckill", "order", "groupbuy", "notify", "identity"}
     for deployment in of_kind(docs, "Deployment"):
         if deployment["metadata"]["name"] in scaled:
             assert "replicas" not in deployment["spec"], deployment["metadata"]["name"]
@@ -329,6 +403,36 @@ def test_seckill_autoscales_and_only_the_gateway_is_open_to_everyone() -> None:
     assert open_to_all == ["gateway-from-anywhere"]
     (gateway,) = [s for s in of_kind(docs, "Service") if s["metadata"]["name"] == "gateway"]
     assert gateway["spec"]["type"] == "LoadBalancer"
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_the_admin_side_is_a_cluster_ip_service_only_admin_clients_may_reach(
+    overlay: str,
+) -> None:
+    docs = rendered(overlay)
+    services = {s["metadata"]["name"]: s["spec"] for s in of_kind(docs, "Service")}
+    admin_port = int(K8S_GATEWAY.admin_listen)
+    # The public Service carries the public server only; the admin one is never exposed.
+    assert [p["targetPort"] for p in services["gateway"]["ports"]] == ["http"]
+    admin = services["gateway-admin"]
+    assert admin["type"] == "ClusterIP"
+    assert admin["selector"] == {"app.kubernetes.io/name": "gateway"}
+    assert [(p["port"], p["targetPort"]) for p in admin["ports"]] == [(admin_port, "admin")]
+    assert of_kind(docs, "Ingress") == []
+    pod = pod_template(docs, "Deployment", "gateway")
+    (nginx,) = [c for c in pod["spec"]["containers"] if c["name"] == "nginx"]
+    assert {"name": "admin", "containerPort": admin_port} in nginx["ports"]
+    # Who may connect to the admin port: only pods labelled as admin clients.
+    gateway_labels = pod["metadata"]["labels"]
+    peers = [
+        peer
+        for policy in of_kind(docs, "NetworkPolicy")
+        if selects(policy["spec"]["podSelector"], gateway_labels)
+        for rule in policy["spec"].get("ingress", [])
+        if admin_port in {port["port"] for port in rule.get("ports", [])}
+        for peer in rule.get("from", [{}])
+    ]
+    assert peers == [{"podSelector": {"matchLabels": {"flashsale/admin-client": "true"}}}]
 
 
 def test_kafka_topics_match_the_code_and_monitors_cover_every_service() -> None:

@@ -107,9 +107,24 @@ GROUPBUY = {
     "groupbuy_outbox_backlog": set(),
     "groupbuy_outbox_publish_delay_seconds": set(),
 }
+IDENTITY = {
+    **COMMON,
+    "identity_logins": {"kind", "outcome"},
+    "identity_login_seconds": {"kind"},
+    "identity_provider_seconds": {"call"},
+    "identity_refresh": {"outcome"},
+    "identity_users_registered": set(),
+    "identity_access_token_seconds_left": set(),
+    "identity_access_token_fetches": {"outcome", "reason"},
+    "identity_login_throttle_unavailable": set(),
+    "identity_outbox_published": set(),
+    "identity_outbox_publish_failures": set(),
+    "identity_outbox_backlog": set(),
+}
 # Labels whose values come from a small, fixed set (or from live activities/partitions).
 ALLOWED_LABELS = {"route", "method", "status", "result", "topic", "group", "partition"}
 ALLOWED_LABELS |= {"activity", "state", "kind", "reason", "how", "le", "template", "channel"}
+ALLOWED_LABELS |= {"outcome", "call"}
 # Histograms that are counts, not durations: no unit suffix applies.
 UNITLESS_HISTOGRAMS = {"seckill_reserve_batch_size"}
 MAX_SERIES_PER_METRIC = 300

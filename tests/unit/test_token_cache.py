@@ -55,7 +55,10 @@ def test_the_cache_trusts_a_token_only_within_its_nbf_iat_exp_window(
     monkeypatch.setattr(auth, "_decode", lambda t, s: calls.append(t) or real(t, s))
     now = int(time.time())
     token = jwt.encode(
-        {"sub": "u1", "iat": now - 10, "nbf": now - 5, "exp": now + 60}, SECRET, ALGORITHM
+        {"sub": "u1", "iat": now - 10, "nbf": now - 5, "exp": now + 60},
+        SECRET,
+        ALGORITHM,
+        headers={"kid": DEFAULT_KEY_ID},
     )
     verifier = TokenVerifier(SECRET)
     verifier.principal(f"Bearer {token}")
