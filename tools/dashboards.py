@@ -358,6 +358,25 @@ def notify() -> list[Panel]:
                 (f"sum(rate(notify_dead_lettered_total[{RATE}]))", "dead-lettered/s"),
             ],
         ),
+        timeseries(
+            "Recipients: openids learnt, messages waiting for one, given up",
+            [
+                (f"sum(rate(notify_recipients_registered_total[{RATE}]))", "registered/s"),
+                (f"sum(rate(notify_waiting_for_recipient_total[{RATE}]))", "had to wait/s"),
+                (f"sum(rate(notify_recipient_unknown_total[{RATE}]))", "recipient unknown/s"),
+            ],
+            "ops",
+        ),
+        timeseries(
+            "access_token re-asks/s (no_new_token: identity's keeper is not renewing)",
+            [
+                (
+                    f"sum by (result) (rate(notify_token_reasks_total[{RATE}]))",
+                    "{{result}}",
+                )
+            ],
+            "ops",
+        ),
         *consumer_panels("notify"),
     ]
 
