@@ -586,3 +586,32 @@ async def test_a_refused_token_without_a_new_one_is_retried_never_dead_and_spend
     assert (keeper.fetches("missing"), keeper.fetches("reported_invalid")) == (0.0, 1.0)
     assert fake.accepted_by_user() == {oid("u1"): 1}
     assert await db.fetchval("SELECT count(*) FROM notify.deliveries WHERE state = 'dead'") == 0
+
+
+async def test_readyz_needs_redis_only_when_notify_sends_with_the_shared_token(
+    settings: Settings, fake: FakeWeChat
+) -> None:
+    from services.notify.app import create_ops
+    from tests.helpers import free_port
+
+    nowhere = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
+    answers: dict[str, tuple[int, str, bool]] = {}
+    for name, s in (
+        ("shared", shared_token_settings(settings, fake, redis_url=nowhere)),
+        ("static", notify_settings(settings, fake, redis_url=nowhere)),
+        ("shared, Redis up", shared_token_settings(settings, fake)),
+    ):
+        api = await started_client(create_app(s, run_consumers=False, run_dispatcher=False))
+        ops = await started_client(create_ops(api.app))
+        try:
+            resp = await ops.get("/readyz")
+            body = await resp.json()
+            answers[name] = (resp.status, body["status"], body["checks"]["redis"] == "ok")
+        finally:
+            await ops.close()
+            await api.close()
+    assert answers == {
+        "shared": (503, "not_ready", False),
+        "static": (200, "degraded", False),
+        "shared, Redis up": (200, "ready", True),
+    }
