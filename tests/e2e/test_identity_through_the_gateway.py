@@ -14,11 +14,14 @@ import aiohttp
 import pytest
 
 from services.common.auth import principal_from_header
+from services.common.kafka import publish_all, start_producer
 from services.common.settings import Settings
+from services.common.topics import ORDERS
 from tests.e2e.processes import ROOT, service
 from tests.gateway_process import Urls, running_gateway
-from tests.helpers import activity_body, free_port, settings_env
-from tools.fake_wechat import FakeWeChat, code_for, running_fake_wechat
+from tests.helpers import activity_body, constant, free_port, settings_env, wait_for
+from tests.notify_helpers import order_paid, shared_token_settings
+from tools.fake_wechat import FakeWeChat, code_for, openid_for, running_fake_wechat
 
 pytestmark = pytest.mark.slow
 PASSWORD = "correct horse battery staple"
@@ -34,18 +37,19 @@ class Stack:
 @pytest.fixture
 async def stack(settings: Settings, tmp_path: Path) -> AsyncIterator[Stack]:
     async with running_fake_wechat() as fake:
-        s = dataclasses.replace(
+        # notify sends through the fake with the access_token identity's keeper shares.
+        s = shared_token_settings(
             settings,
-            wechat_api_url=fake.url,
-            wechat_appid=fake.appid,
-            wechat_secret=fake.secret,
+            fake,
             gateway_port=free_port(),
             admin_gateway_port=free_port(),
             seckill_embedded_worker=False,
+            wechat_token_check_seconds=0.2,
         )
         async with (
             service("identity", s, tmp_path),
             service("seckill", s, tmp_path),
+            service("notify", s, tmp_path),
             running_gateway(s, tmp_path / "gateway") as urls,
         ):
             yield Stack(s, fake, urls)
@@ -150,3 +154,30 @@ async def test_a_shopper_logs_in_through_the_public_gateway_and_is_not_an_admin(
     # Logging in again through the gateway is the same user.
     status, again = await post(f"{stack.urls.public}/api/auth/login", {"code": code_for("amy")})
     assert (status, again["user"]) == (200, {"id": body["user"]["id"], "new": False})
+
+
+async def test_a_paid_order_message_goes_to_the_openid_the_provider_gave_at_login(
+    stack: Stack,
+) -> None:
+    """login (code2Session) -> user.registered -> notify learns the openid; the shopper
+    consents; order.paid -> the provider receives it addressed to that openid, sent with
+    the access_token identity fetched, never to our user id."""
+    status, body = await post(f"{stack.urls.public}/api/auth/login", {"code": code_for("zoe")})
+    assert status == 200, body
+    user_id, token = body["user"]["id"], body["access_token"]
+    status, consent = await post(
+        f"{stack.urls.public}/api/notify/subscriptions", {"template": "order_paid"}, token
+    )
+    assert status == 201, consent
+    producer = await start_producer(stack.settings)
+    try:
+        await publish_all(producer, stack.settings.topic(ORDERS), [order_paid(1, user_id)])
+    finally:
+        await producer.stop()
+    accepted = await wait_for(lambda: constant(len(stack.fake.accepted)), 1, within=30)
+    assert accepted == 1
+    (message,) = stack.fake.accepted
+    assert message["touser"] == openid_for(stack.fake.appid, "zoe")
+    assert user_id not in str(message)
+    assert stack.fake.token_fetches >= 1  # identity's keeper, not a fixed token
+    assert stack.fake.bad_token == 0
