@@ -27,7 +27,9 @@ from services.notify.repository import EnqueueResult, NotifyRepository, Recipien
 log = logging.getLogger(__name__)
 
 
-class EventHandler:
+class QueueingHandler:
+    """A consumer's handler that may queue messages; on_queued wakes the dispatcher."""
+
     def __init__(
         self,
         repo: NotifyRepository,
@@ -40,6 +42,8 @@ class EventHandler:
         self._metrics = metrics
         self._on_queued = on_queued
 
+
+class EventHandler(QueueingHandler):
     async def __call__(self, batch: Sequence[Incoming]) -> None:
         intents: list[Intent] = []
         for item in batch:
@@ -81,20 +85,8 @@ async def enqueue(
     return result
 
 
-class RecipientHandler:
+class RecipientHandler(QueueingHandler):
     """user.registered -> notify.recipients, admitting the user's waiting messages."""
-
-    def __init__(
-        self,
-        repo: NotifyRepository,
-        settings: Settings,
-        metrics: NotifyMetrics,
-        on_queued: Callable[[], None] = lambda: None,
-    ) -> None:
-        self._repo = repo
-        self._settings = settings
-        self._metrics = metrics
-        self._on_queued = on_queued
 
     async def __call__(self, batch: Sequence[Incoming]) -> None:
         recipients: list[Recipient] = []

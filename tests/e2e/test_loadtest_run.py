@@ -8,6 +8,7 @@ so `make test` stays lean.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import subprocess
 import sys
 from pathlib import Path
@@ -16,7 +17,9 @@ import pytest
 
 from services.common.settings import Settings
 from tests.e2e.processes import ROOT, service
-from tests.helpers import settings_env
+from tests.gateway_process import running_gateway
+from tests.helpers import free_port, settings_env
+from tools.fake_wechat import running_fake_wechat
 
 pytest.importorskip("locust")
 pytest.importorskip("matplotlib")
@@ -26,29 +29,52 @@ pytestmark = pytest.mark.slow
 async def test_a_short_spike_through_locust_passes_the_invariant_checks(
     settings: Settings, tmp_path: Path
 ) -> None:
+    """Every shopper logs in through the gateway first (identity, the fake WeChat
+    provider), then presses through it."""
     out = tmp_path / "run"
-    seckill = f"http://127.0.0.1:{settings.seckill_port}"
-    order = f"http://127.0.0.1:{settings.order_port}"
-    argv = [sys.executable, "-m", "loadtest.run", "--scenario", "spike", "--users", "60"]
-    argv += ["--spawn-rate", "60", "--run-time", "8s", "--processes", "1", "--stock", "25"]
-    argv += ["--host", seckill, "--order-host", order, "--admin-url", seckill]
-    argv += ["--out", str(out), "--orders-timeout", "60"]
-    argv += ["--", "--warmup-seconds", "2", "--spike-seconds", "3"]
-    async with service("seckill", settings, tmp_path), service("order", settings, tmp_path):
-        done = await asyncio.to_thread(
-            subprocess.run,
-            argv,
-            cwd=ROOT,
-            env=settings_env(settings),
-            capture_output=True,
-            text=True,
-            timeout=120,
+    async with running_fake_wechat() as fake:
+        s = dataclasses.replace(
+            settings,
+            wechat_api_url=fake.url,
+            wechat_appid=fake.appid,
+            wechat_secret=fake.secret,
+            gateway_port=free_port(),
+            admin_gateway_port=free_port(),
         )
+        async with (
+            service("identity", s, tmp_path),
+            service("seckill", s, tmp_path),
+            service("order", s, tmp_path),
+            running_gateway(s, tmp_path / "gateway") as gateway,
+        ):
+            done = await locust_spike(s, gateway.public, out)
+        logged_in = sum(fake.logins.values())
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
     checks = (out / "checks.txt").read_text()
     assert "ALL PASS" in checks and "sold out exactly" in checks, checks
+    assert logged_in == 60  # one code2Session per shopper
     for name in ("report.html", "locust_stats.csv", "throughput.png", "latency.png"):
         assert (out / name).stat().st_size > 0, name
+
+
+async def locust_spike(
+    settings: Settings, gateway: str, out: Path
+) -> subprocess.CompletedProcess[str]:
+    seckill = f"http://127.0.0.1:{settings.seckill_port}"
+    argv = [sys.executable, "-m", "loadtest.run", "--scenario", "spike", "--users", "60"]
+    argv += ["--spawn-rate", "60", "--run-time", "8s", "--processes", "1", "--stock", "25"]
+    argv += ["--host", gateway, "--admin-url", seckill]
+    argv += ["--out", str(out), "--orders-timeout", "60"]
+    argv += ["--", "--warmup-seconds", "2", "--spike-seconds", "3"]
+    return await asyncio.to_thread(
+        subprocess.run,
+        argv,
+        cwd=ROOT,
+        env=settings_env(settings),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 async def test_a_short_group_buy_run_passes_the_group_and_payment_checks(
@@ -63,7 +89,8 @@ async def test_a_short_group_buy_run_passes_the_group_and_payment_checks(
     argv += ["--spawn-rate", "6", "--run-time", "10s", "--processes", "1", "--stock", "60"]
     argv += ["--host", groupbuy, "--order-host", order, "--groupbuy-admin-url", groupbuy]
     argv += ["--out", str(out), "--orders-timeout", "60"]
-    argv += ["--", "--group-window-seconds", "3", "--pay-share", "0.5"]
+    # Straight to the services, no gateway: the shoppers sign their own tokens.
+    argv += ["--", "--group-window-seconds", "3", "--pay-share", "0.5", "--auth", "mint"]
     async with service("groupbuy", settings, tmp_path), service("order", settings, tmp_path):
         done = await asyncio.to_thread(
             subprocess.run,
