@@ -69,6 +69,10 @@ async def counted(
     except DomainError as exc:
         metrics.logins.labels(kind, exc.code).inc()
         raise
+    except Exception:
+        # PostgreSQL down, a bug: answered 503 or 500 by the middleware.
+        metrics.logins.labels(kind, "error").inc()
+        raise
     finally:
         metrics.login_seconds.labels(kind).observe(time.perf_counter() - started)
     metrics.logins.labels(kind, "ok").inc()
