@@ -8,20 +8,16 @@ service; it relies on Redis persistence as seckill does (docs/operations.md).
 
 from __future__ import annotations
 
-import importlib.resources
 from dataclasses import dataclass
 from typing import NamedTuple
 
 from redis.asyncio import Redis
 
 from services.common.idempotency import record_field
+from services.common.lua import lua_source
 from services.common.stream_outbox import warm_sale
 from services.groupbuy.domain import Campaign, Outcome, campaign_of_group
 from services.groupbuy.keys import CAMPAIGNS, campaign_keys
-
-
-def _lua(name: str) -> str:
-    return importlib.resources.files("services.groupbuy").joinpath(f"lua/{name}").read_text()
 
 
 def _text(value: bytes | str | int) -> str:
@@ -82,10 +78,10 @@ class GroupStore:
         self._redis = redis
         self._keep_ms = idempotency_key_retention_seconds * 1000
         # register_script: reloads itself after NOSCRIPT (Redis restart or failover).
-        self._open = redis.register_script(_lua("open.lua"))
-        self._join = redis.register_script(_lua("join.lua"))
-        self._expire = redis.register_script(_lua("expire.lua"))
-        self._release = redis.register_script(_lua("release_unit.lua"))
+        self._open = redis.register_script(lua_source("services.groupbuy", "open.lua"))
+        self._join = redis.register_script(lua_source("services.groupbuy", "join.lua"))
+        self._expire = redis.register_script(lua_source("services.groupbuy", "expire.lua"))
+        self._release = redis.register_script(lua_source("services.groupbuy", "release_unit.lua"))
 
     async def warm_up(self, campaign: Campaign) -> None:
         """Load a campaign into Redis; idempotent (see warm_sale). The sweeper, like the

@@ -15,6 +15,7 @@ import time
 
 from redis.asyncio import Redis
 
+from services.common.lua import lua_source
 from services.common.settings import Settings
 from services.common.wechat_token import (
     AccessToken,
@@ -24,7 +25,6 @@ from services.common.wechat_token import (
 from services.identity.domain import ProviderUnavailable, plan_token_fetch, token_from_answer
 from services.identity.metrics import IdentityMetrics
 from services.identity.provider import WeChatApi
-from services.identity.throttle import lua
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +38,7 @@ class AccessTokenKeeper:
         self._settings = settings
         self._metrics = metrics
         self._keys = token_keys(settings.wechat_appid)
-        self._release = redis.register_script(lua("release_lock.lua"))
+        self._release = redis.register_script(lua_source("services.identity", "release_lock.lua"))
         # Longer than a fetch may take, so the lock outlives its holder's call.
         self._lock_ms = int((settings.wechat_timeout_seconds + 5) * 1000)
 

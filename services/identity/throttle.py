@@ -8,16 +8,15 @@ without the in-service limit.
 
 from __future__ import annotations
 
-import importlib.resources
-import ipaddress
 import logging
 import math
 
 from redis.asyncio import Redis
 
 from services.common.errors import DomainError
+from services.common.lua import lua_source
 from services.common.resources import REDIS_UNANSWERED
-from services.identity.domain import Networks, trusted_networks
+from services.identity.domain import trusted_networks, within
 from services.identity.keys import login_window
 from services.identity.metrics import IdentityMetrics
 
@@ -25,15 +24,11 @@ log = logging.getLogger(__name__)
 WINDOW_MS = 60_000
 
 
-def lua(name: str) -> str:
-    return importlib.resources.files("services.identity").joinpath(f"lua/{name}").read_text()
-
-
 class LoginThrottle:
     def __init__(
         self, redis: Redis, per_minute: int, exempt_cidrs: str, metrics: IdentityMetrics
     ) -> None:
-        self._script = redis.register_script(lua("fixed_window.lua"))
+        self._script = redis.register_script(lua_source("services.identity", "fixed_window.lua"))
         self._limit = per_minute
         # The gateway's exempt addresses (loopback by default: a local load test logs in
         # thousands of shoppers from one address) are exempt here too.
@@ -42,7 +37,7 @@ class LoginThrottle:
 
     async def check(self, client_ip: str) -> None:
         """Count one login from client_ip; 429 with Retry-After past the limit."""
-        if self._limit <= 0 or _within(client_ip, self._exempt):
+        if self._limit <= 0 or within(client_ip, self._exempt):
             return
         try:
             hits, ttl_ms = await self._script(keys=[login_window(client_ip)], args=[WINDOW_MS])
@@ -58,11 +53,3 @@ class LoginThrottle:
                 f"too many logins from this address: retry in {retry} s",
                 {"Retry-After": str(retry)},
             )
-
-
-def _within(address: str, networks: Networks) -> bool:
-    try:
-        ip = ipaddress.ip_address(address)
-    except ValueError:
-        return False
-    return any(ip in net for net in networks)

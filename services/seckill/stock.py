@@ -8,21 +8,17 @@ appendfsync everysec loses at most about a second; see docs/operations.md).
 
 from __future__ import annotations
 
-import importlib.resources
 from typing import Any
 
 import orjson
 from redis.asyncio import Redis
 
 from services.common.idempotency import record_field
+from services.common.lua import lua_source
 from services.common.redis_batch import ScriptBatcher
 from services.common.stream_outbox import warm_sale
 from services.seckill.domain import Activity, Decision, Outcome, Reservation
 from services.seckill.keys import ACTIVITIES, activity_keys
-
-
-def _lua(name: str) -> str:
-    return importlib.resources.files("services.seckill").joinpath(f"lua/{name}").read_text()
 
 
 def _text(value: bytes | str) -> str:
@@ -52,8 +48,8 @@ class StockStore:
         self._batcher = batcher
         self._rate = rate_limit_per_second
         self._keep_ms = idempotency_key_retention_seconds * 1000
-        self._reserve = redis.register_script(_lua("reserve.lua"))
-        self._release = redis.register_script(_lua("release.lua"))
+        self._reserve = redis.register_script(lua_source("services.seckill", "reserve.lua"))
+        self._release = redis.register_script(lua_source("services.seckill", "release.lua"))
 
     async def warm_up(self, activity: Activity) -> None:
         """Load an activity into Redis; idempotent (see warm_sale)."""
