@@ -1,5 +1,5 @@
-"""HTTP view of the merchant login: parse, call, map. Public (a login has no token yet);
-the app lists ADMIN_LOGIN_PATH among its auth middleware's public paths."""
+"""HTTP view of the merchant login: parse, call, map. Public (a login has no token yet):
+ADMIN_LOGIN_PATH is among routes.PUBLIC_PATHS."""
 
 from __future__ import annotations
 
@@ -9,11 +9,10 @@ from aiohttp import web
 
 from services.common.errors import DomainError
 from services.common.http import json_response, read_json_object
-from services.identity.domain import client_ip
 from services.identity.merchant_accounts import ADMIN_KIND, AdminLogin
 from services.identity.merchants import InvalidCredentials, parse_admin_login
+from services.identity.routes import ADMIN_LOGIN_PATH, request_ip
 
-ADMIN_LOGIN_PATH = "/api/auth/admin/login"
 ADMIN_LOGIN: web.AppKey[AdminLogin] = web.AppKey("identity_admin_login", AdminLogin)
 
 
@@ -23,7 +22,7 @@ async def admin_login(request: web.Request) -> web.Response:
     started = time.perf_counter()
     try:
         name, password = parse_admin_login(await read_json_object(request))
-        address = client_ip(request.remote, request.headers.get("X-Real-IP"), login.trusted)
+        address = request_ip(request, login.trusted)
         view = await login.login(name, password, address)
     except DomainError as exc:
         # The outcome label is the error code, except that a disabled account (answered

@@ -23,6 +23,7 @@ from services.common.topics import USERS
 from services.identity.access_token import AccessTokenKeeper
 from services.identity.admin_routes import ADMIN_LOGIN as ADMIN_LOGIN_SERVICE
 from services.identity.admin_routes import add_admin_routes
+from services.identity.domain import trusted_networks
 from services.identity.merchant_accounts import AdminLogin
 from services.identity.metrics import IdentityMetrics
 from services.identity.provider import WeChatApi
@@ -72,7 +73,8 @@ def create_app(
             metrics,
         )
         issuer = TokenIssuer(keys, settings)
-        app[AUTH] = ShopperAuth(settings, repo, api, issuer, throttle, metrics, relay.wake)
+        trusted = trusted_networks(settings.trusted_proxy_cidrs)
+        app[AUTH] = ShopperAuth(settings, repo, api, issuer, throttle, metrics, relay.wake, trusted)
         admin_login = AdminLogin.build(pool, issuer, settings, metrics)
         app[ADMIN_LOGIN_SERVICE] = admin_login
 

@@ -230,12 +230,24 @@ def client_ip(
         peer_ip = ipaddress.ip_address(peer or "")
     except ValueError:
         return peer or "unknown"
-    if real_ip and any(peer_ip in net for net in trusted):
+    if real_ip and within(peer_ip, trusted):
         try:
             return str(ipaddress.ip_address(real_ip.strip()))
         except ValueError:
             pass
     return str(peer_ip)
+
+
+def within(
+    address: str | ipaddress.IPv4Address | ipaddress.IPv6Address, networks: Networks
+) -> bool:
+    """Whether address (an address or its text; anything else is in no network) is in one
+    of networks."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in net for net in networks)
 
 
 def token_from_answer(answer: Any, now: float) -> AccessToken:

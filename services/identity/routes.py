@@ -15,6 +15,7 @@ from services.common.settings import Settings
 from services.identity.domain import (
     SHOPPER,
     SHOPPER_ROLES,
+    Networks,
     RefreshVerdict,
     client_ip,
     parse_login,
@@ -22,7 +23,6 @@ from services.identity.domain import (
     refresh_refusal,
     refresh_token_hash,
     session_from_answer,
-    trusted_networks,
 )
 from services.identity.metrics import IdentityMetrics
 from services.identity.provider import WeChatApi
@@ -33,8 +33,8 @@ from services.identity.tokens import NewRefreshToken, TokenIssuer
 LOGIN = "/api/auth/login"
 REFRESH = "/api/auth/refresh"
 LOGOUT = "/api/auth/logout"
-ADMIN_LOGIN = "/api/auth/admin/login"
-PUBLIC_PATHS = frozenset({LOGIN, REFRESH, LOGOUT, ADMIN_LOGIN})
+ADMIN_LOGIN_PATH = "/api/auth/admin/login"  # served by admin_routes.py
+PUBLIC_PATHS = frozenset({LOGIN, REFRESH, LOGOUT, ADMIN_LOGIN_PATH})
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,15 +48,15 @@ class ShopperAuth:
     throttle: LoginThrottle
     metrics: IdentityMetrics
     announce: Callable[[], None]  # a new user's event is in the outbox: publish now
+    trusted: Networks  # the proxies whose X-Real-IP names the client
 
 
 AUTH: web.AppKey[ShopperAuth] = web.AppKey("identity_auth", ShopperAuth)
 
 
-def request_ip(request: web.Request, trusted_cidrs: str) -> str:
-    return client_ip(
-        request.remote, request.headers.get("X-Real-IP"), trusted_networks(trusted_cidrs)
-    )
+def request_ip(request: web.Request, trusted: Networks) -> str:
+    """The client's address as the gateway reports it (domain.client_ip)."""
+    return client_ip(request.remote, request.headers.get("X-Real-IP"), trusted)
 
 
 async def counted(
@@ -87,7 +87,7 @@ async def login(request: web.Request) -> web.Response:
 
 async def _login(request: web.Request, auth: ShopperAuth) -> web.Response:
     code = parse_login(await read_json_object(request))
-    await auth.throttle.check(request_ip(request, auth.settings.trusted_proxy_cidrs))
+    await auth.throttle.check(request_ip(request, auth.trusted))
     session = session_from_answer(await auth.api.code2session(code))
     refresh = auth.issuer.new_refresh(SHOPPER)
     user = await auth.repo.login_shopper(

@@ -26,6 +26,7 @@ from services.identity.domain import (
     session_from_answer,
     token_from_answer,
     trusted_networks,
+    within,
 )
 
 NOW = 1_800_000_000.0
@@ -163,3 +164,13 @@ def test_a_token_answer_expires_after_expires_in() -> None:
     assert token_from_answer({"access_token": "t", "expires_in": 7200}, NOW) == AccessToken(
         "t", NOW + 7200
     )
+
+
+@pytest.mark.parametrize(
+    ("address", "expected"),
+    [("127.0.0.9", True), ("::1", True), ("10.0.0.1", False), ("not-an-ip", False), ("", False)],
+)
+def test_within_tells_an_address_of_the_networks_from_any_other_text(
+    address: str, expected: bool
+) -> None:
+    assert within(address, LOOPBACK) is expected
