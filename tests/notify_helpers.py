@@ -15,10 +15,11 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
 
-from services.common.events import ORDER_PAID, USER_REGISTERED, Envelope, event_id_for
+from services.common.events import ORDER_PAID, Envelope, event_id_for
 from services.common.settings import Settings
 from services.common.wechat_token import read_token
 from services.identity.access_token import AccessTokenKeeper
+from services.identity.domain import ProviderSession, registration_event
 from services.identity.metrics import IdentityMetrics
 from services.identity.provider import WeChatApi
 from services.notify.domain import Recipient
@@ -89,20 +90,10 @@ def recipient(user: str, appid: str) -> Recipient:
 
 
 def user_registered(user: str, appid: str) -> Envelope:
-    """identity's user.registered for `user`, whose wx.login() identity is "<user>"."""
-    openid = openid_for(appid, user)
-    return Envelope(
-        id=event_id_for(USER_REGISTERED, f"{appid}:{openid}"),
-        type=USER_REGISTERED,
-        key=user,
-        data={
-            "user_id": user,
-            "openid": openid,
-            "appid": appid,
-            "unionid": None,
-            "registered_at": "2026-11-01T09:00:00Z",
-        },
-    )
+    """identity's user.registered for `user`, whose wx.login() identity is "<user>", built
+    by identity's own code: notify is tested on exactly what identity publishes."""
+    session = ProviderSession(openid_for(appid, user), None)
+    return registration_event(user, appid, session, "2026-11-01T09:00:00.000Z")
 
 
 @dataclass
