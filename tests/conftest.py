@@ -27,6 +27,7 @@ from services.common.settings import Settings
 from tests.helpers import free_port, started_client
 from tests.redis_server import RedisServer
 from tests.redis_server import redis_server as own_redis_server
+from tools.fake_wechat import FakeWeChat, running_fake_wechat
 
 RESET_SQL = """
 TRUNCATE seckill.activities, orders.orders, orders.outbox, orders.payments,
@@ -128,6 +129,13 @@ def token(settings: Settings) -> Callable[..., dict[str, str]]:
         return {"Authorization": f"Bearer {mint_token(settings.jwt_keys(), user, roles)}"}
 
     return make
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[FakeWeChat]:
+    """The WeChat-shaped fake provider (tools/fake_wechat.py) on a free loopback port."""
+    async with running_fake_wechat() as provider:
+        yield provider
 
 
 @pytest.fixture

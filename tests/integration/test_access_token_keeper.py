@@ -16,13 +16,7 @@ from services.common.wechat_token import SharedAccessToken, read_token, token_ke
 from services.identity.access_token import AccessTokenKeeper
 from services.identity.metrics import IdentityMetrics
 from services.identity.provider import WeChatApi
-from tools.fake_wechat import FakeWeChat, running_fake_wechat
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeWeChat]:
-    async with running_fake_wechat() as provider:
-        yield provider
+from tools.fake_wechat import FakeWeChat
 
 
 @pytest.fixture

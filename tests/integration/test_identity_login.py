@@ -18,15 +18,9 @@ from services.common.events import USER_REGISTERED
 from services.common.settings import Settings
 from services.common.topics import USERS
 from tests.helpers import free_port, read_topic, started_client, wait_for
-from tools.fake_wechat import FakeWeChat, code_for, openid_for, running_fake_wechat, unionid_for
+from tools.fake_wechat import FakeWeChat, code_for, openid_for, unionid_for
 
 NEXT_KEY = "next-key-secret-0123456789abcdef0123456789"
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeWeChat]:
-    async with running_fake_wechat() as provider:
-        yield provider
 
 
 def identity_settings(settings: Settings, fake: FakeWeChat, **overrides: Any) -> Settings:
