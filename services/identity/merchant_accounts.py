@@ -116,7 +116,7 @@ class AdminLogin:
                         self.passwords.parameters,
                     )
                 subject = merchant_subject(merchant.id)
-                pair = self.issuer.pair(MERCHANT, subject, done.roles, refresh)
+                pair = self.issuer.pair(MERCHANT, subject, done.roles, refresh.token)
                 view = {"id": merchant.id, "name": merchant.name, "roles": list(done.roles)}
                 return pair.view(merchant=view)
             # Disabled or given a new password while this one was being checked.

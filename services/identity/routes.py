@@ -28,7 +28,7 @@ from services.identity.metrics import IdentityMetrics
 from services.identity.provider import WeChatApi
 from services.identity.repository import IdentityRepository
 from services.identity.throttle import LoginThrottle
-from services.identity.tokens import NewRefreshToken, TokenIssuer
+from services.identity.tokens import TokenIssuer
 
 LOGIN = "/api/auth/login"
 REFRESH = "/api/auth/refresh"
@@ -96,7 +96,7 @@ async def _login(request: web.Request, auth: ShopperAuth) -> web.Response:
     if user.created:
         auth.metrics.registered.inc()
         auth.announce()
-    pair = auth.issuer.pair(SHOPPER, user.user_id, SHOPPER_ROLES, refresh)
+    pair = auth.issuer.pair(SHOPPER, user.user_id, SHOPPER_ROLES, refresh.token)
     return json_response(pair.view(user={"id": user.user_id, "new": user.created}))
 
 
@@ -105,7 +105,8 @@ async def refresh(request: web.Request) -> web.Response:
     presented a second time revokes its whole login (the newer token too)."""
     auth = request.app[AUTH]
     presented = parse_refresh_token(await read_json_object(request))
-    issued = auth.issuer.new_refresh(SHOPPER)  # its ttl follows the login's kind below
+    # The next token's life follows the login's kind, known once the presented one is found.
+    issued = auth.issuer.new_refresh(SHOPPER)
     rotation = await auth.repo.rotate(
         refresh_token_hash(presented), issued.hash, auth.issuer.refresh_ttl
     )
@@ -114,8 +115,7 @@ async def refresh(request: web.Request) -> web.Response:
         raise refresh_refusal(rotation.verdict)
     kind = rotation.kind
     roles = SHOPPER_ROLES if kind == SHOPPER else rotation.roles
-    new = NewRefreshToken(issued.token, issued.hash, auth.issuer.refresh_ttl[kind])
-    return json_response(auth.issuer.pair(kind, rotation.subject, roles, new).view())
+    return json_response(auth.issuer.pair(kind, rotation.subject, roles, issued.token).view())
 
 
 async def logout(request: web.Request) -> web.Response:

@@ -54,9 +54,8 @@ class TokenIssuer:
         token = new_refresh_token()
         return NewRefreshToken(token, refresh_token_hash(token), self.refresh_ttl[kind])
 
-    def pair(
-        self, kind: str, subject: str, roles: Sequence[str], refresh: NewRefreshToken
-    ) -> TokenPair:
+    def pair(self, kind: str, subject: str, roles: Sequence[str], refresh_token: str) -> TokenPair:
+        """A new access token beside the refresh token just stored for a login of `kind`."""
         ttl = self.access_ttl[kind]
         access = mint_token(self._keys, subject, roles, ttl_seconds=ttl)
-        return TokenPair(access, ttl, refresh.token, refresh.ttl_seconds)
+        return TokenPair(access, ttl, refresh_token, self.refresh_ttl[kind])
