@@ -77,7 +77,6 @@ DELETE FROM identity.token_families f
 WHERE f.created_at < now() - make_interval(secs => $1)
   AND NOT EXISTS (SELECT 1 FROM identity.refresh_tokens t WHERE t.family_id = f.id)
 """
-COUNT_USERS = "SELECT count(*) FROM identity.users"
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,10 +99,6 @@ class IdentityRepository:
     def __init__(self, pool: asyncpg.Pool, users_topic: str) -> None:
         self._pool = pool
         self._users_topic = users_topic
-
-    @property
-    def pool(self) -> asyncpg.Pool:
-        return self._pool
 
     async def ping(self) -> None:
         await self._pool.fetchval("SELECT 1")
@@ -163,9 +158,6 @@ class IdentityRepository:
         status = await self._pool.execute(PURGE_REFRESH, grace_seconds, batch)
         await self._pool.execute(PURGE_FAMILIES, grace_seconds)
         return int(status.split()[-1])
-
-    async def count_users(self) -> int:
-        return int(await self._pool.fetchval(COUNT_USERS))
 
 
 async def start_family(
