@@ -19,11 +19,27 @@ import jwt
 
 ALGORITHM = "HS256"
 ADMIN_ROLE = "admin"
+# Merchant roles (docs/identity.md, "Roles"): admin does everything, accounts included;
+# operator runs sales (create, edit, stop); viewer reads. A shopper's token has no role.
+OPERATOR_ROLE = "operator"
+VIEWER_ROLE = "viewer"
+ROLES = (ADMIN_ROLE, OPERATOR_ROLE, VIEWER_ROLE)
+_IMPLIED = {
+    ADMIN_ROLE: frozenset(ROLES),
+    OPERATOR_ROLE: frozenset({OPERATOR_ROLE, VIEWER_ROLE}),
+    VIEWER_ROLE: frozenset({VIEWER_ROLE}),
+}
 # The kid of the development key (Settings.jwt_key_id's default).
 DEFAULT_KEY_ID = "k1"
 # RFC 7518 3.2: an HS256 key must have at least as many bits as the hash.
 MIN_SECRET_BYTES = 32
 MAX_KEY_ID_LENGTH = 64
+
+
+def grants(roles: Iterable[str], needed: str) -> bool:
+    """Whether an account with these roles may do what `needed` allows (admin implies
+    operator and viewer, operator implies viewer)."""
+    return any(needed in _IMPLIED.get(role, frozenset()) for role in roles)
 
 
 class AuthError(Exception):
@@ -42,6 +58,9 @@ class Principal:
     @property
     def is_admin(self) -> bool:
         return ADMIN_ROLE in self.roles
+
+    def may(self, needed: str) -> bool:
+        return grants(self.roles, needed)
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,7 +15,7 @@ import orjson
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
-from services.common.auth import AuthError, KeySet, Principal, TokenVerifier
+from services.common.auth import ADMIN_ROLE, AuthError, KeySet, Principal, TokenVerifier
 from services.common.errors import DomainError
 from services.common.redis_faults import REDIS_DOWN, unavailable
 from services.common.resources import PG_TRANSIENT, REDIS_UNANSWERED
@@ -83,9 +83,15 @@ def principal(request: web.Request) -> Principal:
 
 
 def require_admin(request: web.Request) -> Principal:
+    return require_role(request, ADMIN_ROLE)
+
+
+def require_role(request: web.Request, needed: str) -> Principal:
+    """The caller, if their roles grant `needed` (docs/identity.md, "Roles"); else 403.
+    Admin routes read with VIEWER_ROLE and change things with OPERATOR_ROLE."""
     who = request[PRINCIPAL]
-    if not who.is_admin:
-        raise DomainError(403, "forbidden", "this route needs the admin role")
+    if not who.may(needed):
+        raise DomainError(403, "forbidden", f"this route needs the {needed} role")
     return who
 
 

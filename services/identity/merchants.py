@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from services.common.auth import ADMIN_ROLE
+from services.common.auth import ROLES
 from services.common.errors import DomainError, ValidationError
 
 # Bounds of what a login may carry: checked before any hashing, so a huge password costs
@@ -23,17 +23,6 @@ MIN_PASSWORD_LENGTH = 12
 # anything printable (it is then an unknown name, answered like a wrong password).
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]*")
 
-# admin: every admin route, accounts included. operator: runs sales (create, edit, start,
-# stop) but does not manage accounts. viewer: reads only. Today's admin routes check
-# "admin" alone; operator and viewer are for the merchant console.
-OPERATOR_ROLE = "operator"
-VIEWER_ROLE = "viewer"
-ROLES = (ADMIN_ROLE, OPERATOR_ROLE, VIEWER_ROLE)
-_IMPLIED = {
-    ADMIN_ROLE: frozenset(ROLES),
-    OPERATOR_ROLE: frozenset({OPERATOR_ROLE, VIEWER_ROLE}),
-    VIEWER_ROLE: frozenset({VIEWER_ROLE}),
-}
 
 ACCOUNT_SCOPE = "account"
 # A name's failed-login count is forgotten after a day without failures or waits.
@@ -150,12 +139,6 @@ def parse_roles(values: Iterable[str]) -> tuple[str, ...]:
     if not wanted:
         raise ValidationError("roles", f"at least one of {', '.join(ROLES)}")
     return tuple(r for r in ROLES if r in wanted)
-
-
-def grants(roles: Iterable[str], needed: str) -> bool:
-    """Whether an account with these roles may do what `needed` allows (admin implies
-    operator and viewer, operator implies viewer)."""
-    return any(needed in _IMPLIED.get(role, frozenset()) for role in roles)
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from services.common.auth import grants
 from services.common.errors import ValidationError
 from services.identity.merchants import (
     MAX_PASSWORD_LENGTH,
@@ -17,7 +18,6 @@ from services.identity.merchants import (
     address_key,
     check_new_name,
     check_new_password,
-    grants,
     lockout_policies,
     parse_admin_login,
     parse_roles,
