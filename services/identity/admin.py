@@ -26,13 +26,14 @@ from typing import TextIO
 
 import asyncpg
 
+from services.common.auth import ROLES
 from services.common.errors import DomainError
 from services.common.migrations import migrate
 from services.common.resources import pg_pool
 from services.common.settings import Settings
 from services.identity.merchant_accounts import MerchantAccounts
 from services.identity.merchant_repository import Merchant, MerchantRepository
-from services.identity.merchants import ROLES, check_new_name, parse_roles
+from services.identity.merchants import check_new_name, parse_roles
 from services.identity.passwords import Passwords
 
 EXIT_OK = 0
