@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import math
 import random
 import sys
@@ -36,6 +37,7 @@ import asyncpg
 import orjson
 import redis.asyncio as aioredis
 
+from loadtest.board import BoardWatch, Lag, board_lag, settled, watching
 from services.common.auth import mint_token
 from services.common.settings import Settings
 
@@ -49,6 +51,8 @@ PAYMENT_TIMEOUT_SECONDS = 900
 LIVE_WAIT_SECONDS = 10.0
 ORDERS_POLL_SECONDS = 0.5
 ORDER_API_SAMPLE = 5
+# The board sends figures every 0.5 s; after the sale it must match the truth within this.
+BOARD_SETTLE_SECONDS = 5.0
 
 
 # --------------------------------------------------------------------------- data
@@ -410,6 +414,65 @@ def format_report(
     return "\n".join(f"  {k:<{width}}  {v}" for k, v in rows)
 
 
+@dataclass(frozen=True, slots=True)
+class BoardOutcome:
+    """What the merchant console's live board showed, against the truth."""
+
+    settled: bool
+    remaining_lag: Lag
+    orders_lag: Lag
+    last_seckill: dict[str, Any]
+    last_orders: dict[str, Any]
+    errors: list[str]
+
+
+def judge_board(watch: BoardWatch, did_settle: bool) -> BoardOutcome:
+    return BoardOutcome(
+        settled=did_settle,
+        remaining_lag=board_lag(watch.truth_remaining, watch.board_remaining, falling=True),
+        orders_lag=board_lag(watch.truth_orders, watch.board_orders, falling=False),
+        last_seckill=watch.last_seckill,
+        last_orders=watch.last_orders,
+        errors=list(watch.errors),
+    )
+
+
+def check_board(board: BoardOutcome, reserved: int, redis_remaining: int | None) -> CheckResult:
+    """The board's final figures are the exact truth: remaining stock, reservations and
+    orders created."""
+    shown = (
+        board.last_seckill.get("remaining"),
+        board.last_seckill.get("reservations"),
+        board.last_orders.get("created"),
+    )
+    want = (redis_remaining, reserved, reserved)
+    ok = board.settled and shown == want and not board.errors
+    detail = f"remaining/reservations/orders shown {shown}, truth {want}"
+    if board.errors:
+        detail += f"; {'; '.join(board.errors)}"
+    return CheckResult("live board shows the truth", ok, detail)
+
+
+def _fmt_lag(lag: Lag) -> str:
+    return (
+        f"p50 {_fmt_ms(lag.p50_ms)} ms, max {_fmt_ms(lag.max_ms)} ms "
+        f"over {lag.changes} changes of the truth"
+    )
+
+
+def format_board(board: BoardOutcome) -> str:
+    rows = [
+        ("board lag, remaining stock", _fmt_lag(board.remaining_lag)),
+        ("board lag, orders created", _fmt_lag(board.orders_lag)),
+        (
+            "board presses / sold-out answers",
+            f"{board.last_seckill.get('presses')} / {board.last_seckill.get('sold_out_answers')}",
+        ),
+    ]
+    width = max(len(k) for k, _ in rows)
+    return "\n".join(f"  {k:<{width}}  {v}" for k, v in rows)
+
+
 def format_checks(checks: Sequence[CheckResult]) -> str:
     width = max(len(c.name) for c in checks)
     return "\n".join(
@@ -668,6 +731,7 @@ class SaleOutcome:
     snapshot: StoreSnapshot
     order_api: str
     logins: Logins
+    board: BoardOutcome | None
 
 
 async def run_sale(args: argparse.Namespace, settings: Settings) -> SaleOutcome:
@@ -708,13 +772,25 @@ async def run_sale(args: argparse.Namespace, settings: Settings) -> SaleOutcome:
                 f"{len(minted)} minted: {len(plan.presses)} presses"
             )
 
-            await wait_until_live(session, seckill, admin, activity_id, starts_at)
-            log(f"firing {len(plan.presses)} presses over {args.connections} connections")
-            presses, wall_s = await fire(session, seckill, activity_id, plan)
+            board: BoardOutcome | None = None
+            async with contextlib.AsyncExitStack() as stack:
+                watch = None
+                if args.board_url:
+                    log(f"watching the live board through {args.board_url}")
+                    watch = await stack.enter_async_context(
+                        watching(
+                            session, args.board_url, admin, activity_id, settings.database_url, r
+                        )
+                    )
+                await wait_until_live(session, seckill, admin, activity_id, starts_at)
+                log(f"firing {len(plan.presses)} presses over {args.connections} connections")
+                presses, wall_s = await fire(session, seckill, activity_id, plan)
 
-            reserved = sum(1 for p in presses if p.reserved)
-            log(f"{reserved} reserved in {wall_s:.2f} s; waiting for the orders in PostgreSQL")
-            orders = await wait_for_orders(pg, activity_id, reserved, args.orders_timeout)
+                reserved = sum(1 for p in presses if p.reserved)
+                log(f"{reserved} reserved in {wall_s:.2f} s; waiting for the orders in PostgreSQL")
+                orders = await wait_for_orders(pg, activity_id, reserved, args.orders_timeout)
+                if watch is not None:
+                    board = judge_board(watch, await settled(watch, BOARD_SETTLE_SECONDS))
             snapshot = await snapshot_stores(pg, r, session, seckill, admin, activity_id)
 
             tokens = dict(plan.presses)
@@ -729,7 +805,7 @@ async def run_sale(args: argparse.Namespace, settings: Settings) -> SaleOutcome:
         await pg.close()
         await r.aclose()
     return SaleOutcome(
-        run_id, activity_id, plan, presses, wall_s, orders, snapshot, order_api, logged_in
+        run_id, activity_id, plan, presses, wall_s, orders, snapshot, order_api, logged_in, board
     )
 
 
@@ -745,6 +821,8 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
     )
     if out.logins.wanted:
         checks.append(check_logins(out.logins))
+    if out.board is not None:
+        checks.append(check_board(out.board, summary.reserved, out.snapshot.redis_remaining))
     report = format_report(
         activity_id=out.activity_id,
         stock=args.stock,
@@ -757,6 +835,8 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
     )
     failed = [c.name for c in checks if not c.passed]
     verdict = f"FAILED: {', '.join(failed)}" if failed else "ALL PASS"
+    if out.board is not None:
+        report += "\n" + format_board(out.board)
     print(f"\nFlash sale demo {out.run_id}\n\n{report}\n\nInvariants\n\n{format_checks(checks)}")
     print(f"\n{verdict}", flush=True)
     return 1 if failed else 0
@@ -836,6 +916,12 @@ def parse_args(settings: Settings, argv: Sequence[str] | None = None) -> argpars
         "--login-url",
         default=f"http://{settings.http_host}:{settings.gateway_port}",
         help="base URL of /api/auth/login: the gateway (default from HTTP_HOST, GATEWAY_PORT)",
+    )
+    p.add_argument(
+        "--board-url",
+        default=f"http://127.0.0.1:{settings.admin_gateway_port}",
+        help="the gateway's admin side: watch the merchant console's live board of the "
+        "sale there and check it shows the truth ('' to skip)",
     )
     p.add_argument(
         "--order-url",

@@ -8,6 +8,7 @@ import dataclasses
 import pytest
 
 from loadtest.bench import cpu, report, wrk
+from loadtest.board import board_lag
 from loadtest.charts import parse_history
 from loadtest.demo import StoreSnapshot
 from loadtest.scenarios import (
@@ -753,3 +754,21 @@ def test_the_demo_login_check_needs_every_login_answered_with_a_distinct_user() 
     assert "503 provider_unavailable" in result.detail
     same_user = Logins(2, [("u1", "t1"), ("u1", "t2")], {}, 1.0)
     assert not check_logins(same_user).passed
+
+
+def test_board_lag_counts_from_when_the_truth_reached_each_value() -> None:
+    truth = [(0.0, 10), (0.1, 8), (0.2, 8), (0.3, 5), (0.4, 0)]
+    # The board samples every half second: it skips 8 and 5, and shows 0 at 0.9.
+    board = [(0.0, 10), (0.5, 5), (0.9, 0)]
+    lag = board_lag(truth, board, falling=True)
+    assert lag.changes == 3
+    assert lag.missed == 0
+    # 8 shown (passed) at 0.5 after 0.1, 5 at 0.5 after 0.3, 0 at 0.9 after 0.4.
+    assert lag.max_ms == pytest.approx(500)
+    assert lag.p50_ms == pytest.approx(400)
+
+
+def test_board_lag_reports_values_the_board_never_reached() -> None:
+    lag = board_lag([(0.0, 0), (0.2, 3), (0.4, 5)], [(0.0, 0), (0.5, 3)], falling=False)
+    assert (lag.changes, lag.missed) == (2, 1)
+    assert lag.max_ms == pytest.approx(300)
