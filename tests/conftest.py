@@ -31,6 +31,7 @@ from tools.fake_wechat import FakeWeChat, running_fake_wechat
 
 RESET_SQL = """
 TRUNCATE seckill.activities, orders.orders, orders.outbox, orders.payments,
+    orders.admin_audit, orders.cancelled_sales, notify.templates, notify.admin_audit,
     groupbuy.campaigns, groupbuy.groups, groupbuy.members,
     notify.deliveries, notify.subscriptions, notify.recipients,
     identity.users, identity.merchants, identity.token_families, identity.refresh_tokens,

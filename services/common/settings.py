@@ -170,6 +170,9 @@ class Settings:
     # "template=provider template id" pairs, comma separated; a template not listed is
     # sent with its own name as the provider's id.
     notify_template_ids: str = ""
+    # Every notify process reads the template ids merchants set in the console (which win
+    # over notify_template_ids) at most this often: a change is in effect within it.
+    notify_template_cache_seconds: float = 5.0
     notify_miniprogram_state: str = "formal"
     # One send may take this long before it counts as a retryable failure; a row being
     # sent is leased for notify_sending_lease_seconds (longer than the timeout), after

@@ -30,10 +30,12 @@ from services.common.topics import GROUPBUY, ORDERS, SECKILL_RESERVATIONS, USERS
 from services.notify.channels import make_channel
 from services.notify.consumer import EventHandler, RecipientHandler
 from services.notify.dispatcher import Dispatcher
+from services.notify.domain import parse_template_ids
 from services.notify.metrics import NotifyMetrics
 from services.notify.reminders import Reminders
 from services.notify.repository import NotifyRepository
-from services.notify.routes import REPO, add_routes
+from services.notify.routes import REPO, TEMPLATE_IDS, add_routes
+from services.notify.templates import TemplateIds
 
 CONSUMER_GROUP = "notify"
 MESSAGE_TOPICS = (ORDERS, GROUPBUY, SECKILL_RESERVATIONS)
@@ -79,6 +81,8 @@ def create_app(
         client_max_size=64 * 1024,
     )
     app[REGISTRY] = registry
+    # Parsed here: a bad NOTIFY_TEMPLATE_IDS stops the start, not the first send.
+    template_defaults = parse_template_ids(settings.notify_template_ids)
     app[SENDS_WITH_REDIS_TOKEN] = settings.notify_channel == "http" and not (
         settings.notify_access_token
     )
@@ -93,7 +97,9 @@ def create_app(
         app[REDIS] = redis
         repo = NotifyRepository(pool)
         app[REPO] = repo
-        dispatcher = Dispatcher(repo, channel, settings, metrics, producer)
+        templates = TemplateIds(repo, template_defaults, settings.notify_template_cache_seconds)
+        app[TEMPLATE_IDS] = templates
+        dispatcher = Dispatcher(repo, channel, settings, metrics, producer, templates)
         app[DISPATCHER] = dispatcher
         refresh = settings.metrics_refresh_seconds
         tasks = [

@@ -24,7 +24,6 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Mapping
 from datetime import UTC, datetime
 
 import asyncpg
@@ -41,13 +40,12 @@ from services.notify.domain import (
     backoff_seconds,
     dead_letter_event,
     next_step,
-    parse_template_ids,
-    provider_template_id,
     recipient_unknown_reason,
     touser_for,
 )
 from services.notify.metrics import NotifyMetrics
 from services.notify.repository import Delivery, NotifyRepository
+from services.notify.templates import TemplateIds
 
 log = logging.getLogger(__name__)
 
@@ -63,13 +61,14 @@ class Dispatcher:
         settings: Settings,
         metrics: NotifyMetrics,
         producer: AIOKafkaProducer,
+        templates: TemplateIds,
     ) -> None:
         self._repo = repo
         self._channel = channel
         self._settings = settings
         self._metrics = metrics
         self._producer = producer
-        self._template_ids: Mapping[str, str] = parse_template_ids(settings.notify_template_ids)
+        self._templates = templates
         self._wake = asyncio.Event()
         self._dlq_wake = asyncio.Event()
         self._in_flight: set[asyncio.Task[None]] = set()
@@ -152,7 +151,7 @@ class Dispatcher:
             return
         message = OutgoingMessage(
             touser=touser,
-            template_id=provider_template_id(self._template_ids, d.template),
+            template_id=await self._templates.provider_id(d.template),
             page=d.page,
             data=d.data,
         )

@@ -447,6 +447,89 @@ def provider_template_id(ids: Mapping[str, str], template: str) -> str:
     return ids.get(template, template)
 
 
+# --- the merchant console: template ids and delivery counts --------------------------
+
+# Every state a delivery row can be in (migrations 001 and 002).
+DELIVERY_STATES = ("waiting", "pending", "sending", "sent", "dead", "refused", "skipped")
+MAX_PROVIDER_TEMPLATE_ID = 128
+_PROVIDER_TEMPLATE_ID = re.compile(rf"[A-Za-z0-9_-]{{1,{MAX_PROVIDER_TEMPLATE_ID}}}")
+
+
+@dataclass(frozen=True, slots=True)
+class StoredTemplate:
+    """A provider template id a merchant set for a kind (notify.templates)."""
+
+    kind: str
+    provider_template_id: str
+    updated_at: datetime
+    updated_by: str
+
+
+def effective_template_ids(
+    defaults: Mapping[str, str], stored: Iterable[StoredTemplate]
+) -> dict[str, str]:
+    """The id each kind is sent with: the one a merchant set wins over the setting's."""
+    return {**defaults, **{t.kind: t.provider_template_id for t in stored}}
+
+
+def template_entry(
+    kind: str, defaults: Mapping[str, str], stored: StoredTemplate | None
+) -> dict[str, Any]:
+    if stored is None:
+        return {
+            "kind": kind,
+            "provider_template_id": provider_template_id(defaults, kind),
+            "source": "default",
+            "updated_at": None,
+            "updated_by": None,
+        }
+    return {
+        "kind": kind,
+        "provider_template_id": stored.provider_template_id,
+        "source": "set",
+        "updated_at": rfc3339(stored.updated_at),
+        "updated_by": stored.updated_by,
+    }
+
+
+def templates_view(defaults: Mapping[str, str], stored: Iterable[StoredTemplate]) -> dict[str, Any]:
+    """Every kind notify sends, with the provider template id it is sent with."""
+    by_kind = {t.kind: t for t in stored}
+    return {"templates": [template_entry(k, defaults, by_kind.get(k)) for k in TEMPLATES]}
+
+
+def template_kind(raw: str) -> str:
+    if raw not in TEMPLATES:
+        raise DomainError(404, "not_found", f"no message kind {raw!r}")
+    return raw
+
+
+def parse_provider_template_id(body: Mapping[str, Any]) -> str:
+    """{"provider_template_id": "<1-128 of A-Z a-z 0-9 _ ->"}."""
+    unknown = sorted(set(body) - {"provider_template_id"})
+    if unknown:
+        raise ValidationError(unknown[0], "unknown field")
+    value = body.get("provider_template_id")
+    if not isinstance(value, str) or not _PROVIDER_TEMPLATE_ID.fullmatch(value):
+        raise ValidationError(
+            "provider_template_id",
+            f"1 to {MAX_PROVIDER_TEMPLATE_ID} characters of A-Z, a-z, 0-9, _ and -",
+        )
+    return value
+
+
+def deliveries_view(counts: Iterable[tuple[str, str, int]]) -> dict[str, Any]:
+    """Delivery rows by state, and by kind and state, from (kind, state, n) triples: every
+    state and every kind present, with 0 where there is none."""
+    totals = dict.fromkeys(DELIVERY_STATES, 0)
+    by_kind = {kind: dict.fromkeys(DELIVERY_STATES, 0) for kind in TEMPLATES}
+    for kind, state, n in counts:
+        totals[state] = totals.get(state, 0) + n
+        row = by_kind.setdefault(kind, dict.fromkeys(DELIVERY_STATES, 0))
+        row[state] = row.get(state, 0) + n
+    return {"counts": totals, "by_kind": by_kind}
+
+
 def dead_letter_event(
     event_id: str,
     event_type: str,

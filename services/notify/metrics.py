@@ -6,9 +6,8 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from services.common.periodic import every
+from services.notify.domain import DELIVERY_STATES
 from services.notify.repository import NotifyRepository
-
-DELIVERY_STATES = ("waiting", "pending", "sending", "sent", "dead", "refused", "skipped")
 
 
 class NotifyMetrics:

@@ -10,11 +10,13 @@ from typing import Any
 import asyncpg
 import orjson
 
+from services.common.audit import AuditEntry, AuditSql, changed_fields, record_audit
 from services.notify.domain import (
     Intent,
     NewSubscription,
     Recipient,
     RecipientWait,
+    StoredTemplate,
     unique_users,
 )
 
@@ -183,6 +185,26 @@ ORDER BY a.starts_at, a.id, s.user_id
 LIMIT $2
 """
 COUNT_BY_STATE = "SELECT state, count(*) AS n FROM notify.deliveries GROUP BY state"
+COUNT_BY_TEMPLATE_AND_STATE = """
+SELECT template, state, count(*) AS n FROM notify.deliveries GROUP BY template, state
+"""
+# The merchant console's template ids (migration 003).
+AUDIT = AuditSql.for_schema("notify")
+STORED_TEMPLATES = """
+SELECT kind, provider_template_id, updated_at, updated_by FROM notify.templates ORDER BY kind
+"""
+# Two operators setting one kind at once: the second one's "before" is the first one's id.
+LOCK_TEMPLATE_KIND = "SELECT pg_advisory_xact_lock(hashtextextended('notify.template:' || $1, 0))"
+STORED_TEMPLATE = """
+SELECT kind, provider_template_id, updated_at, updated_by FROM notify.templates WHERE kind = $1
+"""
+UPSERT_TEMPLATE = """
+INSERT INTO notify.templates (kind, provider_template_id, updated_by) VALUES ($1, $2, $3)
+ON CONFLICT (kind) DO UPDATE
+SET provider_template_id = EXCLUDED.provider_template_id, updated_at = now(),
+    updated_by = EXCLUDED.updated_by
+RETURNING kind, provider_template_id, updated_at, updated_by
+"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -484,6 +506,42 @@ class NotifyRepository:
 
     async def due_reminders(self, lead_seconds: float, limit: int) -> list[asyncpg.Record]:
         return list(await self._pool.fetch(DUE_REMINDERS, lead_seconds, limit))
+
+    async def count_by_template_and_state(self) -> list[tuple[str, str, int]]:
+        """Delivery rows by (template, state): one pass over the table, for the console."""
+        rows = await self._pool.fetch(COUNT_BY_TEMPLATE_AND_STATE, timeout=10)
+        return [(r["template"], r["state"], int(r["n"])) for r in rows]
+
+    async def stored_templates(self) -> list[StoredTemplate]:
+        return [StoredTemplate(**dict(r)) for r in await self._pool.fetch(STORED_TEMPLATES)]
+
+    async def set_template(
+        self, kind: str, provider_template_id: str, actor: str, default_id: str
+    ) -> StoredTemplate:
+        """Store the provider template id of a kind and audit the change (template.set),
+        in one transaction; setting the id it already has changes nothing."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            await conn.execute(LOCK_TEMPLATE_KIND, kind)
+            row = await conn.fetchrow(STORED_TEMPLATE, kind)
+            current = None if row is None else StoredTemplate(**dict(row))
+            if current is not None and current.provider_template_id == provider_template_id:
+                return current
+            before, after = changed_fields(
+                {
+                    "provider_template_id": (
+                        default_id if current is None else current.provider_template_id
+                    ),
+                    "source": "default" if current is None else "set",
+                },
+                {"provider_template_id": provider_template_id, "source": "set"},
+            )
+            stored = StoredTemplate(
+                **dict(await conn.fetchrow(UPSERT_TEMPLATE, kind, provider_template_id, actor))
+            )
+            await record_audit(
+                conn, AUDIT, AuditEntry(actor, "template.set", "template", kind, before, after)
+            )
+            return stored
 
     async def count_by_state(self) -> dict[str, int]:
         return {r["state"]: r["n"] for r in await self._pool.fetch(COUNT_BY_STATE, timeout=5)}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from typing import Any
 
 from aiohttp import web
 from aiokafka import AIOKafkaProducer
@@ -18,6 +19,7 @@ from services.common.kafka import (
     start_producer,
     watch_dlq_sizes,
 )
+from services.common.live import DEFAULT_INTERVAL_SECONDS, FiguresCache, LiveStreams
 from services.common.observability import create_ops_app
 from services.common.pg_outbox import PgOutboxMetrics, PgOutboxRelay
 from services.common.resources import PG_TRANSIENT, pg_pool
@@ -26,14 +28,17 @@ from services.common.shutdown import close_pool, stop_tasks
 from services.common.topics import GROUPBUY, SECKILL_RESERVATIONS
 from services.common.topics import ORDERS as ORDERS_TOPIC
 from services.order.consumer import GroupEventHandler, OrderCreationMetrics, ReservationHandler
+from services.order.domain import SaleRef
 from services.order.repository import OUTBOX, OrderRepository
 from services.order.routes import (
+    FIGURES,
     ORDERS,
     PAYMENT_CALLBACK,
     PAYMENTS,
     PaymentCallbackContext,
     PaymentMetrics,
     add_routes,
+    read_figures,
 )
 from services.order.state_metrics import OrderStateMetrics
 from services.order.sweeper import Sweeper, SweeperMetrics
@@ -67,6 +72,12 @@ def create_app(
     )
     app[REGISTRY] = registry
     app[PAYMENTS] = PaymentCallbackContext(settings, PaymentMetrics(registry))
+    LiveStreams().install(app)
+
+    async def sale_figures(sale: SaleRef) -> dict[str, Any]:
+        return await read_figures(app[ORDERS], sale)
+
+    app[FIGURES] = FiguresCache(sale_figures, DEFAULT_INTERVAL_SECONDS)
 
     async def resources(app: web.Application) -> AsyncIterator[None]:
         pool = await pg_pool(settings)

@@ -1,4 +1,5 @@
-"""Consumes seckill.reservations and turns each reservation into exactly one order."""
+"""Consumes seckill.reservations and turns each reservation into exactly one order; a
+seckill.cancelled there cancels the sale's unpaid orders."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from services.common.events import (
     GROUP_FAILED,
     GROUP_JOINED,
     GROUP_OPENED,
+    SECKILL_CANCELLED,
     SECKILL_RELEASED,
     SECKILL_RESERVED,
 )
@@ -20,8 +22,10 @@ from services.common.kafka import Incoming, PermanentError
 from services.order.domain import (
     InvalidReservation,
     NewOrder,
+    SaleCancellation,
     order_from_group_event,
     order_from_reservation,
+    sale_cancellation_from_event,
 )
 from services.order.repository import OrderRepository
 
@@ -50,6 +54,11 @@ class OrderCreationMetrics:
             ["result"],
             registry=registry,
         )
+        self.sale_cancelled = Counter(
+            "order_sale_cancelled_orders_total",
+            "Unpaid orders cancelled because the merchant cancelled their sale.",
+            registry=registry,
+        )
         self.group_refunds = Counter(
             "order_group_failed_refunds_total",
             "Paid orders of failed groups cancelled and refunded.",
@@ -64,15 +73,29 @@ class ReservationHandler:
 
     async def __call__(self, batch: Sequence[Incoming]) -> None:
         wanted: list[NewOrder] = []
+        cancelled: list[SaleCancellation] = []
         for item in batch:
-            if item.event.type == SECKILL_RESERVED:
-                try:
+            try:
+                if item.event.type == SECKILL_RESERVED:
                     wanted.append(order_from_reservation(item.event.data))
-                except InvalidReservation as exc:
-                    # Raised for the batch: the consumer splits it and dead-letters this one.
-                    raise PermanentError(str(exc)) from exc
-            elif item.event.type != SECKILL_RELEASED:
-                log.warning("ignoring unknown event type %s", item.event.type)
+                elif item.event.type == SECKILL_CANCELLED:
+                    cancelled.append(sale_cancellation_from_event(item.event.data))
+                elif item.event.type != SECKILL_RELEASED:
+                    log.warning("ignoring unknown event type %s", item.event.type)
+            except InvalidReservation as exc:
+                # Raised for the batch: the consumer splits it and dead-letters this one.
+                raise PermanentError(str(exc)) from exc
+        # Either order is right: a cancellation cancels the orders already there, and the
+        # creation of a cancelled sale's order cancels it at once.
+        for cancellation in cancelled:
+            orders = await self._orders.cancel_sale(cancellation)
+            self._metrics.sale_cancelled.inc(len(orders))
+            log.info(
+                "%s sale %d cancelled: %d unpaid orders cancelled",
+                cancellation.source,
+                cancellation.sale_id,
+                len(orders),
+            )
         if not wanted:
             return
         created = await self._orders.create_orders(wanted)

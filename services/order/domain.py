@@ -6,12 +6,13 @@ Pure functions and dataclasses: no I/O, so tests call them directly.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from services.common.errors import ValidationError
+from services.common.errors import DomainError, ValidationError
 from services.common.events import (
     ORDER_CANCELLED,
     ORDER_CREATED,
@@ -22,6 +23,7 @@ from services.common.events import (
     event_id_for,
     rfc3339,
 )
+from services.common.paging import Page, choice_param, parse_page, unknown_params
 
 _ORDER_NAMESPACE = uuid.UUID("a7d4c1e2-5b3f-4e8a-9c6d-2f1e0b7a8c93")
 MAX_LIST_LIMIT = 100
@@ -39,6 +41,8 @@ class CancelReason(StrEnum):
     TIMEOUT = "timeout"
     USER = "user"
     GROUP_FAILED = "group_failed"
+    # The merchant cancelled the flash sale while the order was unpaid (seckill.cancelled).
+    SALE_CANCELLED = "sale_cancelled"
 
 
 class InvalidReservation(ValueError):
@@ -293,3 +297,270 @@ def refund_requested_event(
         data=event.data,
         at=event.at,
     )
+
+
+# --- a flash sale cancelled by its merchant -------------------------------------------
+
+
+class Source(StrEnum):
+    SECKILL = "seckill"
+    GROUPBUY = "groupbuy"
+
+
+@dataclass(frozen=True, slots=True)
+class SaleCancellation:
+    """seckill.cancelled: every unpaid order of the activity is cancelled (sale_cancelled);
+    paid ones stay paid (refunds are the merchant's decision)."""
+
+    source: str
+    sale_id: int
+    cancelled_at: datetime
+
+
+def sale_cancellation_from_event(data: dict[str, Any]) -> SaleCancellation:
+    """The cancellation a seckill.cancelled event announces, or InvalidReservation."""
+    activity_id = _field(data, "activity_id", int)
+    if not 0 < activity_id <= MAX_BIGINT:
+        raise InvalidReservation("activity_id must be positive and in range")
+    return SaleCancellation(Source.SECKILL.value, activity_id, _timestamp(data, "cancelled_at"))
+
+
+# --- the merchant console: search, one order's story, refunds, figures ----------------
+
+SEARCH_PARAMS = ("order_id", "user_id", "source", "sale_id", "state", "limit", "offset")
+SALE_PARAMS = ("source", "sale_id")
+MAX_USER_ID = 128
+MAX_REFUND_ID = 64
+
+
+@dataclass(frozen=True, slots=True)
+class OrderSearch:
+    page: Page
+    order_id: uuid.UUID | None = None
+    user_id: str | None = None
+    source: str | None = None
+    sale_id: int | None = None
+    state: str | None = None
+
+
+def _sale_id(query: Mapping[str, str], required: bool) -> int | None:
+    raw = query.get("sale_id")
+    if raw is None or raw == "":
+        if required:
+            raise ValidationError("sale_id", "required: the activity or campaign id")
+        return None
+    if not raw.isascii() or not raw.isdigit() or len(raw) > 19 or not 0 < int(raw) <= MAX_BIGINT:
+        raise ValidationError("sale_id", "must be a positive integer")
+    return int(raw)
+
+
+def parse_order_search(query: Mapping[str, str]) -> OrderSearch:
+    """The admin search's filters; every one optional, unknown ones refused."""
+    unknown_params(query, SEARCH_PARAMS)
+    raw_id = query.get("order_id") or None
+    order_id = None if raw_id is None else parse_order_id(raw_id)
+    if raw_id is not None and order_id is None:
+        raise ValidationError("order_id", "must be an order id (UUID)")
+    user_id = query.get("user_id") or None
+    if user_id is not None and len(user_id) > MAX_USER_ID:
+        raise ValidationError("user_id", f"must be at most {MAX_USER_ID} characters")
+    return OrderSearch(
+        page=parse_page(query),
+        order_id=order_id,
+        user_id=user_id,
+        source=choice_param(query, "source", [s.value for s in Source]),
+        sale_id=_sale_id(query, required=False),
+        state=choice_param(query, "state", [s.value for s in State]),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class SaleRef:
+    source: str
+    sale_id: int
+
+
+def parse_sale_ref(query: Mapping[str, str]) -> SaleRef:
+    """?source=seckill|groupbuy&sale_id=N, both required (figures, live)."""
+    unknown_params(query, SALE_PARAMS)
+    source = choice_param(query, "source", [s.value for s in Source])
+    if source is None:
+        raise ValidationError("source", "required: seckill or groupbuy")
+    sale_id = _sale_id(query, required=True)
+    assert sale_id is not None
+    return SaleRef(source, sale_id)
+
+
+def figures_view(sale: SaleRef, counts: Mapping[str, int], at: datetime) -> dict[str, Any]:
+    """A sale's orders by state; `created` counts them all (cancelled ones included)."""
+    by_state = {s.value: int(counts.get(s.value, 0)) for s in State}
+    return {
+        "source": sale.source,
+        "sale_id": sale.sale_id,
+        "created": sum(by_state.values()),
+        **by_state,
+        "at": rfc3339(at),
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class Payment:
+    """A payment notification acted on (orders.payments)."""
+
+    transaction_id: str
+    order_id: uuid.UUID
+    amount_cents: int
+    outcome: str  # applied | refund_requested
+    refund_reason: str | None
+    received_at: datetime
+    refunded_at: datetime | None = None
+    refund_id: str | None = None
+    refunded_by: str | None = None
+
+
+class RefundState(StrEnum):
+    NONE = "none"
+    REQUESTED = "requested"
+    REFUNDED = "refunded"
+
+
+def refund_reason(payment: Payment, order: Order) -> str | None:
+    """Why the service asked for this payment's refund (None: it did not). Two cases emit
+    order.refund_requested: a payment that could not be applied (the order was cancelled or
+    already paid: outcome refund_requested), and the applied payment of a group order
+    cancelled because its group failed."""
+    if payment.outcome == "refund_requested":
+        return payment.refund_reason
+    if (
+        order.state == State.CANCELLED
+        and order.cancel_reason == CancelReason.GROUP_FAILED
+        and order.paid_at is not None
+    ):
+        return CancelReason.GROUP_FAILED.value
+    return None
+
+
+def refund_state(payment: Payment, order: Order) -> RefundState:
+    if payment.refunded_at is not None:
+        return RefundState.REFUNDED
+    return RefundState.NONE if refund_reason(payment, order) is None else RefundState.REQUESTED
+
+
+def parse_refund_id(body: Mapping[str, Any]) -> str:
+    """{"refund_id": "<the provider's refund reference>"}: 1-64 printable characters."""
+    unknown = sorted(set(body) - {"refund_id"})
+    if unknown:
+        raise ValidationError(unknown[0], "unknown field")
+    refund_id = body.get("refund_id")
+    if (
+        not isinstance(refund_id, str)
+        or not 0 < len(refund_id) <= MAX_REFUND_ID
+        or not refund_id.isprintable()
+        or refund_id.strip() != refund_id
+    ):
+        raise ValidationError(
+            "refund_id",
+            f"the provider's refund reference: 1 to {MAX_REFUND_ID} printable characters,"
+            " no surrounding spaces",
+        )
+    return refund_id
+
+
+def must_mark_refund(payment: Payment, order: Order, refund_id: str) -> bool:
+    """Whether marking this payment refunded with refund_id changes it: True to mark it,
+    False for a repeat of the same marking (idempotent); 409 when it cannot be marked."""
+    state = refund_state(payment, order)
+    if state is RefundState.REFUNDED:
+        if payment.refund_id == refund_id:
+            return False
+        raise DomainError(
+            409,
+            "already_refunded",
+            f"this payment was marked refunded with refund id {payment.refund_id!r}",
+        )
+    if state is RefundState.NONE:
+        raise DomainError(
+            409,
+            "refund_not_requested",
+            "no refund was requested for this payment: it is applied to a live order",
+        )
+    return True
+
+
+def payment_view(payment: Payment, order: Order) -> dict[str, Any]:
+    return {
+        "transaction_id": payment.transaction_id,
+        "order_id": str(payment.order_id),
+        "amount_cents": payment.amount_cents,
+        "outcome": payment.outcome,
+        "received_at": rfc3339(payment.received_at),
+        "refund_state": refund_state(payment, order).value,
+        "refund_reason": refund_reason(payment, order),
+        "refund_id": payment.refund_id,
+        "refunded_at": rfc3339(payment.refunded_at) if payment.refunded_at else None,
+        "refunded_by": payment.refunded_by,
+    }
+
+
+def order_history(order: Order, payments: list[Payment]) -> list[dict[str, Any]]:
+    """What happened to an order, oldest first, from its row and its payments. Entries
+    at the same instant keep the order they can happen in (the rank after the time)."""
+    entries: list[tuple[datetime, int, dict[str, Any]]] = [
+        (order.created_at, 0, {"event": "created"})
+    ]
+    applied = [p for p in payments if p.outcome == "applied"]
+    if order.paid_at is not None:
+        paid: dict[str, Any] = {"event": "paid"}
+        if applied:
+            paid["transaction_id"] = applied[0].transaction_id
+        entries.append((order.paid_at, 1, paid))
+    if order.cancelled_at is not None:
+        entries.append(
+            (order.cancelled_at, 2, {"event": "cancelled", "reason": order.cancel_reason})
+        )
+    for p in payments:
+        reason = refund_reason(p, order)
+        if reason is not None:
+            # A late payment's refund is asked for when it arrives; a failed group's
+            # paid order's when the group fails (the cancellation).
+            asked_at = p.received_at if p.outcome == "refund_requested" else order.cancelled_at
+            assert asked_at is not None
+            entries.append(
+                (
+                    asked_at,
+                    3,
+                    {
+                        "event": "payment_refund_requested",
+                        "transaction_id": p.transaction_id,
+                        "reason": reason,
+                    },
+                )
+            )
+        if p.refunded_at is not None:
+            entries.append(
+                (
+                    p.refunded_at,
+                    4,
+                    {
+                        "event": "refunded",
+                        "transaction_id": p.transaction_id,
+                        "refund_id": p.refund_id,
+                        "by": p.refunded_by,
+                    },
+                )
+            )
+    entries.sort(key=lambda e: (e[0], e[1]))
+    return [{"at": rfc3339(at), **entry} for at, _, entry in entries]
+
+
+def admin_order_view(order: Order) -> dict[str, Any]:
+    """The shopper's view plus who the order belongs to."""
+    return {**order_view(order), "user_id": order.user_id}
+
+
+def admin_order_detail(order: Order, payments: list[Payment]) -> dict[str, Any]:
+    return {
+        **admin_order_view(order),
+        "history": order_history(order, payments),
+        "payments": [payment_view(p, order) for p in payments],
+    }

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import asyncpg
 
+from services.common.audit import AuditEntry, AuditSql, record_audit
 from services.common.errors import DomainError, NotFound
 from services.common.events import Envelope
 from services.common.pg_outbox import OutboxSql, insert_outbox
@@ -17,7 +18,13 @@ from services.order.domain import (
     GroupState,
     NewOrder,
     Order,
+    OrderSearch,
+    Payment,
+    RefundState,
+    SaleCancellation,
+    SaleRef,
     State,
+    must_mark_refund,
     order_cancelled_event,
     order_created_event,
     order_paid_event,
@@ -121,10 +128,112 @@ FAIL_GROUP_REST = """
 UPDATE orders.orders SET group_state = 'failed', updated_at = now()
 WHERE group_id = $1 AND group_state IS DISTINCT FROM 'failed'
 """
+# seckill.cancelled, in one transaction: the sale recorded (the upsert locks its row, so
+# a redelivery racing the first delivery waits for it) and its unpaid orders cancelled.
+RECORD_CANCELLED_SALE = """
+INSERT INTO orders.cancelled_sales (source, sale_id, cancelled_at) VALUES ($1, $2, $3)
+ON CONFLICT (source, sale_id) DO UPDATE SET cancelled_at = orders.cancelled_sales.cancelled_at
+"""
+CANCEL_SALE_ORDERS = f"""
+UPDATE orders.orders o
+SET state = 'cancelled', cancel_reason = 'sale_cancelled', cancelled_at = now(),
+    updated_at = now()
+WHERE o.source = $1 AND o.activity_id = $2 AND o.state = 'pending_payment'
+{_RETURNING}
+"""
+# In the creation transaction: orders of a sale already cancelled are cancelled at once
+# (their reservation's event came after the cancellation, from another partition).
+CANCEL_NEW_OF_CANCELLED_SALES = f"""
+UPDATE orders.orders o
+SET state = 'cancelled', cancel_reason = 'sale_cancelled', cancelled_at = now(),
+    updated_at = now()
+FROM orders.cancelled_sales c
+WHERE o.id = ANY($1::uuid[]) AND o.state = 'pending_payment'
+  AND c.source = o.source AND c.sale_id = o.activity_id
+{_RETURNING}
+"""
+# The sweeper's net under the two above: a creation and a cancellation committed
+# concurrently (READ COMMITTED) do not see each other's rows, and the order stays unpaid.
+# Only recently cancelled sales can have such orders (both transactions are short).
+CANCEL_PENDING_OF_CANCELLED_SALES = f"""
+WITH due AS (
+    SELECT o.id FROM orders.cancelled_sales c
+    JOIN orders.orders o ON o.source = c.source AND o.activity_id = c.sale_id
+    WHERE c.recorded_at > now() - make_interval(secs => $2)
+      AND o.state = 'pending_payment'
+    LIMIT $1
+    FOR UPDATE OF o SKIP LOCKED
+)
+UPDATE orders.orders o
+SET state = 'cancelled', cancel_reason = 'sale_cancelled', cancelled_at = now(),
+    updated_at = now()
+FROM due WHERE o.id = due.id
+{_RETURNING}
+"""
 APPLIED_PAYMENTS = """
 SELECT order_id, transaction_id, amount_cents FROM orders.payments
 WHERE order_id = ANY($1::uuid[]) AND outcome = 'applied'
 """
+
+
+# --- the merchant console ----------------------------------------------------------------
+AUDIT = AuditSql.for_schema("orders")
+_PAYMENT_COLUMNS = (
+    "transaction_id, order_id, amount_cents, outcome, refund_reason, received_at, "
+    "refunded_at, refund_id, refunded_by"
+)
+# Search filters, each a constant with its parameter's place filled in; the values only
+# ever travel as parameters.
+_SEARCH_FILTERS = {
+    "order_id": "id = ${}",
+    "user_id": "user_id = ${}",
+    "source": "source = ${}",
+    "sale_id": "activity_id = ${}",
+    "state": "state = ${}",
+}
+SEARCH_ORDERS = """
+SELECT {columns} FROM orders.orders{where}
+ORDER BY created_at DESC, id LIMIT ${limit} OFFSET ${offset}
+"""
+COUNT_ORDERS = "SELECT count(*) FROM orders.orders{where}"
+ORDER_PAYMENTS = f"""
+SELECT {_PAYMENT_COLUMNS} FROM orders.payments
+WHERE order_id = $1 ORDER BY received_at, transaction_id
+"""
+LOCK_PAYMENT = (
+    f"SELECT {_PAYMENT_COLUMNS} FROM orders.payments WHERE transaction_id = $1 FOR UPDATE"
+)
+MARK_REFUNDED = f"""
+UPDATE orders.payments SET refunded_at = now(), refund_id = $2, refunded_by = $3
+WHERE transaction_id = $1 AND refunded_at IS NULL
+RETURNING {_PAYMENT_COLUMNS}
+"""
+SALE_COUNTS = """
+SELECT state, count(*) AS n FROM orders.orders
+WHERE source = $1 AND activity_id = $2 GROUP BY state
+"""
+
+
+def search_sql(search: OrderSearch) -> tuple[str, str, list[object]]:
+    """(list query, count query, parameters) of a search: only the filters given."""
+    values = {
+        "order_id": search.order_id,
+        "user_id": search.user_id,
+        "source": search.source,
+        "sale_id": search.sale_id,
+        "state": search.state,
+    }
+    args: list[object] = []
+    conditions = []
+    for name, value in values.items():
+        if value is not None:
+            args.append(value)
+            conditions.append(_SEARCH_FILTERS[name].format(len(args)))
+    where = " WHERE " + " AND ".join(conditions) if conditions else ""
+    listing = SEARCH_ORDERS.format(
+        columns=_ORDER_COLUMNS, where=where, limit=len(args) + 1, offset=len(args) + 2
+    )
+    return listing, COUNT_ORDERS.format(where=where), args
 
 
 @dataclass
@@ -176,7 +285,12 @@ class OrderRepository:
             conn = tx.conn
             created_ids = {r["id"] for r in await conn.fetch(INSERT_ORDERS, *map(list, columns))}
             created = [o for o in unique if o.id in created_ids]
-            await self._announce(tx, [order_created_event(o) for o in created])
+            events = [order_created_event(o) for o in created]
+            if created:
+                rows = await conn.fetch(CANCEL_NEW_OF_CANCELLED_SALES, [o.id for o in created])
+                # After its order.created: the same key, so consumers see them in order.
+                events += [order_cancelled_event(Order(**dict(r))) for r in rows]
+            await self._announce(tx, events)
         return created
 
     @contextlib.asynccontextmanager
@@ -307,6 +421,35 @@ class OrderRepository:
             await self._announce(tx, events)
         return unpaid, paid
 
+    async def cancel_sale(self, cancellation: SaleCancellation) -> list[Order]:
+        """Record a cancelled sale and cancel its unpaid orders (reason sale_cancelled)
+        with their order.cancelled events, in one transaction. Paid orders stay paid.
+        Idempotent: a redelivery finds nothing left to cancel."""
+        async with self._transaction() as tx:
+            conn = tx.conn
+            await conn.execute(
+                RECORD_CANCELLED_SALE,
+                cancellation.source,
+                cancellation.sale_id,
+                cancellation.cancelled_at,
+            )
+            rows = await conn.fetch(CANCEL_SALE_ORDERS, cancellation.source, cancellation.sale_id)
+            orders = [Order(**dict(r)) for r in rows]
+            await self._announce(tx, [order_cancelled_event(o) for o in orders])
+        return orders
+
+    async def cancel_pending_of_cancelled_sales(
+        self, batch: int, window_seconds: float
+    ) -> list[Order]:
+        """Cancel up to batch unpaid orders of sales cancelled within window_seconds that
+        a concurrent creation left unpaid (reason sale_cancelled)."""
+        async with self._transaction() as tx:
+            conn = tx.conn
+            rows = await conn.fetch(CANCEL_PENDING_OF_CANCELLED_SALES, batch, window_seconds)
+            orders = [Order(**dict(r)) for r in rows]
+            await self._announce(tx, [order_cancelled_event(o) for o in orders])
+        return orders
+
     async def cancel_expired(self, batch: int) -> list[Order]:
         """Cancel up to batch unpaid orders past their deadline (reason timeout)."""
         async with self._transaction() as tx:
@@ -333,6 +476,57 @@ class OrderRepository:
         return [
             Order(**dict(r)) for r in await self._pool.fetch(SELECT_USER_ORDERS, user_id, limit)
         ]
+
+    async def search(self, search: OrderSearch) -> tuple[list[Order], int]:
+        """One page of the orders matching the search, newest first, and how many match."""
+        listing, counting, args = search_sql(search)
+        async with self._pool.acquire() as conn:
+            rows = await conn.fetch(listing, *args, search.page.limit, search.page.offset)
+            total = await conn.fetchval(counting, *args)
+        return [Order(**dict(r)) for r in rows], int(total)
+
+    async def with_payments(self, order_id: uuid.UUID) -> tuple[Order, list[Payment]] | None:
+        async with self._pool.acquire() as conn:
+            row = await conn.fetchrow(SELECT_ORDER, order_id)
+            if row is None:
+                return None
+            payments = await conn.fetch(ORDER_PAYMENTS, order_id)
+        return Order(**dict(row)), [Payment(**dict(p)) for p in payments]
+
+    async def mark_refunded(
+        self, transaction_id: str, refund_id: str, actor: str
+    ) -> tuple[Payment, Order]:
+        """Mark a payment whose refund was requested as refunded by the provider, with the
+        provider's refund reference, and audit it; the same marking again changes nothing.
+        404 for an unknown transaction, 409 refund_not_requested / already_refunded."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            row = await conn.fetchrow(LOCK_PAYMENT, transaction_id)
+            if row is None:
+                raise NotFound("payment")
+            payment = Payment(**dict(row))
+            order = Order(**dict(await conn.fetchrow(SELECT_ORDER, payment.order_id)))
+            if not must_mark_refund(payment, order, refund_id):
+                return payment, order
+            marked = Payment(
+                **dict(await conn.fetchrow(MARK_REFUNDED, transaction_id, refund_id, actor))
+            )
+            await record_audit(
+                conn,
+                AUDIT,
+                AuditEntry(
+                    actor=actor,
+                    action="payment.refund",
+                    target="payment",
+                    target_id=transaction_id,
+                    before={"refund_state": RefundState.REQUESTED.value, "refund_id": None},
+                    after={"refund_state": RefundState.REFUNDED.value, "refund_id": refund_id},
+                ),
+            )
+        return marked, order
+
+    async def sale_counts(self, sale: SaleRef) -> dict[str, int]:
+        rows = await self._pool.fetch(SALE_COUNTS, sale.source, sale.sale_id)
+        return {r["state"]: int(r["n"]) for r in rows}
 
     async def ping(self) -> None:
         await self._pool.fetchval("SELECT 1")

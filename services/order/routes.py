@@ -5,16 +5,37 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 import orjson
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter
 
+from services.common.auth import OPERATOR_ROLE, VIEWER_ROLE
 from services.common.errors import DomainError, NotFound
-from services.common.http import MAX_BODY_BYTES, json_response, principal
+from services.common.http import (
+    MAX_BODY_BYTES,
+    json_response,
+    principal,
+    read_json_object,
+    require_role,
+)
 from services.common.idempotency import IDEMPOTENCY_KEY_HEADER, parse_idempotency_key
+from services.common.live import FiguresCache, stream_figures
 from services.common.settings import Settings
-from services.order.domain import order_view, parse_list_limit, parse_order_id
+from services.order.domain import (
+    SaleRef,
+    admin_order_detail,
+    admin_order_view,
+    figures_view,
+    order_view,
+    parse_list_limit,
+    parse_order_id,
+    parse_order_search,
+    parse_refund_id,
+    parse_sale_ref,
+    payment_view,
+)
 from services.order.payments import (
     SIGNATURE_HEADER,
     PaymentOutcome,
@@ -53,6 +74,8 @@ class PaymentCallbackContext:
 
 
 PAYMENTS: web.AppKey[PaymentCallbackContext] = web.AppKey("payments", PaymentCallbackContext)
+# One reading per sale per interval, shared by every live board open on this process.
+FIGURES: web.AppKey[FiguresCache[SaleRef]] = web.AppKey("figures", FiguresCache)
 
 
 async def get_order(request: web.Request) -> web.Response:
@@ -136,7 +159,59 @@ async def payment_callback(request: web.Request) -> web.Response:
     )
 
 
+# --- the merchant console (docs/admin-api.md, "Orders") --------------------------------
+
+
+async def admin_search_orders(request: web.Request) -> web.Response:
+    require_role(request, VIEWER_ROLE)
+    search = parse_order_search(request.query)
+    orders, total = await request.app[ORDERS].search(search)
+    return json_response(search.page.view("orders", [admin_order_view(o) for o in orders], total))
+
+
+async def admin_get_order(request: web.Request) -> web.Response:
+    require_role(request, VIEWER_ROLE)
+    order_id = parse_order_id(request.match_info["id"])
+    found = None if order_id is None else await request.app[ORDERS].with_payments(order_id)
+    if found is None:
+        raise NotFound("order")
+    return json_response(admin_order_detail(*found))
+
+
+async def admin_mark_refunded(request: web.Request) -> web.Response:
+    """An operator confirmed at the payment provider that this payment was refunded."""
+    who = require_role(request, OPERATOR_ROLE)
+    refund_id = parse_refund_id(await read_json_object(request))
+    payment, order = await request.app[ORDERS].mark_refunded(
+        request.match_info["transaction_id"], refund_id, who.user_id
+    )
+    return json_response(payment_view(payment, order))
+
+
+async def read_figures(orders: OrderRepository, sale: SaleRef) -> dict[str, Any]:
+    return figures_view(sale, await orders.sale_counts(sale), datetime.now(UTC))
+
+
+async def admin_figures(request: web.Request) -> web.Response:
+    require_role(request, VIEWER_ROLE)
+    sale = parse_sale_ref(request.query)
+    return json_response(await read_figures(request.app[ORDERS], sale))
+
+
+async def admin_live(request: web.Request) -> web.StreamResponse:
+    require_role(request, VIEWER_ROLE)
+    sale = parse_sale_ref(request.query)
+    figures = request.app[FIGURES]
+    return await stream_figures(request, lambda: figures.get(sale))
+
+
 def add_routes(app: web.Application) -> None:
+    # Before /api/orders/{id}...: "admin" is not an order id.
+    app.router.add_get("/api/orders/admin/orders", admin_search_orders)
+    app.router.add_get("/api/orders/admin/orders/{id}", admin_get_order)
+    app.router.add_post("/api/orders/admin/payments/{transaction_id}/refund", admin_mark_refunded)
+    app.router.add_get("/api/orders/admin/figures", admin_figures)
+    app.router.add_get("/api/orders/admin/live", admin_live)
     app.router.add_get("/api/orders", list_orders)
     app.router.add_get("/api/orders/{id}", get_order)
     app.router.add_post("/api/orders/{id}/cancel", cancel_order)

@@ -1,4 +1,5 @@
-"""Cancels unpaid orders past their deadline and sends payment reminders, periodically.
+"""Cancels unpaid orders past their deadline and sends payment reminders, periodically;
+and cancels unpaid orders of cancelled sales that a concurrent creation left behind.
 
 Safe with several replicas: each round locks its rows with FOR UPDATE SKIP LOCKED.
 """
@@ -15,6 +16,10 @@ from services.order.repository import OrderRepository
 
 log = logging.getLogger(__name__)
 
+# A creation that raced a sale's cancellation ran concurrently with it: looking back this
+# far after the cancellation was recorded covers any such transaction many times over.
+CANCELLED_SALE_SWEEP_WINDOW_SECONDS = 3600.0
+
 
 class SweeperMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
@@ -24,6 +29,12 @@ class SweeperMetrics:
         self.reminders = Counter(
             "order_payment_reminders_total",
             "order.payment_due reminders emitted.",
+            registry=registry,
+        )
+        self.sale_cancelled = Counter(
+            "order_sale_cancelled_swept_total",
+            "Unpaid orders of cancelled sales that a creation racing the cancellation left "
+            "unpaid, cancelled by the sweeper.",
             registry=registry,
         )
         self.failures = Counter(
@@ -47,6 +58,16 @@ class Sweeper:
             done = await self._orders.cancel_expired(batch)
             cancelled += len(done)
             if len(done) < batch:
+                break
+        while True:
+            swept = await self._orders.cancel_pending_of_cancelled_sales(
+                batch, CANCELLED_SALE_SWEEP_WINDOW_SECONDS
+            )
+            # Not counted as expired: their sale was cancelled, their deadline may be far.
+            self._metrics.sale_cancelled.inc(len(swept))
+            if swept:
+                log.warning("sweep: %d unpaid orders of cancelled sales cancelled", len(swept))
+            if len(swept) < batch:
                 break
         while True:
             due = await self._orders.remind_due(batch, self._settings.payment_reminder_lead_seconds)

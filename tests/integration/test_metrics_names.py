@@ -62,6 +62,8 @@ ORDER = {
     "order_outbox_publish_failures": set(),
     "order_outbox_backlog": set(),
     "order_outbox_oldest_event_age_seconds": set(),
+    "order_sale_cancelled_orders": set(),
+    "order_sale_cancelled_swept": set(),
     "kafka_consumer_messages": {"topic", "group", "result"},
     "kafka_consumer_retries": {"topic", "group"},
     "kafka_consumer_lag": {"topic", "group", "partition"},
