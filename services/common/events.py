@@ -20,6 +20,8 @@ ENVELOPE_VERSION = 1
 # Event types (the topic each travels on is in topics.py / DESIGN.md).
 SECKILL_RESERVED = "seckill.reserved"
 SECKILL_RELEASED = "seckill.released"
+# A merchant cancelled a flash sale (key "a<activity id>"): its unpaid orders are cancelled.
+SECKILL_CANCELLED = "seckill.cancelled"
 ORDER_CREATED = "order.created"
 ORDER_PAID = "order.paid"
 ORDER_CANCELLED = "order.cancelled"
