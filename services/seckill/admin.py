@@ -156,14 +156,15 @@ class SaleAdmin:
             at = from_epoch_ms(int(answer.values[0]))
             if closing is Closing.END:
                 await locked.mark_ended_early(at)
-                field, closed = "ended_early_at", {"ended_early_at": at}
+                field = "ended_early_at"
+                activity = replace(locked.activity, ended_early_at=at)
             else:
                 await locked.mark_cancelled(at)
-                field, closed = "cancelled_at", {"cancelled_at": at}
+                field = "cancelled_at"
+                activity = replace(locked.activity, cancelled_at=at)
             await locked.audit(
                 actor, f"activity.{closing.value}", {field: None}, {field: rfc3339(at)}
             )
-            activity = replace(locked.activity, **closed)
         self._changed(activity_id)
         return activity
 
