@@ -203,9 +203,14 @@ async def running_groupbuy_relay(redis: Any, settings: Any) -> AsyncIterator[Any
 
 
 async def redis_keyspace(redis: Any, pattern: str) -> dict[bytes, Any]:
-    """Every key matching pattern with its value: "changes nothing" is compared on it."""
+    """Every key matching pattern with its value: "changes nothing" is compared on it.
+
+    Leaves out the merchant board's counters (services/seckill/board.py): they count every
+    press answered, refused ones too, and change a flush after the press, on their own."""
     out: dict[bytes, Any] = {}
     for key in sorted(await redis.keys(pattern)):
+        if key.endswith(b":board"):
+            continue
         kind = (await redis.type(key)).decode()
         if kind == "string":
             out[key] = await redis.get(key)

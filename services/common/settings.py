@@ -103,6 +103,10 @@ class Settings:
     # How old the remaining stock an activity page shows may be (read from Redis at most
     # once per this time per activity and process; 0: every request). Presses never use it.
     stock_display_max_age_seconds: float = 0.2
+    # How long a seckill process trusts the activity it read for the shoppers' pages: a
+    # merchant's edit, end or cancel shows on every process within this time (presses
+    # never read it: the reserve script decides on the settings in Redis).
+    seckill_activity_cache_seconds: float = 1.0
     # How long after a sale ends (a group-buy campaign: after its last group's window) an
     # Idempotency-Key still replays its first outcome; then its record expires with the sale.
     idempotency_key_retention_seconds: int = 24 * 3600

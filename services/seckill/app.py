@@ -9,13 +9,17 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from services.common.http import auth_middleware, errors_and_metrics_middleware
+from services.common.live import DEFAULT_INTERVAL_SECONDS, FiguresCache, LiveStreams
 from services.common.observability import create_ops_app
 from services.common.redis_batch import ScriptBatcher
 from services.common.resources import pg_pool, redis_client
 from services.common.settings import Settings
 from services.common.shutdown import close_pool, stop_tasks
 from services.seckill.activities import ActivityRepository
+from services.seckill.activity_cache import ActivityCache
+from services.seckill.admin import SaleAdmin
 from services.seckill.background import start_background
+from services.seckill.board import PressBoard
 from services.seckill.metrics import SeckillMetrics
 from services.seckill.outbox_relay import OutboxRelay
 from services.seckill.routes import SECKILL, Seckill, add_routes
@@ -61,20 +65,31 @@ def create_app(
             settings.user_rate_limit_per_second,
             settings.idempotency_key_retention_seconds,
         )
+        activities = ActivityRepository(pool)
+        sold_out = SoldOutFlags(settings.sold_out_recheck_seconds)
+        cache = ActivityCache(activities.get, settings.seckill_activity_cache_seconds)
+        admin = SaleAdmin(activities, stock, sold_out, cache.forget)
+        board = PressBoard(redis)
         sk = Seckill(
-            activities=ActivityRepository(pool),
+            activities=activities,
             stock=stock,
             stock_view=StockView(stock.remaining, settings.stock_display_max_age_seconds),
-            sold_out=SoldOutFlags(settings.sold_out_recheck_seconds),
+            sold_out=sold_out,
             metrics=metrics,
-            cache={},
+            cache=cache,
+            board=board,
+            admin=admin,
+            # Half the stream's interval: a board is never shown a reading older than that.
+            figures=FiguresCache(admin.figures, DEFAULT_INTERVAL_SECONDS / 2),
         )
         app[SECKILL] = sk
-        tasks: list[asyncio.Task[None]] = []
+        # The board's press counters are this API process's own: flushed from here,
+        # whether or not the background work runs in this process.
+        tasks: list[asyncio.Task[None]] = [asyncio.create_task(board.run(), name="board")]
         if metrics.background is not None:
             relay = OutboxRelay(redis, settings, metrics.background.relay)
             app[RELAY] = relay
-            tasks = start_background(
+            tasks += start_background(
                 settings,
                 redis,
                 sk.activities,
@@ -94,6 +109,7 @@ def create_app(
             await redis.aclose()
 
     app.cleanup_ctx.append(resources)
+    LiveStreams().install(app)
     add_routes(app)
     app[METRICS] = metrics
     return app

@@ -1,17 +1,19 @@
-"""Flash-sale rules: activity validation, status, reservation requests and outcomes.
+"""Flash-sale rules: activity validation, status, the merchant's changes (edit, stock,
+end, cancel), reservation requests and outcomes.
 
 Pure functions and dataclasses: no I/O, so tests call them directly.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from enum import StrEnum
 from typing import Any, NamedTuple
 
 from services.common.errors import DomainError, ValidationError
 from services.common.events import (
+    SECKILL_CANCELLED,
     SECKILL_RELEASED,
     SECKILL_RESERVED,
     Envelope,
@@ -59,10 +61,45 @@ class Activity:
     ends_at: datetime
     per_user_limit: int
     payment_timeout_seconds: int
+    # Set when a merchant ended the sale early or cancelled it (the moment Redis closed it).
+    ended_early_at: datetime | None = None
+    cancelled_at: datetime | None = None
+    created_at: datetime | None = None
+    # Set once its stock is in Redis (warm-up done).
+    warmed_at: datetime | None = None
+
+    @property
+    def closes_at(self) -> datetime:
+        """When presses stop being taken: the end, or the moment it was ended early."""
+        if self.ended_early_at is not None and self.ended_early_at < self.ends_at:
+            return self.ended_early_at
+        return self.ends_at
+
+
+class SaleState(StrEnum):
+    """The merchant's view of a sale (docs/admin-api.md, "Sale states")."""
+
+    UPCOMING = "upcoming"
+    LIVE = "live"
+    ENDED = "ended"
+    CANCELLED = "cancelled"
+
+
+def sale_state(activity: Activity, now: datetime) -> SaleState:
+    if activity.cancelled_at is not None:
+        return SaleState.CANCELLED
+    if activity.ended_early_at is not None or now >= activity.ends_at:
+        return SaleState.ENDED
+    if now < activity.starts_at:
+        return SaleState.UPCOMING
+    return SaleState.LIVE
 
 
 def activity_status(activity: Activity, remaining: int, now: datetime) -> Status:
-    return sale_status(activity.starts_at, activity.ends_at, remaining, now)
+    # A cancelled sale is over for a shopper: "ended" (the shoppers' list hides it).
+    if activity.cancelled_at is not None:
+        return Status.ENDED
+    return sale_status(activity.starts_at, activity.closes_at, remaining, now)
 
 
 def activity_view(activity: Activity, remaining: int, now: datetime) -> dict[str, Any]:
@@ -79,6 +116,42 @@ def activity_view(activity: Activity, remaining: int, now: datetime) -> dict[str
         "payment_timeout_seconds": activity.payment_timeout_seconds,
         "status": activity_status(activity, remaining, now).value,
     }
+
+
+def admin_view(activity: Activity, remaining: int, now: datetime) -> dict[str, Any]:
+    """What the merchant console shows: the shoppers' view plus the sale's state."""
+    return {
+        **activity_view(activity, remaining, now),
+        "state": sale_state(activity, now).value,
+        "ended_early": activity.ended_early_at is not None,
+        "cancelled_at": None if activity.cancelled_at is None else rfc3339(activity.cancelled_at),
+        "warm_up": "pending" if activity.warmed_at is None else "done",
+        "created_at": None if activity.created_at is None else rfc3339(activity.created_at),
+    }
+
+
+def redis_meta(activity: Activity) -> dict[str, str | int]:
+    """The settings the reserve script reads, as the activity's Redis meta hash holds them.
+    A sale ended early or cancelled keeps that in its settings, so a rebuild of its Redis
+    state from PostgreSQL (services/reconcile) does not open it again."""
+    meta: dict[str, str | int] = {
+        "starts_ms": _ms(activity.starts_at),
+        "ends_ms": _ms(activity.closes_at),
+        "limit": activity.per_user_limit,
+        "pay_ms": activity.payment_timeout_seconds * 1000,
+        "price": activity.price_cents,
+        "sku": activity.sku,
+        "total": activity.stock,
+    }
+    if activity.ended_early_at is not None:
+        meta["ended_early"] = _ms(activity.ended_early_at)
+    if activity.cancelled_at is not None:
+        meta["cancelled"] = _ms(activity.cancelled_at)
+    return meta
+
+
+def _ms(moment: datetime) -> int:
+    return int(moment.timestamp() * 1000)
 
 
 # --- input validation -----------------------------------------------------------------
@@ -118,6 +191,212 @@ def parse_new_activity(body: dict[str, Any], now: datetime) -> NewActivity:
     return new
 
 
+# --- the merchant's changes -----------------------------------------------------------
+
+EDITABLE_FIELDS = (
+    "title",
+    "price_cents",
+    "starts_at",
+    "ends_at",
+    "stock",
+    "per_user_limit",
+    "payment_timeout_seconds",
+)
+
+
+def already_started() -> DomainError:
+    return DomainError(409, "already_started", "the sale has started: it can no longer be edited")
+
+
+def sale_closed() -> DomainError:
+    return DomainError(409, "sale_closed", "the sale has ended or was cancelled")
+
+
+def warm_up_pending() -> DomainError:
+    return DomainError(
+        409,
+        "warm_up_pending",
+        "the sale's stock is not in Redis yet (it is loaded as soon as Redis answers): "
+        "retry shortly",
+    )
+
+
+def not_live() -> DomainError:
+    return DomainError(409, "not_live", "only a live sale can be ended")
+
+
+def below_reserved(reserved: int) -> DomainError:
+    return DomainError(
+        409,
+        "below_reserved",
+        f"{reserved} units are already reserved: the stock cannot be set below that",
+        reserved=reserved,
+    )
+
+
+def editable_view(activity: Activity) -> dict[str, Any]:
+    """The editable fields as the API shows them (what the audit log compares)."""
+    return {
+        "title": activity.title,
+        "price_cents": activity.price_cents,
+        "starts_at": rfc3339(activity.starts_at),
+        "ends_at": rfc3339(activity.ends_at),
+        "stock": activity.stock,
+        "per_user_limit": activity.per_user_limit,
+        "payment_timeout_seconds": activity.payment_timeout_seconds,
+    }
+
+
+def created_view(activity: Activity) -> dict[str, Any]:
+    """The fields a create set, for its audit entry."""
+    return {"sku": activity.sku, **editable_view(activity)}
+
+
+def parse_edit(body: dict[str, Any]) -> dict[str, Any]:
+    """A PATCH body: any non-empty subset of the editable fields, each validated as on
+    create. The sku names the product the orders are for: it cannot change."""
+    if "sku" in body:
+        raise ValidationError("sku", "cannot be changed: create another sale instead")
+    reject_unknown(body, set(EDITABLE_FIELDS))
+    if not body:
+        raise ValidationError("body", f"name at least one of {', '.join(EDITABLE_FIELDS)}")
+    return {name: _editable_field(body, name) for name in EDITABLE_FIELDS if name in body}
+
+
+def _editable_field(body: dict[str, Any], name: str) -> Any:
+    """One editable field, validated as create validates it."""
+    match name:
+        case "title":
+            return text_field(body, name, 200)
+        case "price_cents":
+            return int_field(body, name, 0, MAX_PRICE_CENTS)
+        case "starts_at" | "ends_at":
+            return time_field(body, name)
+        case "stock":
+            return parse_stock_value(body)
+        case "per_user_limit":
+            return int_field(body, name, 1, MAX_PER_USER_LIMIT)
+        case "payment_timeout_seconds":
+            return int_field(body, name, 1, MAX_PAYMENT_TIMEOUT_SECONDS)
+    raise ValueError(f"{name} is not editable")
+
+
+def apply_edit(activity: Activity, changes: dict[str, Any], now: datetime) -> Activity:
+    """The activity as the edit leaves it: the window checked as on create. Whether the
+    sale may still be edited is check_editable's (the state) and edit.lua's (the start,
+    against Redis's clock)."""
+    edited = replace(activity, **changes)
+    if edited.ends_at <= edited.starts_at:
+        field = "ends_at" if "ends_at" in changes else "starts_at"
+        raise ValidationError(
+            field, "must be after starts_at" if field == "ends_at" else "must be before ends_at"
+        )
+    if edited.ends_at <= now:
+        raise ValidationError("ends_at", "must be in the future")
+    return edited
+
+
+def check_editable(activity: Activity, now: datetime) -> None:
+    """An edit is allowed only before the start, on a sale loaded into Redis."""
+    state = sale_state(activity, now)
+    if state in (SaleState.ENDED, SaleState.CANCELLED):
+        raise sale_closed()
+    if state is SaleState.LIVE:
+        raise already_started()
+    if activity.warmed_at is None:
+        raise warm_up_pending()
+
+
+def parse_stock_value(body: dict[str, Any]) -> int:
+    return int_field(body, "stock", 1, MAX_STOCK)
+
+
+def parse_set_stock(body: dict[str, Any]) -> int:
+    """A PUT .../stock body: {"stock": N}."""
+    reject_unknown(body, {"stock"})
+    return parse_stock_value(body)
+
+
+def check_stock_settable(activity: Activity, now: datetime) -> None:
+    """The total can be set while the sale is upcoming or live."""
+    if sale_state(activity, now) in (SaleState.ENDED, SaleState.CANCELLED):
+        raise sale_closed()
+    if activity.warmed_at is None:
+        raise warm_up_pending()
+
+
+def stock_after(total: int, remaining: int, wanted: int) -> int | None:
+    """The remaining stock once the total becomes `wanted`: the units taken (total minus
+    remaining) stay taken. None when `wanted` is below them (set_stock.lua decides the
+    same against Redis; this is its rule, for the tests and the docs)."""
+    reserved = total - remaining
+    if wanted < reserved:
+        return None
+    return remaining + wanted - total
+
+
+class Closing(StrEnum):
+    END = "end"
+    CANCEL = "cancel"
+
+
+def check_closable(activity: Activity, closing: Closing, now: datetime) -> bool:
+    """Whether to close the sale now (True), or answer it unchanged (False: a repeat of
+    the same end or cancel). End: live only; cancel: upcoming or live."""
+    state = sale_state(activity, now)
+    if closing is Closing.END:
+        if activity.ended_early_at is not None:
+            return False
+        if state is not SaleState.LIVE:
+            raise not_live()
+    else:
+        if state is SaleState.CANCELLED:
+            return False
+        if state is SaleState.ENDED:
+            raise sale_closed()
+    if activity.warmed_at is None:
+        raise warm_up_pending()
+    return True
+
+
+def change_unanswered() -> DomainError:
+    """A change whose Redis script got no reply: PostgreSQL rolled back, Redis may or may
+    not have applied it. Every admin change is safe to repeat (the scripts set values,
+    a cancellation's outbox entry is appended once), so the answer is: send it again."""
+    return DomainError(
+        503,
+        "redis_unavailable",
+        "Redis did not answer: nothing was recorded; send the same request again "
+        "(it is safe to repeat)",
+        {"Retry-After": "1"},
+    )
+
+
+def live_figures(
+    activity: Activity,
+    total: int | None,
+    remaining: int,
+    reservations: int,
+    presses: int,
+    sold_out_answers: int,
+    now: datetime,
+) -> dict[str, Any]:
+    """The board's figures of one activity (docs/admin-api.md). `total` is the stock the
+    Redis settings hold (None: not recorded there; PostgreSQL's is the same then)."""
+    stock = activity.stock if total is None else total
+    return {
+        "activity_id": activity.id,
+        "state": sale_state(activity, now).value,
+        "stock": stock,
+        "remaining": max(remaining, 0),
+        "reserved_units": stock - max(remaining, 0),
+        "reservations": reservations,
+        "presses": presses,
+        "sold_out_answers": sold_out_answers,
+        "at": rfc3339(now),
+    }
+
+
 def parse_quantity(body: dict[str, Any]) -> int:
     """A reservation body: {} or {"quantity": n}."""
     reject_unknown(body, {"quantity"})
@@ -155,6 +434,8 @@ class Outcome(StrEnum):
     SOLD_OUT = "sold_out"
     # The press's Idempotency-Key was first used for a press with another quantity.
     KEY_REUSED = "key_reused"
+    # A merchant cancelled the sale (close.lua's flag in its settings).
+    CANCELLED = "cancelled"
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,6 +472,8 @@ def refusal(outcome: Outcome) -> DomainError:
             return DomainError(409, "not_started", "the sale has not started yet")
         case Outcome.ENDED:
             return DomainError(410, "sale_ended", "the sale has ended")
+        case Outcome.CANCELLED:
+            return DomainError(410, "sale_cancelled", "the sale was cancelled")
         case Outcome.RATE_LIMITED:
             return DomainError(
                 429, "rate_limited", "too many presses, slow down", {"Retry-After": "1"}
@@ -223,13 +506,30 @@ def reservation_state_view(reservation_id: str, record: dict[str, Any]) -> dict[
     }
 
 
-def outbox_event(activity_id: int, fields: dict[str, str]) -> Envelope:
-    """The Kafka event for one outbox stream entry written by reserve.lua / release.lua.
+def sale_key(activity_id: int) -> str:
+    """The partition key of the events about a whole sale (not one shopper's)."""
+    return f"a{activity_id}"
 
-    The event id is derived from the reservation id, so re-publishing an entry (relay
-    retry, reclaim after a crash) yields the same event and consumers dedupe on it.
+
+def outbox_event(activity_id: int, fields: dict[str, str]) -> Envelope:
+    """The Kafka event for one outbox stream entry written by reserve.lua / release.lua /
+    close.lua.
+
+    The event id is derived from the reservation id (a cancellation: the activity, which
+    is cancelled once), so re-publishing an entry (relay retry, reclaim after a crash)
+    yields the same event and consumers dedupe on it.
     """
     kind = fields["type"]
+    if kind == SECKILL_CANCELLED:
+        at = rfc3339_ms(int(fields["at"]))
+        key = sale_key(activity_id)
+        return Envelope(
+            id=event_id_for(kind, key),
+            type=kind,
+            key=key,
+            data={"activity_id": activity_id, "cancelled_at": at},
+            at=at,
+        )
     rid = fields["rid"]
     at = rfc3339_ms(int(fields["at"]))
     data: dict[str, Any] = {

@@ -26,6 +26,9 @@ class ActivityKeys:
     outbox: str
     # Hash: Idempotency-Key record field -> the press's first outcome; expires with the sale.
     idempotency: str
+    # Hash: the merchant's board counters, presses and sold_out (display counters, flushed
+    # from every API process's memory: services/seckill/board.py).
+    board: str
 
     def rate(self, user_id: str) -> str:
         return f"{self.tag}:rl:{user_id}"
@@ -41,6 +44,7 @@ def activity_keys(activity_id: int) -> ActivityKeys:
         reservations=f"{tag}:res",
         outbox=f"{tag}:outbox",
         idempotency=f"{tag}:idem",
+        board=f"{tag}:board",
     )
 
 

@@ -9,13 +9,14 @@ from datetime import UTC, datetime
 
 from aiohttp import web
 
-from services.common.errors import NotFound
+from services.common.auth import OPERATOR_ROLE, VIEWER_ROLE
+from services.common.errors import DomainError, NotFound
 from services.common.http import (
     created_sale,
     json_response,
     principal,
     read_json_object,
-    require_admin,
+    require_role,
 )
 from services.common.idempotency import (
     IDEMPOTENCY_KEY_HEADER,
@@ -23,18 +24,28 @@ from services.common.idempotency import (
     replay_headers,
     replayed_if,
 )
+from services.common.live import FiguresCache, stream_figures
+from services.common.paging import choice_param, parse_page, unknown_params
 from services.common.redis_faults import unanswered_change
 from services.common.resources import REDIS_UNANSWERED as UNANSWERED
 from services.seckill.activities import ActivityRepository
+from services.seckill.activity_cache import ActivityCache
+from services.seckill.admin import SaleAdmin
+from services.seckill.board import PressBoard
 from services.seckill.domain import (
     Activity,
+    Closing,
     Outcome,
+    SaleState,
     activity_of_reservation,
     activity_view,
+    admin_view,
     new_reservation_id,
     parse_activity_id,
+    parse_edit,
     parse_new_activity,
     parse_quantity,
+    parse_set_stock,
     refusal,
     reservation_state_view,
 )
@@ -58,18 +69,25 @@ class Seckill:
     stock_view: StockView
     sold_out: SoldOutFlags
     metrics: SeckillMetrics
-    # Activities never change once created: cache them for the browsing load.
-    cache: dict[int, Activity]
+    # The shoppers' pages read activities through it (activity_cache.py: a short TTL).
+    cache: ActivityCache
+    # Presses and sold-out answers, counted in memory for the merchant's board.
+    board: PressBoard
+    admin: SaleAdmin
+    # One reading of a sale's figures per interval, shared by every board watching it.
+    figures: FiguresCache[int]
 
     async def activity(self, activity_id: int | None) -> Activity:
-        if activity_id is None:
-            raise NotFound("activity")
-        found = self.cache.get(activity_id)
+        found = None if activity_id is None else await self.cache.get(activity_id)
         if found is None:
-            found = await self.activities.get(activity_id)
-            if found is None:
-                raise NotFound("activity")
-            self.cache[activity_id] = found
+            raise NotFound("activity")
+        return found
+
+    async def recorded(self, activity_id: int | None) -> Activity:
+        """The activity as PostgreSQL holds it now (the admin routes: no cache)."""
+        found = None if activity_id is None else await self.activities.get(activity_id)
+        if found is None:
+            raise NotFound("activity")
         return found
 
 
@@ -81,11 +99,11 @@ def _now() -> datetime:
 
 
 async def create_activity(request: web.Request) -> web.Response:
-    require_admin(request)
+    who = require_role(request, OPERATOR_ROLE)
     sk = request.app[SECKILL]
     new = parse_new_activity(await read_json_object(request), _now())
-    activity = await sk.activities.create(new)
-    sk.cache[activity.id] = activity
+    activity = await sk.activities.create(new, who.user_id)
+    sk.cache.put(activity)
     return await created_sale(
         sk.stock.warm_up(activity),
         lambda: sk.activities.mark_warmed(activity.id),
@@ -117,6 +135,23 @@ async def reserve(request: web.Request) -> web.Response:
     activity_id = parse_activity_id(request.match_info["id"])
     if activity_id is None:
         raise NotFound("activity")
+    # Counted for the merchant's board in memory (board.py flushes it): every press
+    # answered, whatever the answer, but not those naming no activity.
+    counted = True
+    try:
+        return await _reserve(request, sk, activity_id)
+    except DomainError as exc:
+        if exc.code == "not_found":
+            counted = False
+        elif exc.code == "sold_out":
+            sk.board.sold_out(activity_id)
+        raise
+    finally:
+        if counted:
+            sk.board.pressed(activity_id)
+
+
+async def _reserve(request: web.Request, sk: Seckill, activity_id: int) -> web.Response:
     user = principal(request).user_id
     key = parse_idempotency_key(request.headers.getall(IDEMPOTENCY_KEY_HEADER, []))
     quantity = parse_quantity(await read_json_object(request))
@@ -171,8 +206,100 @@ async def get_reservation(request: web.Request) -> web.Response:
     return json_response(reservation_state_view(reservation_id, record))
 
 
+# --- the merchant console (docs/admin-api.md) -------------------------------------------
+
+ADMIN_LIST_PARAMS = ("state", "limit", "offset")
+ADMIN_PATH = "/api/seckill/admin/activities"
+
+
+async def admin_list(request: web.Request) -> web.Response:
+    require_role(request, VIEWER_ROLE)
+    sk = request.app[SECKILL]
+    unknown_params(request.query, ADMIN_LIST_PARAMS)
+    state = choice_param(request.query, "state", [s.value for s in SaleState])
+    page = parse_page(request.query)
+    now = _now()
+    activities, total = await sk.activities.admin_list(state, now, page.limit, page.offset)
+    remaining = await sk.stock.remaining([a.id for a in activities])
+    views = [admin_view(a, remaining[a.id], now) for a in activities]
+    return json_response(page.view("activities", views, total))
+
+
+async def admin_get(request: web.Request) -> web.Response:
+    require_role(request, VIEWER_ROLE)
+    sk = request.app[SECKILL]
+    activity = await sk.recorded(parse_activity_id(request.match_info["id"]))
+    figures = await sk.figures.get(activity.id)
+    view = admin_view(activity, figures["remaining"], _now())
+    return json_response({**view, "figures": figures})
+
+
+async def admin_edit(request: web.Request) -> web.Response:
+    who = require_role(request, OPERATOR_ROLE)
+    sk = request.app[SECKILL]
+    activity_id = _admin_id(request)
+    changes = parse_edit(await read_json_object(request))
+    activity = await sk.admin.edit(activity_id, changes, who.user_id)
+    remaining = await sk.stock.remaining([activity.id])
+    return json_response(admin_view(activity, remaining[activity.id], _now()))
+
+
+async def admin_set_stock(request: web.Request) -> web.Response:
+    who = require_role(request, OPERATOR_ROLE)
+    sk = request.app[SECKILL]
+    activity_id = _admin_id(request)
+    wanted = parse_set_stock(await read_json_object(request))
+    activity, remaining = await sk.admin.set_stock(activity_id, wanted, who.user_id)
+    return json_response(admin_view(activity, remaining, _now()))
+
+
+async def admin_end(request: web.Request) -> web.Response:
+    return await _close(request, Closing.END)
+
+
+async def admin_cancel(request: web.Request) -> web.Response:
+    return await _close(request, Closing.CANCEL)
+
+
+async def _close(request: web.Request, closing: Closing) -> web.Response:
+    who = require_role(request, OPERATOR_ROLE)
+    sk = request.app[SECKILL]
+    activity = await sk.admin.close(_admin_id(request), closing, who.user_id)
+    remaining = await sk.stock.remaining([activity.id])
+    return json_response(admin_view(activity, remaining[activity.id], _now()))
+
+
+async def admin_audit(request: web.Request) -> web.Response:
+    require_role(request, VIEWER_ROLE)
+    sk = request.app[SECKILL]
+    activity = await sk.recorded(parse_activity_id(request.match_info["id"]))
+    return json_response({"entries": await sk.activities.audit_trail(activity.id)})
+
+
+async def admin_live(request: web.Request) -> web.StreamResponse:
+    require_role(request, VIEWER_ROLE)
+    sk = request.app[SECKILL]
+    activity_id = _admin_id(request)
+    return await stream_figures(request, lambda: sk.figures.get(activity_id))
+
+
+def _admin_id(request: web.Request) -> int:
+    activity_id = parse_activity_id(request.match_info["id"])
+    if activity_id is None:
+        raise NotFound("activity")
+    return activity_id
+
+
 def add_routes(app: web.Application) -> None:
-    app.router.add_post("/api/seckill/admin/activities", create_activity)
+    app.router.add_post(ADMIN_PATH, create_activity)
+    app.router.add_get(ADMIN_PATH, admin_list)
+    app.router.add_get(ADMIN_PATH + "/{id}", admin_get)
+    app.router.add_patch(ADMIN_PATH + "/{id}", admin_edit)
+    app.router.add_put(ADMIN_PATH + "/{id}/stock", admin_set_stock)
+    app.router.add_post(ADMIN_PATH + "/{id}/end", admin_end)
+    app.router.add_post(ADMIN_PATH + "/{id}/cancel", admin_cancel)
+    app.router.add_get(ADMIN_PATH + "/{id}/audit", admin_audit)
+    app.router.add_get(ADMIN_PATH + "/{id}/live", admin_live)
     app.router.add_get("/api/seckill/activities", list_activities)
     app.router.add_get("/api/seckill/activities/{id}", get_activity)
     app.router.add_post("/api/seckill/activities/{id}/reservations", reserve)

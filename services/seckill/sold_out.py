@@ -1,7 +1,9 @@
 """In-process sold-out flags: answer 410 without touching Redis once an activity sold out.
 
-A flag is trusted only for a short time, because stock can come back (a cancelled order,
-possibly released by another replica); then one request asks Redis again.
+A flag is trusted only for a short time (SOLD_OUT_RECHECK_SECONDS), because stock can come
+back (a cancelled order, possibly released by another replica; a merchant adding stock
+through another process); then one request asks Redis again. The process that returns or
+adds the stock clears its own flag at once.
 """
 
 from __future__ import annotations

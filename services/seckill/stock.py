@@ -8,6 +8,7 @@ appendfsync everysec loses at most about a second; see docs/operations.md).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -17,7 +18,7 @@ from services.common.idempotency import record_field
 from services.common.lua import lua_source
 from services.common.redis_batch import ScriptBatcher
 from services.common.stream_outbox import warm_sale
-from services.seckill.domain import Activity, Decision, Outcome, Reservation
+from services.seckill.domain import Activity, Closing, Decision, Outcome, Reservation, redis_meta
 from services.seckill.keys import ACTIVITIES, activity_keys
 
 
@@ -31,6 +32,29 @@ REPLAYED = "replayed"
 
 # The Idempotency-Key record field of a press (services/common/idempotency.py).
 RESERVE_ACTION = "reserve"
+
+
+@dataclass(frozen=True, slots=True)
+class ScriptAnswer:
+    """What an admin script (edit, set_stock, close) answered: its outcome and values."""
+
+    outcome: str
+    values: tuple[str, ...]
+
+
+def _answer(reply: list[Any]) -> ScriptAnswer:
+    return ScriptAnswer(_text(reply[0]), tuple(_text(v) for v in reply[1:]))
+
+
+@dataclass(frozen=True, slots=True)
+class LiveCounts:
+    """An activity's figures as Redis holds them, read in one transaction."""
+
+    total: int | None  # None: its settings do not hold the total (warmed before they did)
+    remaining: int
+    reservations: int
+    presses: int
+    sold_out_answers: int
 
 
 class StockStore:
@@ -50,6 +74,9 @@ class StockStore:
         self._keep_ms = idempotency_key_retention_seconds * 1000
         self._reserve = redis.register_script(lua_source("services.seckill", "reserve.lua"))
         self._release = redis.register_script(lua_source("services.seckill", "release.lua"))
+        self._edit = redis.register_script(lua_source("services.seckill", "edit.lua"))
+        self._set_stock = redis.register_script(lua_source("services.seckill", "set_stock.lua"))
+        self._close = redis.register_script(lua_source("services.seckill", "close.lua"))
 
     async def warm_up(self, activity: Activity) -> None:
         """Load an activity into Redis; idempotent (see warm_sale)."""
@@ -57,14 +84,7 @@ class StockStore:
         await warm_sale(
             self._redis,
             meta_key=keys.meta,
-            meta={
-                "starts_ms": int(activity.starts_at.timestamp() * 1000),
-                "ends_ms": int(activity.ends_at.timestamp() * 1000),
-                "limit": activity.per_user_limit,
-                "pay_ms": activity.payment_timeout_seconds * 1000,
-                "price": activity.price_cents,
-                "sku": activity.sku,
-            },
+            meta=redis_meta(activity),
             stock_key=keys.stock,
             stock=activity.stock,
             outbox_key=keys.outbox,
@@ -127,6 +147,43 @@ class StockStore:
             args=[reservation_id, reason],
         )
         return _text(reply[0])
+
+    async def edit(self, activity: Activity) -> ScriptAnswer:
+        """Write an upcoming activity's edited settings and stock (edit.lua)."""
+        keys = activity_keys(activity.id)
+        meta = redis_meta(activity)
+        fields = ("starts_ms", "ends_ms", "limit", "pay_ms", "price", "total")
+        reply = await self._edit(keys=[keys.meta, keys.stock], args=[meta[f] for f in fields])
+        return _answer(reply)
+
+    async def set_stock(self, activity_id: int, wanted: int, recorded: int) -> ScriptAnswer:
+        """Set the total stock (set_stock.lua); `recorded` is PostgreSQL's total, used only
+        when the settings do not hold one yet."""
+        keys = activity_keys(activity_id)
+        reply = await self._set_stock(keys=[keys.meta, keys.stock], args=[wanted, recorded])
+        return _answer(reply)
+
+    async def close(self, activity_id: int, closing: Closing) -> ScriptAnswer:
+        """End or cancel the sale now (close.lua)."""
+        keys = activity_keys(activity_id)
+        reply = await self._close(keys=[keys.meta, keys.outbox], args=[closing.value])
+        return _answer(reply)
+
+    async def live_counts(self, activity_id: int) -> LiveCounts:
+        keys = activity_keys(activity_id)
+        pipe = self._redis.pipeline(transaction=True)
+        pipe.hget(keys.meta, "total")
+        pipe.get(keys.stock)
+        pipe.hlen(keys.reservations)
+        pipe.hmget(keys.board, "presses", "sold_out")
+        total, remaining, reservations, (presses, sold_out) = await pipe.execute()
+        return LiveCounts(
+            total=None if total is None else int(total),
+            remaining=int(remaining or 0),
+            reservations=int(reservations),
+            presses=int(presses or 0),
+            sold_out_answers=int(sold_out or 0),
+        )
 
     async def remaining(self, activity_ids: list[int]) -> dict[int, int]:
         if not activity_ids:

@@ -2,7 +2,8 @@
 -- reservation path"). Concurrent presses are merged into one call (one command instead
 -- of one per press: the client's per-command cost is the hot path's limit); each press
 -- is still decided on its own, in order, as if it had its own script call.
--- Checks, in order: activity known, the press's Idempotency-Key record, sale window,
+-- Checks, in order: activity known, the press's Idempotency-Key record, not cancelled
+-- (a merchant's cancel: close.lua sets the flag in the settings read anyway), sale window,
 -- per-user rate limit, per-user limit (BEFORE taking stock: checking after a decrement
 -- leaks or oversells), stock. Then takes the stock, records the reservation and appends
 -- the seckill.reserved outbox entry, so "stock taken" and "event will be published" are
@@ -24,7 +25,8 @@
 -- presses with one (a call holds one kind: a press without a key costs what it did
 -- before keys existed); press i: ARGV[3 + m(i-1) + 1] user id, + 2 quantity,
 -- + 3 reservation id, + 4 (m = 4) the key's record field
--- Returns one reply per press: {"ok", remaining, pay_before_ms} or {refusal};
+-- Returns one reply per press: {"ok", remaining, pay_before_ms} or {refusal} (cancelled,
+-- not_started, ended, ...);
 -- replayed: {"replayed", "ok", pay_before_ms, reservation id, quantity} or
 -- {"replayed", refusal}; {"key_reused"} when the key's first press had another quantity.
 
@@ -49,17 +51,20 @@ local function all(reply)
   return replies
 end
 
-local meta = redis.call('HMGET', KEYS[1], 'starts_ms', 'ends_ms', 'limit', 'pay_ms', 'price', 'sku')
+local meta = redis.call('HMGET', KEYS[1], 'starts_ms', 'ends_ms', 'limit', 'pay_ms', 'price', 'sku',
+  'cancelled')
 if not meta[1] then
   return all({'not_found'})
 end
+local cancelled = meta[7] ~= false
 
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 -- Nothing is recorded before the sale starts, so there is no record to look for.
 if now < tonumber(meta[1]) then
-  return all({'not_started'})
+  return all({cancelled and 'cancelled' or 'not_started'})
 end
+-- Ended early by a merchant: close.lua moved ends_ms to that moment.
 local ended = now >= tonumber(meta[2])
 
 local rate = tonumber(ARGV[1])
@@ -89,6 +94,9 @@ local function reserve(rate_key, user, qty, rid, field)
     if seen then
       return replay(seen, qty)
     end
+  end
+  if cancelled then
+    return {'cancelled'}
   end
   if ended then
     return {'ended'}
