@@ -10,6 +10,7 @@ from aiohttp import web
 
 from services.common.http import auth_middleware, errors_and_metrics_middleware
 from services.common.kafka import BatchConsumer, BatchHandler, start_producer
+from services.common.live import DEFAULT_INTERVAL_SECONDS, FiguresCache, LiveStreams
 from services.common.observability import create_ops_app
 from services.common.periodic import every
 from services.common.resources import PG_TRANSIENT, pg_pool, redis_client
@@ -18,11 +19,12 @@ from services.common.shutdown import close_pool, stop_tasks
 from services.common.stream_outbox import StreamOutbox, StreamOutboxRelay
 from services.common.topics import GROUPBUY as GROUPBUY_TOPIC
 from services.common.topics import ORDERS
+from services.groupbuy.admin import CampaignAdmin
 from services.groupbuy.consumer import GroupRecordHandler, UnitReturnHandler
 from services.groupbuy.domain import outbox_event
 from services.groupbuy.keys import CAMPAIGNS, campaign_keys, campaign_of_outbox
 from services.groupbuy.metrics import GroupbuyMetrics
-from services.groupbuy.repository import CampaignRepository, GroupRecord
+from services.groupbuy.repository import CampaignCache, CampaignRepository, GroupRecord
 from services.groupbuy.routes import GROUPBUY, Groupbuy, add_routes
 from services.groupbuy.store import GroupStore
 from services.groupbuy.sweeper import GroupSweeper
@@ -41,6 +43,9 @@ GROUPBUY_OUTBOX = StreamOutbox(
 )
 RELAY: web.AppKey[StreamOutboxRelay] = web.AppKey("relay", StreamOutboxRelay)
 METRICS: web.AppKey[GroupbuyMetrics] = web.AppKey("metrics", GroupbuyMetrics)
+# How stale the shoppers' campaign page may be after an admin change made through another
+# process (docs/groupbuy.md, "Ending and cancelling"); opens and joins never read it.
+CAMPAIGN_CACHE_SECONDS = 1.0
 
 
 async def warm_pending(gb: Groupbuy) -> None:
@@ -85,12 +90,19 @@ def create_app(
         redis = redis_client(settings)
         pool = await pg_pool(settings)
         store = GroupStore(redis, settings.idempotency_key_retention_seconds)
+        campaigns = CampaignRepository(pool)
+        cache = CampaignCache(campaigns, CAMPAIGN_CACHE_SECONDS)
+        sweeper = GroupSweeper(store, settings, metrics)
+        admin = CampaignAdmin(campaigns, store, sweeper, cache)
         gb = Groupbuy(
-            campaigns=CampaignRepository(pool),
+            campaigns=campaigns,
             groups=GroupRecord(pool),
             store=store,
             metrics=metrics,
-            cache={},
+            cache=cache,
+            admin=admin,
+            # Half the streams' interval: each tick of a board gets a fresh reading.
+            figures=FiguresCache(admin.figures, DEFAULT_INTERVAL_SECONDS / 2),
         )
         app[GROUPBUY] = gb
         relay = StreamOutboxRelay(redis, settings, metrics.relay, GROUPBUY_OUTBOX)
@@ -107,11 +119,7 @@ def create_app(
         if run_relay:
             tasks.append(asyncio.create_task(relay.run(), name="outbox-relay"))
         if run_sweeper:
-            tasks.append(
-                asyncio.create_task(
-                    GroupSweeper(store, settings, metrics).run(), name="group-sweeper"
-                )
-            )
+            tasks.append(asyncio.create_task(sweeper.run(), name="group-sweeper"))
         if run_consumers:
             record = GroupRecordHandler(gb.groups)
             returns = UnitReturnHandler(store, metrics)
@@ -131,6 +139,7 @@ def create_app(
             await redis.aclose()
 
     app.cleanup_ctx.append(resources)
+    LiveStreams().install(app)
     add_routes(app)
     app[METRICS] = metrics
     return app

@@ -1,5 +1,6 @@
-"""Group-buying (拼团) rules: campaign validation and views, group ids, script outcomes and
-their HTTP meaning, the share-card view and the events of the outbox.
+"""Group-buying (拼团) rules: campaign validation and views, the admin states and edits,
+group ids, script outcomes and their HTTP meaning, the share-card view and the events of
+the outbox.
 
 Pure functions and dataclasses: no I/O, so tests call them directly.
 """
@@ -76,11 +77,29 @@ class Campaign:
     virtual_completion: bool
     min_real_members: int
     payment_timeout_seconds: int
+    # Set by the merchant console (docs/admin-api.md); None until then.
+    ended_early_at: datetime | None = None
+    cancelled_at: datetime | None = None
+    created_at: datetime | None = None
+    warmed_at: datetime | None = None
 
 
 def campaign_status(campaign: Campaign, remaining: int, now: datetime) -> Status:
+    if campaign.ended_early_at is not None:
+        return Status.ENDED
     # A new group needs a whole group's worth of units.
     return sale_status(campaign.starts_at, campaign.ends_at, remaining, now, campaign.group_size)
+
+
+# What a shopper sees of a cancelled campaign: the orders of its open groups are being
+# cancelled, which "ended" would not say.
+CANCELLED_STATUS = "cancelled"
+
+
+def shopper_status(campaign: Campaign, remaining: int, now: datetime) -> str:
+    if campaign.cancelled_at is not None:
+        return CANCELLED_STATUS
+    return campaign_status(campaign, remaining, now).value
 
 
 def campaign_view(campaign: Campaign, remaining: int, now: datetime) -> dict[str, Any]:
@@ -100,8 +119,177 @@ def campaign_view(campaign: Campaign, remaining: int, now: datetime) -> dict[str
         "virtual_completion": campaign.virtual_completion,
         "min_real_members": campaign.min_real_members,
         "payment_timeout_seconds": campaign.payment_timeout_seconds,
-        "status": campaign_status(campaign, remaining, now).value,
+        "status": shopper_status(campaign, remaining, now),
     }
+
+
+# --- the merchant console: admin states, views and figures ----------------------------
+
+
+class SaleState(StrEnum):
+    """The admin `state` of a campaign (docs/admin-api.md, "Sale states")."""
+
+    UPCOMING = "upcoming"
+    LIVE = "live"
+    ENDED = "ended"
+    CANCELLED = "cancelled"
+
+
+SALE_STATES = frozenset(s.value for s in SaleState)
+
+
+def admin_state(campaign: Campaign, now: datetime) -> SaleState:
+    if campaign.cancelled_at is not None:
+        return SaleState.CANCELLED
+    if campaign.ended_early_at is not None or now >= campaign.ends_at:
+        return SaleState.ENDED
+    if now < campaign.starts_at:
+        return SaleState.UPCOMING
+    return SaleState.LIVE
+
+
+def _moment(value: datetime | None) -> str | None:
+    return None if value is None else rfc3339(value)
+
+
+def admin_view(campaign: Campaign, remaining: int, now: datetime) -> dict[str, Any]:
+    """What a shopper sees, plus what only the merchant needs."""
+    return {
+        **campaign_view(campaign, remaining, now),
+        "state": admin_state(campaign, now).value,
+        "ended_early": campaign.ended_early_at is not None,
+        "cancelled_at": _moment(campaign.cancelled_at),
+        "warm_up": "done" if campaign.warmed_at is not None else "pending",
+        "created_at": _moment(campaign.created_at),
+    }
+
+
+def gate_closed(campaign: Campaign) -> str:
+    """The meta `closed` flag the scripts read: '' (open), 'ended' or 'cancelled'."""
+    if campaign.cancelled_at is not None:
+        return SaleState.CANCELLED.value
+    if campaign.ended_early_at is not None:
+        return SaleState.ENDED.value
+    return ""
+
+
+def gate_ends_at(campaign: Campaign) -> datetime:
+    """When opening stops: the end, or the moment a merchant ended the campaign early."""
+    if campaign.ended_early_at is not None and campaign.ended_early_at < campaign.ends_at:
+        return campaign.ended_early_at
+    return campaign.ends_at
+
+
+@dataclass(frozen=True, slots=True)
+class GroupCounts:
+    """A campaign's groups by state and their members, as PostgreSQL records them."""
+
+    open: int
+    completed: int
+    failed: int
+    members: int
+
+
+def figures_view(
+    campaign: Campaign,
+    total: int | None,
+    remaining: int | None,
+    counts: GroupCounts,
+    now: datetime,
+) -> dict[str, Any]:
+    """The live board's figures. total and remaining come from Redis (None when the
+    campaign is not there: warm-up pending or Redis lost it); the stock falls back to
+    PostgreSQL's. reserved_units: units held by groups (all N of an open group, one per
+    member of a completed one whose order was not cancelled)."""
+    stock = campaign.stock if total is None else total
+    return {
+        "campaign_id": campaign.id,
+        "state": admin_state(campaign, now).value,
+        "stock": stock,
+        "remaining": remaining,
+        "reserved_units": None if remaining is None else stock - remaining,
+        "groups_open": counts.open,
+        "groups_completed": counts.completed,
+        "groups_failed": counts.failed,
+        "members": counts.members,
+        "at": rfc3339(now),
+    }
+
+
+def already_started() -> DomainError:
+    return DomainError(
+        409,
+        "already_started",
+        "the campaign has started: only its stock can be changed now (or end or cancel it)",
+    )
+
+
+def sale_closed() -> DomainError:
+    return DomainError(409, "sale_closed", "the campaign has ended or was cancelled")
+
+
+def warm_up_pending() -> DomainError:
+    return DomainError(
+        409,
+        "warm_up_pending",
+        "the campaign is not loaded into Redis yet (its creation answered 202): retry "
+        "once its warm_up is done",
+    )
+
+
+def below_reserved(reserved: int) -> DomainError:
+    return DomainError(
+        409,
+        "below_reserved",
+        f"groups already hold {reserved} units: the stock cannot go below that",
+        reserved_units=reserved,
+    )
+
+
+def not_live() -> DomainError:
+    return DomainError(409, "not_live", "only a live campaign can be ended")
+
+
+def require_not_closed(campaign: Campaign, now: datetime) -> None:
+    """Edits and stock changes: never on an ended or cancelled campaign."""
+    if admin_state(campaign, now) in (SaleState.ENDED, SaleState.CANCELLED):
+        raise sale_closed()
+
+
+def require_warm(campaign: Campaign) -> None:
+    """A campaign whose Redis state is not there yet cannot be changed there."""
+    if campaign.warmed_at is None:
+        raise warm_up_pending()
+
+
+class AdminResult(StrEnum):
+    """What the admin scripts answered (edit, restock, end, cancel .lua)."""
+
+    OK = "ok"
+    ALREADY = "already"  # ended or cancelled before: nothing changed
+    NOT_FOUND = "not_found"  # no settings in Redis
+    STARTED = "started"  # edit: Redis TIME is past the start
+    NOT_STARTED = "not_started"  # end: before the start
+    ENDED = "ended"  # past the end, or ended early
+    CANCELLED = "cancelled"
+    BELOW_RESERVED = "below_reserved"
+
+
+def admin_refusal(result: AdminResult, reserved: int = 0, *, ending: bool = False) -> DomainError:
+    """The HTTP answer to an admin script's refusal; `ending`: the script was end.lua,
+    whose refusals all mean the campaign is not live."""
+    if result is AdminResult.NOT_FOUND:
+        return warm_up_pending()
+    if ending and result in (AdminResult.NOT_STARTED, AdminResult.ENDED, AdminResult.CANCELLED):
+        return not_live()
+    match result:
+        case AdminResult.STARTED:
+            return already_started()
+        case AdminResult.BELOW_RESERVED:
+            return below_reserved(reserved)
+        case AdminResult.ENDED | AdminResult.CANCELLED:
+            return sale_closed()
+    raise ValueError(f"{result} is not a refusal")
 
 
 # --- input validation -----------------------------------------------------------------
@@ -167,6 +355,90 @@ def parse_new_campaign(body: dict[str, Any], now: datetime) -> NewCampaign:
     return new
 
 
+# Editable while upcoming (docs/admin-api.md); the rest defines what the campaign IS.
+EDITABLE_FIELDS = (
+    "title",
+    "group_price_cents",
+    "single_price_cents",
+    "starts_at",
+    "ends_at",
+    "stock",
+    "group_window_seconds",
+    "per_user_limit",
+    "payment_timeout_seconds",
+)
+FIXED_FIELDS = frozenset({"sku", "group_size", "virtual_completion", "min_real_members"})
+
+
+def editable_values(campaign: Campaign | NewCampaign) -> dict[str, Any]:
+    """The editable fields as the API shows them (what an edit's audit entry compares)."""
+    return {
+        "title": campaign.title,
+        "group_price_cents": campaign.group_price_cents,
+        "single_price_cents": campaign.single_price_cents,
+        "starts_at": rfc3339(campaign.starts_at),
+        "ends_at": rfc3339(campaign.ends_at),
+        "stock": campaign.stock,
+        "group_window_seconds": campaign.group_window_seconds,
+        "per_user_limit": campaign.per_user_limit,
+        "payment_timeout_seconds": campaign.payment_timeout_seconds,
+    }
+
+
+def creation_values(campaign: Campaign) -> dict[str, Any]:
+    """Every field the campaign was created with, as a create body would give it."""
+    values: dict[str, Any] = {
+        "sku": campaign.sku,
+        "title": campaign.title,
+        "group_price_cents": campaign.group_price_cents,
+        "single_price_cents": campaign.single_price_cents,
+        "group_size": campaign.group_size,
+        "stock": campaign.stock,
+        "starts_at": campaign.starts_at.isoformat(),
+        "ends_at": campaign.ends_at.isoformat(),
+        "group_window_seconds": campaign.group_window_seconds,
+        "per_user_limit": campaign.per_user_limit,
+        "virtual_completion": campaign.virtual_completion,
+        "payment_timeout_seconds": campaign.payment_timeout_seconds,
+    }
+    if campaign.virtual_completion:
+        values["min_real_members"] = campaign.min_real_members
+    return values
+
+
+def created_values(new: NewCampaign, campaign_id: int) -> dict[str, Any]:
+    """The audit entry's `after` of a created campaign."""
+    return {
+        "id": campaign_id,
+        "sku": new.sku,
+        "group_size": new.group_size,
+        "virtual_completion": new.virtual_completion,
+        "min_real_members": new.min_real_members,
+        **editable_values(new),
+    }
+
+
+def check_edit_fields(body: dict[str, Any]) -> None:
+    """Only editable fields: refused before anything is read or locked."""
+    for name in sorted(body):
+        if name in FIXED_FIELDS:
+            raise ValidationError(name, "cannot be changed after creation")
+    reject_unknown(body, set(EDITABLE_FIELDS))
+
+
+def parse_campaign_edit(campaign: Campaign, body: dict[str, Any], now: datetime) -> NewCampaign:
+    """The campaign as the edit would leave it, validated as a new one would be (the
+    cross-field rules included): a PATCH cannot make a campaign create would refuse."""
+    check_edit_fields(body)
+    return parse_new_campaign({**creation_values(campaign), **body}, now)
+
+
+def parse_stock_total(body: dict[str, Any], campaign: Campaign) -> int:
+    """PUT .../stock {"stock": N}: the new total, at least one group's worth."""
+    reject_unknown(body, {"stock"})
+    return int_field(body, "stock", campaign.group_size, MAX_STOCK)
+
+
 def parse_campaign_id(raw: str) -> int | None:
     """A path id, or None when it cannot name a campaign (answered as 404)."""
     return parse_id(raw)
@@ -206,6 +478,7 @@ class Outcome(StrEnum):
     FULL = "full"
     COMPLETED_ALREADY = "completed_already"
     EXPIRED = "expired"
+    CANCELLED = "cancelled"
 
 
 def refusal(outcome: Outcome, what: str = "group") -> DomainError:
@@ -231,6 +504,8 @@ def refusal(outcome: Outcome, what: str = "group") -> DomainError:
             return DomainError(409, "group_completed", "the group is already complete")
         case Outcome.EXPIRED:
             return DomainError(410, "group_expired", "the group expired before it filled")
+        case Outcome.CANCELLED:
+            return DomainError(410, "sale_cancelled", "the campaign was cancelled")
         case Outcome.DUPLICATE_GROUP:
             return DomainError(503, "retry", "group id collision, try again")
     raise ValueError(f"{outcome} is not a refusal")

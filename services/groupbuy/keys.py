@@ -21,7 +21,10 @@ CAMPAIGNS = "gb:campaigns"
 @dataclass(frozen=True, slots=True)
 class CampaignKeys:
     tag: str
-    meta: str  # hash: window, size, prices, limits (written once at warm-up)
+    # hash: window, size, prices, limits (written at warm-up, rewritten by an edit while
+    # upcoming), `total` (the stock total Redis has applied: restock.lua) and `closed`
+    # ('', 'ended', 'cancelled': end.lua, cancel.lua)
+    meta: str
     stock: str  # units not yet taken by a group
     users: str  # hash: user -> groups the user takes part in (open or completed)
     outbox: str  # stream of group.* events

@@ -1,14 +1,17 @@
-"""PostgreSQL adapter of the groupbuy service: campaigns, and the record of groups and
-members built from the groupbuy topic (idempotent upserts)."""
+"""PostgreSQL adapter of the groupbuy service: campaigns and their admin audit log, and
+the record of groups and members built from the groupbuy topic (idempotent upserts)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+import time
+from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
 from typing import Any
 
 import asyncpg
 
+from services.common.audit import AuditEntry, AuditSql, audit_trail, record_audit
 from services.common.events import (
     GROUP_COMPLETED,
     GROUP_FAILED,
@@ -16,12 +19,16 @@ from services.common.events import (
     GROUP_OPENED,
     Envelope,
 )
-from services.groupbuy.domain import Campaign, NewCampaign
+from services.common.paging import Page
+from services.groupbuy.domain import Campaign, GroupCounts, NewCampaign, created_values
+
+AUDIT = AuditSql.for_schema("groupbuy")
+CAMPAIGN_TARGET = "campaign"
 
 _COLUMNS = (
     "id, sku, title, group_price_cents, single_price_cents, group_size, stock, starts_at, "
     "ends_at, group_window_seconds, per_user_limit, virtual_completion, min_real_members, "
-    "payment_timeout_seconds"
+    "payment_timeout_seconds, ended_early_at, cancelled_at, created_at, warmed_at"
 )
 INSERT_CAMPAIGN = f"""
 INSERT INTO groupbuy.campaigns
@@ -36,6 +43,48 @@ SELECT_UNWARMED = f"""
 SELECT {_COLUMNS} FROM groupbuy.campaigns WHERE warmed_at IS NULL AND ends_at > now()
 """
 MARK_WARMED = "UPDATE groupbuy.campaigns SET warmed_at = now() WHERE id = $1 AND warmed_at IS NULL"
+# domain.admin_state in SQL, at the moment $1, so a filtered list agrees with the views.
+_STATE = """CASE WHEN cancelled_at IS NOT NULL THEN 'cancelled'
+    WHEN ended_early_at IS NOT NULL OR ends_at <= $1 THEN 'ended'
+    WHEN starts_at > $1 THEN 'upcoming' ELSE 'live' END"""
+LIST_CAMPAIGNS = f"""
+SELECT {_COLUMNS} FROM groupbuy.campaigns WHERE $2::text IS NULL OR {_STATE} = $2
+ORDER BY starts_at DESC, id DESC LIMIT $3 OFFSET $4
+"""
+COUNT_CAMPAIGNS = f"SELECT count(*) FROM groupbuy.campaigns WHERE $2::text IS NULL OR {_STATE} = $2"
+# Every admin change of one campaign holds this lock from its first read to its last
+# Redis step, which may come after the COMMIT (a stock raise): changes of one campaign
+# reach Redis in the order PostgreSQL committed them, across processes.
+LOCK_CAMPAIGN = "SELECT pg_advisory_lock(hashtextextended('groupbuy.campaign', $1))"
+UNLOCK_CAMPAIGN = "SELECT pg_advisory_unlock(hashtextextended('groupbuy.campaign', $1))"
+SELECT_CAMPAIGN_FOR_UPDATE = f"SELECT {_COLUMNS} FROM groupbuy.campaigns WHERE id = $1 FOR UPDATE"
+UPDATE_CAMPAIGN = f"""
+UPDATE groupbuy.campaigns SET title = $2, group_price_cents = $3, single_price_cents = $4,
+    starts_at = $5, ends_at = $6, stock = $7, group_window_seconds = $8, per_user_limit = $9,
+    payment_timeout_seconds = $10, updated_at = now()
+WHERE id = $1 RETURNING {_COLUMNS}
+"""
+SET_STOCK = f"""
+UPDATE groupbuy.campaigns SET stock = $2, updated_at = now() WHERE id = $1
+RETURNING {_COLUMNS}
+"""
+SET_ENDED_EARLY = f"""
+UPDATE groupbuy.campaigns SET ended_early_at = $2, updated_at = now()
+WHERE id = $1 AND ended_early_at IS NULL RETURNING {_COLUMNS}
+"""
+SET_CANCELLED = f"""
+UPDATE groupbuy.campaigns SET cancelled_at = $2, updated_at = now()
+WHERE id = $1 AND cancelled_at IS NULL RETURNING {_COLUMNS}
+"""
+# The record the groupbuy consumer builds: it follows the gate by the relay's lag.
+GROUP_COUNTS = """
+SELECT count(*) FILTER (WHERE state = 'open') AS open,
+       count(*) FILTER (WHERE state = 'completed') AS completed,
+       count(*) FILTER (WHERE state = 'failed') AS failed,
+       (SELECT count(*) FROM groupbuy.members m JOIN groupbuy.groups mg ON mg.id = m.group_id
+        WHERE mg.campaign_id = $1) AS members
+FROM groupbuy.groups WHERE campaign_id = $1
+"""
 UPSERT_GROUP = """
 INSERT INTO groupbuy.groups (id, campaign_id, leader_id, size, opened_at, deadline)
 VALUES ($1, $2, $3, $4, $5, $6)
@@ -62,12 +111,103 @@ def _ts(raw: str) -> datetime:
     return datetime.fromisoformat(raw.replace("Z", "+00:00"))
 
 
+def _campaign(row: asyncpg.Record) -> Campaign:
+    return Campaign(**dict(row))
+
+
+class CampaignChange:
+    """One admin change of one campaign: its row locked (FOR UPDATE) inside the
+    transaction the caller opened on `conn`, the audit entry written in it."""
+
+    def __init__(self, conn: asyncpg.Connection, campaign_id: int) -> None:
+        self.conn = conn
+        self._id = campaign_id
+
+    async def campaign(self) -> Campaign | None:
+        row = await self.conn.fetchrow(SELECT_CAMPAIGN_FOR_UPDATE, self._id)
+        return None if row is None else _campaign(row)
+
+    async def edit(self, edited: NewCampaign) -> Campaign:
+        row = await self.conn.fetchrow(
+            UPDATE_CAMPAIGN,
+            self._id,
+            edited.title,
+            edited.group_price_cents,
+            edited.single_price_cents,
+            edited.starts_at,
+            edited.ends_at,
+            edited.stock,
+            edited.group_window_seconds,
+            edited.per_user_limit,
+            edited.payment_timeout_seconds,
+        )
+        return _campaign(row)
+
+    async def set_stock(self, total: int) -> Campaign:
+        return _campaign(await self.conn.fetchrow(SET_STOCK, self._id, total))
+
+    async def set_ended_early(self, at: datetime) -> Campaign | None:
+        row = await self.conn.fetchrow(SET_ENDED_EARLY, self._id, at)
+        return None if row is None else _campaign(row)
+
+    async def set_cancelled(self, at: datetime) -> Campaign | None:
+        row = await self.conn.fetchrow(SET_CANCELLED, self._id, at)
+        return None if row is None else _campaign(row)
+
+    async def audit(
+        self, actor: str, action: str, before: dict[str, Any] | None, after: dict[str, Any]
+    ) -> None:
+        entry = AuditEntry(actor, action, CAMPAIGN_TARGET, str(self._id), before, after)
+        await record_audit(self.conn, AUDIT, entry)
+
+
+class CampaignCache:
+    """Campaigns by id for the shoppers' page, each kept `ttl` seconds: an edit, end or
+    cancel made through another process shows there within `ttl` (this process forgets
+    the campaign at once). Opens and joins never read it: Redis decides them."""
+
+    MAX_ENTRIES = 10_000
+
+    def __init__(self, campaigns: CampaignRepository, ttl: float) -> None:
+        self._campaigns = campaigns
+        self._ttl = ttl
+        self._entries: dict[int, tuple[float, Campaign]] = {}
+
+    async def get(self, campaign_id: int) -> Campaign | None:
+        now = time.monotonic()
+        entry = self._entries.get(campaign_id)
+        if entry is not None and now - entry[0] < self._ttl:
+            return entry[1]
+        found = await self._campaigns.get(campaign_id)
+        if found is not None:
+            self.put(found, now)
+        return found
+
+    def put(self, campaign: Campaign, at: float | None = None) -> None:
+        if len(self._entries) >= self.MAX_ENTRIES:
+            self._entries.clear()
+        self._entries[campaign.id] = (time.monotonic() if at is None else at, campaign)
+
+    def forget(self, campaign_id: int) -> None:
+        self._entries.pop(campaign_id, None)
+
+
 class CampaignRepository:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
 
-    async def create(self, new: NewCampaign) -> Campaign:
-        row = await self._pool.fetchrow(
+    async def create(self, new: NewCampaign, actor: str) -> Campaign:
+        """Insert the campaign and its campaign.create audit entry in one transaction."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            campaign = await self._insert(conn, new)
+            await CampaignChange(conn, campaign.id).audit(
+                actor, "campaign.create", None, created_values(new, campaign.id)
+            )
+        return campaign
+
+    @staticmethod
+    async def _insert(conn: asyncpg.Connection, new: NewCampaign) -> Campaign:
+        row = await conn.fetchrow(
             INSERT_CAMPAIGN,
             new.sku,
             new.title,
@@ -83,14 +223,41 @@ class CampaignRepository:
             new.min_real_members,
             new.payment_timeout_seconds,
         )
-        return Campaign(**dict(row))
+        return _campaign(row)
 
     async def get(self, campaign_id: int) -> Campaign | None:
         row = await self._pool.fetchrow(SELECT_CAMPAIGN, campaign_id)
-        return None if row is None else Campaign(**dict(row))
+        return None if row is None else _campaign(row)
 
     async def unwarmed(self) -> list[Campaign]:
-        return [Campaign(**dict(r)) for r in await self._pool.fetch(SELECT_UNWARMED)]
+        return [_campaign(r) for r in await self._pool.fetch(SELECT_UNWARMED)]
+
+    async def page(
+        self, state: str | None, page: Page, now: datetime
+    ) -> tuple[list[Campaign], int]:
+        """Newest start first, optionally only those in `state` at `now`; and how many."""
+        rows = await self._pool.fetch(LIST_CAMPAIGNS, now, state, page.limit, page.offset)
+        total = await self._pool.fetchval(COUNT_CAMPAIGNS, now, state)
+        return [_campaign(r) for r in rows], int(total)
+
+    @contextlib.asynccontextmanager
+    async def locked(self, campaign_id: int) -> AsyncIterator[asyncpg.Connection]:
+        """A connection holding the campaign's admin lock (see LOCK_CAMPAIGN). A
+        connection that breaks releases it with its session."""
+        async with self._pool.acquire() as conn:
+            await conn.execute(LOCK_CAMPAIGN, campaign_id)
+            try:
+                yield conn
+            finally:
+                if not conn.is_closed():
+                    await conn.execute(UNLOCK_CAMPAIGN, campaign_id)
+
+    async def group_counts(self, campaign_id: int) -> GroupCounts:
+        row = await self._pool.fetchrow(GROUP_COUNTS, campaign_id)
+        return GroupCounts(row["open"], row["completed"], row["failed"], row["members"])
+
+    async def audit_trail(self, campaign_id: int) -> list[dict[str, Any]]:
+        return await audit_trail(self._pool, AUDIT, CAMPAIGN_TARGET, str(campaign_id))
 
     async def mark_warmed(self, campaign_id: int) -> None:
         await self._pool.execute(MARK_WARMED, campaign_id)

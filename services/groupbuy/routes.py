@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 
 from aiohttp import web
 
+from services.common.auth import OPERATOR_ROLE, VIEWER_ROLE
 from services.common.errors import NotFound
 from services.common.events import rfc3339
 from services.common.http import (
@@ -16,7 +17,7 @@ from services.common.http import (
     json_response,
     principal,
     read_json_object,
-    require_admin,
+    require_role,
 )
 from services.common.idempotency import (
     IDEMPOTENCY_KEY_HEADER,
@@ -24,10 +25,15 @@ from services.common.idempotency import (
     replay_headers,
     replayed_if,
 )
+from services.common.live import FiguresCache, stream_figures
+from services.common.paging import choice_param, parse_page, unknown_params
 from services.common.redis_faults import unanswered_change
 from services.common.resources import REDIS_UNANSWERED as UNANSWERED
+from services.groupbuy.admin import CampaignAdmin
 from services.groupbuy.domain import (
+    SALE_STATES,
     Campaign,
+    admin_view,
     campaign_of_group,
     campaign_view,
     group_view,
@@ -39,7 +45,7 @@ from services.groupbuy.domain import (
     refusal,
 )
 from services.groupbuy.metrics import GroupbuyMetrics
-from services.groupbuy.repository import CampaignRepository, GroupRecord
+from services.groupbuy.repository import CampaignCache, CampaignRepository, GroupRecord
 from services.groupbuy.store import GroupStore
 
 log = logging.getLogger(__name__)
@@ -53,18 +59,16 @@ class Groupbuy:
     groups: GroupRecord
     store: GroupStore
     metrics: GroupbuyMetrics
-    # Campaigns never change once created: cache them for the share-card load.
-    cache: dict[int, Campaign]
+    # The shoppers' campaign page, for a second at most (CampaignCache).
+    cache: CampaignCache
+    admin: CampaignAdmin
+    # One reading per campaign per interval, shared by the live boards and admin GETs.
+    figures: FiguresCache[int]
 
     async def campaign(self, campaign_id: int | None) -> Campaign:
-        if campaign_id is None:
-            raise NotFound("campaign")
-        found = self.cache.get(campaign_id)
+        found = None if campaign_id is None else await self.cache.get(campaign_id)
         if found is None:
-            found = await self.campaigns.get(campaign_id)
-            if found is None:
-                raise NotFound("campaign")
-            self.cache[campaign_id] = found
+            raise NotFound("campaign")
         return found
 
 
@@ -76,11 +80,11 @@ def _now() -> datetime:
 
 
 async def create_campaign(request: web.Request) -> web.Response:
-    require_admin(request)
+    who = require_role(request, OPERATOR_ROLE)
     gb = request.app[GROUPBUY]
     new = parse_new_campaign(await read_json_object(request), _now())
-    campaign = await gb.campaigns.create(new)
-    gb.cache[campaign.id] = campaign
+    campaign = await gb.campaigns.create(new, who.user_id)
+    gb.cache.put(campaign)
     return await created_sale(
         gb.store.warm_up(campaign),
         lambda: gb.campaigns.mark_warmed(campaign.id),
@@ -196,8 +200,107 @@ async def get_group(request: web.Request) -> web.Response:
     return json_response(group_view(group_id, state, members, who.user_id, who.is_admin))
 
 
+# --- the merchant console (docs/admin-api.md) ------------------------------------------
+
+LIST_PARAMS = ("state", "limit", "offset")
+
+
+def _admin_campaign_id(request: web.Request) -> int:
+    campaign_id = parse_campaign_id(request.match_info["id"])
+    if campaign_id is None:
+        raise NotFound("campaign")
+    return campaign_id
+
+
+async def _admin_answer(gb: Groupbuy, campaign: Campaign) -> web.Response:
+    remaining = await gb.store.remaining(campaign.id)
+    return json_response(admin_view(campaign, remaining, _now()))
+
+
+async def list_campaigns(request: web.Request) -> web.Response:
+    require_role(request, VIEWER_ROLE)
+    gb = request.app[GROUPBUY]
+    unknown_params(request.query, LIST_PARAMS)
+    state = choice_param(request.query, "state", SALE_STATES)
+    page = parse_page(request.query)
+    now = _now()
+    campaigns, total = await gb.campaigns.page(state, page, now)
+    remaining = await gb.store.remaining_of([c.id for c in campaigns])
+    items = [admin_view(c, remaining[c.id], now) for c in campaigns]
+    return json_response(page.view("campaigns", items, total))
+
+
+async def get_admin_campaign(request: web.Request) -> web.Response:
+    require_role(request, VIEWER_ROLE)
+    gb = request.app[GROUPBUY]
+    campaign_id = _admin_campaign_id(request)
+    campaign = await gb.campaigns.get(campaign_id)  # fresh: the console edits it
+    if campaign is None:
+        raise NotFound("campaign")
+    remaining = await gb.store.remaining(campaign_id)
+    view = admin_view(campaign, remaining, _now())
+    view["figures"] = await gb.figures.get(campaign_id)
+    return json_response(view)
+
+
+async def edit_campaign(request: web.Request) -> web.Response:
+    who = require_role(request, OPERATOR_ROLE)
+    gb = request.app[GROUPBUY]
+    campaign_id = _admin_campaign_id(request)
+    body = await read_json_object(request)
+    return await _admin_answer(gb, await gb.admin.edit(campaign_id, body, who.user_id))
+
+
+async def set_campaign_stock(request: web.Request) -> web.Response:
+    who = require_role(request, OPERATOR_ROLE)
+    gb = request.app[GROUPBUY]
+    campaign_id = _admin_campaign_id(request)
+    body = await read_json_object(request)
+    return await _admin_answer(gb, await gb.admin.set_stock(campaign_id, body, who.user_id))
+
+
+async def end_campaign(request: web.Request) -> web.Response:
+    who = require_role(request, OPERATOR_ROLE)
+    gb = request.app[GROUPBUY]
+    campaign_id = _admin_campaign_id(request)
+    parse_empty_body(await read_json_object(request))
+    return await _admin_answer(gb, await gb.admin.end(campaign_id, who.user_id))
+
+
+async def cancel_campaign(request: web.Request) -> web.Response:
+    who = require_role(request, OPERATOR_ROLE)
+    gb = request.app[GROUPBUY]
+    campaign_id = _admin_campaign_id(request)
+    parse_empty_body(await read_json_object(request))
+    return await _admin_answer(gb, await gb.admin.cancel(campaign_id, who.user_id))
+
+
+async def campaign_audit(request: web.Request) -> web.Response:
+    require_role(request, VIEWER_ROLE)
+    gb = request.app[GROUPBUY]
+    campaign_id = _admin_campaign_id(request)
+    if await gb.campaigns.get(campaign_id) is None:
+        raise NotFound("campaign")
+    return json_response({"entries": await gb.campaigns.audit_trail(campaign_id)})
+
+
+async def campaign_live(request: web.Request) -> web.StreamResponse:
+    require_role(request, VIEWER_ROLE)
+    gb = request.app[GROUPBUY]
+    campaign_id = _admin_campaign_id(request)
+    return await stream_figures(request, lambda: gb.figures.get(campaign_id))
+
+
 def add_routes(app: web.Application) -> None:
     app.router.add_post("/api/groupbuy/admin/campaigns", create_campaign)
+    app.router.add_get("/api/groupbuy/admin/campaigns", list_campaigns)
+    app.router.add_get("/api/groupbuy/admin/campaigns/{id}", get_admin_campaign)
+    app.router.add_patch("/api/groupbuy/admin/campaigns/{id}", edit_campaign)
+    app.router.add_put("/api/groupbuy/admin/campaigns/{id}/stock", set_campaign_stock)
+    app.router.add_post("/api/groupbuy/admin/campaigns/{id}/end", end_campaign)
+    app.router.add_post("/api/groupbuy/admin/campaigns/{id}/cancel", cancel_campaign)
+    app.router.add_get("/api/groupbuy/admin/campaigns/{id}/audit", campaign_audit)
+    app.router.add_get("/api/groupbuy/admin/campaigns/{id}/live", campaign_live)
     app.router.add_get("/api/groupbuy/campaigns/{id}", get_campaign)
     app.router.add_post("/api/groupbuy/campaigns/{id}/groups", open_group)
     app.router.add_post("/api/groupbuy/groups/{id}/join", join_group)

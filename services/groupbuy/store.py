@@ -8,7 +8,9 @@ service; it relies on Redis persistence as seckill does (docs/operations.md).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import NamedTuple
 
 from redis.asyncio import Redis
@@ -16,7 +18,15 @@ from redis.asyncio import Redis
 from services.common.idempotency import record_field
 from services.common.lua import lua_source
 from services.common.stream_outbox import warm_sale
-from services.groupbuy.domain import Campaign, Outcome, campaign_of_group
+from services.groupbuy.domain import (
+    AdminResult,
+    Campaign,
+    NewCampaign,
+    Outcome,
+    campaign_of_group,
+    gate_closed,
+    gate_ends_at,
+)
 from services.groupbuy.keys import CAMPAIGNS, campaign_keys
 
 
@@ -61,6 +71,43 @@ class JoinDecision(NamedTuple):
     replayed: bool = False
 
 
+def _ms(moment: datetime) -> int:
+    return int(moment.timestamp() * 1000)
+
+
+def _settings(campaign: Campaign | NewCampaign, ends_at: datetime) -> dict[str, str | int]:
+    """The meta fields the scripts read, but `total` and `closed`."""
+    return {
+        "starts_ms": _ms(campaign.starts_at),
+        "ends_ms": _ms(ends_at),
+        "size": campaign.group_size,
+        "window_ms": campaign.group_window_seconds * 1000,
+        "limit": campaign.per_user_limit,
+        "price": campaign.group_price_cents,
+        "sku": campaign.sku,
+        "pay_ms": campaign.payment_timeout_seconds * 1000,
+        "virtual": int(campaign.virtual_completion),
+        "min_real": campaign.min_real_members,
+    }
+
+
+class Restocked(NamedTuple):
+    """restock.lua's answer; remaining is None unless result is OK."""
+
+    result: AdminResult
+    reserved: int = 0
+    remaining: int | None = None
+
+
+class Closing(NamedTuple):
+    """end.lua's or cancel.lua's answer: at_ms, when it ended or was cancelled (None if
+    refused or, for a repeated cancel, unknown); open_groups, the groups made due."""
+
+    result: AdminResult
+    at_ms: int | None = None
+    open_groups: int = 0
+
+
 @dataclass(frozen=True, slots=True)
 class Settled:
     """What expire.lua did: 'failed', 'virtual', or a no-op ('not_due', 'settled', ...)."""
@@ -82,25 +129,23 @@ class GroupStore:
         self._join = redis.register_script(lua_source("services.groupbuy", "join.lua"))
         self._expire = redis.register_script(lua_source("services.groupbuy", "expire.lua"))
         self._release = redis.register_script(lua_source("services.groupbuy", "release_unit.lua"))
+        self._edit = redis.register_script(lua_source("services.groupbuy", "edit.lua"))
+        self._restock = redis.register_script(lua_source("services.groupbuy", "restock.lua"))
+        self._end = redis.register_script(lua_source("services.groupbuy", "end.lua"))
+        self._cancel = redis.register_script(lua_source("services.groupbuy", "cancel.lua"))
 
     async def warm_up(self, campaign: Campaign) -> None:
         """Load a campaign into Redis; idempotent (see warm_sale). The sweeper, like the
-        relay, only watches campaigns registered there."""
+        relay, only watches campaigns registered there. An ended or cancelled campaign
+        is loaded closed (a rebuild after Redis lost it must not reopen it)."""
         keys = campaign_keys(campaign.id)
         await warm_sale(
             self._redis,
             meta_key=keys.meta,
             meta={
-                "starts_ms": int(campaign.starts_at.timestamp() * 1000),
-                "ends_ms": int(campaign.ends_at.timestamp() * 1000),
-                "size": campaign.group_size,
-                "window_ms": campaign.group_window_seconds * 1000,
-                "limit": campaign.per_user_limit,
-                "price": campaign.group_price_cents,
-                "sku": campaign.sku,
-                "pay_ms": campaign.payment_timeout_seconds * 1000,
-                "virtual": int(campaign.virtual_completion),
-                "min_real": campaign.min_real_members,
+                **_settings(campaign, gate_ends_at(campaign)),
+                "total": campaign.stock,
+                "closed": gate_closed(campaign),
             },
             stock_key=keys.stock,
             stock=campaign.stock,
@@ -213,6 +258,74 @@ class GroupStore:
             args=[user_id],
         )
         return _text(reply[0])
+
+    async def edit(
+        self, campaign_id: int, edited: NewCampaign, apply_total: int, recorded_total: int
+    ) -> AdminResult:
+        """Rewrite an upcoming campaign's settings (edit.lua); apply_total: the stock total
+        to set now (never above what PostgreSQL has committed); recorded_total: the total
+        PostgreSQL had before the edit."""
+        keys = campaign_keys(campaign_id)
+        pairs: list[str | int] = []
+        for name, value in _settings(edited, edited.ends_at).items():
+            pairs += [name, value]
+        reply = await self._edit(
+            keys=[keys.meta, keys.stock], args=[apply_total, recorded_total, *pairs]
+        )
+        return AdminResult(_text(reply[0]))
+
+    async def restock(self, campaign_id: int, total: int, recorded_total: int) -> Restocked:
+        """Set the stock total, never below the units groups hold (restock.lua)."""
+        keys = campaign_keys(campaign_id)
+        reply = await self._restock(keys=[keys.meta, keys.stock], args=[total, recorded_total])
+        result = AdminResult(_text(reply[0]))
+        if result is AdminResult.OK:
+            return Restocked(result, int(reply[2]), int(reply[1]))
+        if result is AdminResult.BELOW_RESERVED:
+            return Restocked(result, int(reply[1]))
+        return Restocked(result)
+
+    async def end(self, campaign_id: int) -> Closing:
+        """Stop new groups now (end.lua)."""
+        reply = await self._end(keys=[campaign_keys(campaign_id).meta], args=[])
+        result = AdminResult(_text(reply[0]))
+        at = int(reply[1]) if result in (AdminResult.OK, AdminResult.ALREADY) else None
+        return Closing(result, at)
+
+    async def cancel(self, campaign_id: int) -> Closing:
+        """Stop new groups and joins now and make every open group due (cancel.lua)."""
+        keys = campaign_keys(campaign_id)
+        reply = await self._cancel(keys=[keys.meta, keys.deadlines], args=[])
+        result = AdminResult(_text(reply[0]))
+        if result is AdminResult.OK:
+            return Closing(result, int(reply[1]), int(reply[2]))
+        if result is AdminResult.ALREADY:
+            return Closing(result, None, int(reply[1]))
+        return Closing(result)
+
+    async def stock_figures(self, campaign_id: int) -> tuple[int | None, int | None]:
+        """(total, remaining) as Redis has them; None where Redis has nothing."""
+        keys = campaign_keys(campaign_id)
+        pipe = self._redis.pipeline(transaction=True)
+        pipe.hget(keys.meta, "total")
+        pipe.get(keys.stock)
+        total, remaining = await pipe.execute()
+        return (
+            None if total is None else int(total),
+            None if remaining is None else int(remaining),
+        )
+
+    async def remaining_of(self, campaign_ids: Sequence[int]) -> dict[int, int]:
+        """The remaining stock of several campaigns in one round trip (the admin list)."""
+        if not campaign_ids:
+            return {}
+        pipe = self._redis.pipeline(transaction=False)
+        for campaign_id in campaign_ids:
+            pipe.get(campaign_keys(campaign_id).stock)
+        values = await pipe.execute()
+        return {
+            c: int(v) if v is not None else 0 for c, v in zip(campaign_ids, values, strict=True)
+        }
 
     async def due_groups(self, campaign_id: int, now_ms: int, limit: int) -> list[str]:
         raw = await self._redis.zrangebyscore(

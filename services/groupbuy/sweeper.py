@@ -27,23 +27,40 @@ class GroupSweeper:
     async def sweep_once(self) -> dict[str, int]:
         """One round over every campaign; counts of groups failed and completed."""
         counts = {"failed": 0, "virtual": 0}
-        batch = self._settings.groupbuy_sweep_batch_size
         for campaign_id in await self._store.campaigns():
-            now_ms = int(time.time() * 1000)
-            for group_id in await self._store.due_groups(campaign_id, now_ms, batch):
-                settled = await self._store.expire_group(campaign_id, group_id)
-                if settled.result == "failed":
-                    counts["failed"] += 1
-                    self._metrics.failed.inc()
-                elif settled.result == "virtual":
-                    counts["virtual"] += 1
-                    self._metrics.completed.labels("virtual").inc()
-                    self._metrics.time_to_complete.observe(
-                        max(0.0, now_ms / 1000 - settled.opened_ms / 1000)
-                    )
+            await self._sweep(campaign_id, counts)
         if counts["failed"] or counts["virtual"]:
             log.info("sweep: %(failed)d groups failed, %(virtual)d completed virtually", counts)
         return counts
+
+    async def sweep_campaign(self, campaign_id: int) -> dict[str, int]:
+        """Every due group of one campaign, batch after batch: a cancelled campaign's
+        open groups fail at once rather than at the next round (cancel.lua made them
+        all due)."""
+        counts = {"failed": 0, "virtual": 0}
+        while await self._sweep(campaign_id, counts):
+            pass
+        return counts
+
+    async def _sweep(self, campaign_id: int, counts: dict[str, int]) -> bool:
+        """One batch of one campaign; whether more may be due (a full batch that settled
+        something: a group the script finds not due stays in the set)."""
+        batch = self._settings.groupbuy_sweep_batch_size
+        now_ms = int(time.time() * 1000)
+        due = await self._store.due_groups(campaign_id, now_ms, batch)
+        before = counts["failed"] + counts["virtual"]
+        for group_id in due:
+            settled = await self._store.expire_group(campaign_id, group_id)
+            if settled.result == "failed":
+                counts["failed"] += 1
+                self._metrics.failed.inc()
+            elif settled.result == "virtual":
+                counts["virtual"] += 1
+                self._metrics.completed.labels("virtual").inc()
+                self._metrics.time_to_complete.observe(
+                    max(0.0, now_ms / 1000 - settled.opened_ms / 1000)
+                )
+        return len(due) == batch and counts["failed"] + counts["virtual"] > before
 
     async def run(self) -> None:
         while True:

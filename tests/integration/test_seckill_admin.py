@@ -28,12 +28,6 @@ ADMIN = "/api/seckill/admin/activities"
 OPERATOR = "merchant:7"
 
 
-@pytest.fixture(autouse=True)
-async def empty_audit(db: asyncpg.Connection) -> None:
-    # conftest's reset restarts activity ids at 1: old entries would name the new ones.
-    await db.execute("TRUNCATE seckill.admin_audit RESTART IDENTITY")
-
-
 @pytest.fixture
 def bearer(settings: Settings) -> Callable[..., Headers]:
     def make(sub: str, *roles: str) -> Headers:

@@ -1,7 +1,8 @@
 -- Join a group, atomically. Checks: the caller's Idempotency-Key record for this group (a
 -- retry is answered from it and changes nothing; docs/idempotency.md), group known, not
 -- completed or failed, not past its deadline (even if the sweeper has not settled it
--- yet), caller not already a member, a slot free, per-user limit. The group's units were
+-- yet), caller not already a member, a slot free, campaign not cancelled (cancel.lua;
+-- a campaign ended early still lets its open groups fill), per-user limit. The group's units were
 -- taken from the stock when it opened, so a free slot IS available stock. The join that
 -- fills the last slot flips the group to completed and appends group.completed in the
 -- same step: scripts run one at a time, so exactly one join can see the last slot free,
@@ -41,7 +42,7 @@ local function record(first)
   return {first.o}
 end
 
-local g = redis.call('HMGET', KEYS[5], 'state', 'deadline', 'size', 'n', 'opened', 'how')
+local g = redis.call('HMGET', KEYS[5], 'state', 'deadline', 'size', 'n', 'opened', 'how', 'why')
 if not g[1] then
   return {'not_found'}
 end
@@ -54,6 +55,9 @@ if g[1] == 'completed' then
   return record({o = 'completed_already'})
 end
 if g[1] == 'failed' then
+  if g[7] == 'cancelled' then
+    return record({o = 'cancelled'})
+  end
   return record({o = 'expired'})
 end
 
@@ -74,7 +78,10 @@ if n >= size then
   return record({o = 'full'})
 end
 
-local meta = redis.call('HMGET', KEYS[1], 'limit', 'price', 'sku', 'pay_ms')
+local meta = redis.call('HMGET', KEYS[1], 'limit', 'price', 'sku', 'pay_ms', 'closed')
+if meta[5] == 'cancelled' then
+  return record({o = 'cancelled'})
+end
 local held = tonumber(redis.call('HGET', KEYS[2], user) or '0')
 if held >= tonumber(meta[1]) then
   return record({o = 'limit_reached'})

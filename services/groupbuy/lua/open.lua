@@ -1,6 +1,7 @@
 -- Open a group with the caller as leader, atomically (docs/groupbuy.md).
 -- Checks: the caller's Idempotency-Key record (a retry is answered from it and changes
--- nothing; docs/idempotency.md), campaign known, campaign window, per-user limit (BEFORE
+-- nothing; docs/idempotency.md), campaign known, not cancelled (a merchant's end moves
+-- ends_ms to that moment), campaign window, per-user limit (BEFORE
 -- taking stock), then stock for the WHOLE group: opening takes all N units at once, so
 -- joins never touch the campaign stock and the campaign can never be oversold, whatever
 -- the number of concurrent groups. Writes the group, its first member and the
@@ -28,9 +29,12 @@ if field ~= '' then
 end
 
 local meta = redis.call('HMGET', KEYS[1], 'starts_ms', 'ends_ms', 'size', 'window_ms', 'limit',
-  'price', 'sku', 'pay_ms')
+  'price', 'sku', 'pay_ms', 'closed')
 if not meta[1] then
   return {'not_found'}
+end
+if meta[9] == 'cancelled' then
+  return {'cancelled'}
 end
 
 local function record(first)
