@@ -30,7 +30,8 @@ from tests.redis_server import redis_server as own_redis_server
 from tools.fake_wechat import FakeWeChat, running_fake_wechat
 
 RESET_SQL = """
-TRUNCATE seckill.activities, seckill.admin_audit, groupbuy.admin_audit, orders.orders, orders.outbox, orders.payments,
+TRUNCATE seckill.activities, seckill.admin_audit, groupbuy.admin_audit,
+    orders.orders, orders.outbox, orders.payments,
     orders.admin_audit, orders.cancelled_sales, notify.templates, notify.admin_audit,
     groupbuy.campaigns, groupbuy.groups, groupbuy.members,
     notify.deliveries, notify.subscriptions, notify.recipients,
