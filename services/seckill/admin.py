@@ -103,8 +103,15 @@ class SaleAdmin:
             if not after:
                 return locked.activity
             await locked.save_edit(edited)
-            _refused(await _script(self._stock.edit(edited)))
+            recorded = locked.activity.stock
+            # More stock reaches Redis only after COMMIT, as in set_stock: a crash between
+            # the two leaves Redis offering less than the record, never more.
+            grow = edited.stock > recorded
+            script_sees = replace(edited, stock=recorded) if grow else edited
+            _refused(await _script(self._stock.edit(script_sees)))
             await locked.audit(actor, "activity.edit", before, after)
+        if grow:
+            _refused(await _script(self._stock.set_stock(activity_id, edited.stock, recorded)))
         self._changed(activity_id)
         return edited
 
