@@ -68,9 +68,7 @@ export const paths = {
 
 // The array of a list answer: {"<items>": [...], "total", "limit", "offset"}.
 export function itemsOf(body, key) {
-  if (Array.isArray(body?.[key])) return body[key];
-  const arrays = Object.values(body ?? {}).filter(Array.isArray);
-  return arrays.length === 1 ? arrays[0] : [];
+  return Array.isArray(body?.[key]) ? body[key] : [];
 }
 
 export function stateOf(sale) {
@@ -80,29 +78,28 @@ export function stateOf(sale) {
 const first = (...values) => values.find((v) => typeof v === "number");
 
 // A reading of the sale's own stream (seckill or groupbuy) -> the board's figures.
+// seckill: remaining, reservations, presses, sold_out_answers; groupbuy: remaining,
+// groups_open, groups_completed, groups_failed, members. A figure absent is left as is.
 export function saleFigures(raw) {
-  const groups = raw.groups ?? {};
   return {
-    remaining: first(raw.remaining_stock, raw.remaining),
+    remaining: first(raw.remaining),
+    reserved_units: first(raw.reserved_units),
     presses: first(raw.presses),
-    reservations: first(raw.reservations, raw.reserved),
-    sold_out: first(raw.sold_out, raw.sold_out_answers),
-    groups_open: first(raw.groups_open, groups.open),
-    groups_completed: first(raw.groups_completed, groups.completed),
-    groups_failed: first(raw.groups_failed, groups.failed),
+    reservations: first(raw.reservations),
+    sold_out: first(raw.sold_out_answers),
+    groups_open: first(raw.groups_open),
+    groups_completed: first(raw.groups_completed),
+    groups_failed: first(raw.groups_failed),
+    members: first(raw.members),
   };
 }
 
-// A reading of the order stream (order counts of one sale by state) -> the board's.
+// A reading of the order stream: {"created", "pending_payment", "paid", "cancelled"}.
 export function orderFigures(raw) {
-  const counts = raw.counts ?? raw.by_state ?? raw.states ?? raw;
-  const paid = first(counts.paid) ?? 0;
-  const cancelled = first(counts.cancelled) ?? 0;
-  const pending = first(counts.pending_payment) ?? 0;
   return {
-    orders_created: first(raw.created, raw.total, counts.total) ?? pending + paid + cancelled,
-    orders_pending: pending,
-    orders_paid: paid,
-    orders_cancelled: cancelled,
+    orders_created: first(raw.created),
+    orders_pending: first(raw.pending_payment),
+    orders_paid: first(raw.paid),
+    orders_cancelled: first(raw.cancelled),
   };
 }

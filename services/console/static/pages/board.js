@@ -8,6 +8,12 @@ import { clock } from "../format.js";
 import { follow } from "../sse.js";
 import { stateBadge } from "./sales.js";
 
+const ORDERS = [
+  ["orders_created", "Orders created"],
+  ["orders_pending", "Orders awaiting payment"],
+  ["orders_paid", "Orders paid"],
+  ["orders_cancelled", "Orders cancelled"],
+];
 const FIGURES = {
   seckill: [
     ["remaining", "Remaining stock"],
@@ -15,20 +21,16 @@ const FIGURES = {
     ["presses", "Presses"],
     ["reservations", "Reservations"],
     ["sold_out", "Sold-out answers"],
-    ["orders_created", "Orders created"],
-    ["orders_paid", "Orders paid"],
-    ["orders_cancelled", "Orders cancelled"],
+    ...ORDERS,
   ],
   groupbuy: [
     ["remaining", "Remaining stock"],
-    ["presses_per_second", "Presses / s"],
-    ["presses", "Presses"],
+    ["reserved_units", "Units held by groups"],
     ["groups_open", "Groups open"],
     ["groups_completed", "Groups completed"],
     ["groups_failed", "Groups failed"],
-    ["orders_created", "Orders created"],
-    ["orders_paid", "Orders paid"],
-    ["orders_cancelled", "Orders cancelled"],
+    ["members", "Members"],
+    ...ORDERS,
   ],
 };
 
@@ -56,11 +58,27 @@ export async function boardPage({ root, match, signal }) {
     orders: h("span", { class: "stream", "data-stream": "orders" }, "connecting…"),
   };
   const problem = h("p", { class: "status error", role: "alert", hidden: true });
+  // The state as the stream says it, or as the clock makes it (an upcoming sale goes live
+  // while the board is open).
+  let saleState = stateOf(sale);
+  const badge = h("span", { "data-board-state": "" }, stateBadge(saleState));
+  const followState = (raw) => {
+    let next = raw.state ?? saleState;
+    if (!raw.state) {
+      const now = Date.now();
+      if (next === "upcoming" && now >= Date.parse(sale.starts_at)) next = "live";
+      if (next === "live" && now >= Date.parse(sale.ends_at)) next = "ended";
+    }
+    if (next !== saleState) {
+      saleState = next;
+      badge.replaceChildren(stateBadge(next));
+    }
+  };
   root.append(
     h(
       "div",
       { class: "page-head" },
-      h("h1", {}, `${kind.label} #${sale.id}: ${sale.title} `, stateBadge(stateOf(sale))),
+      h("h1", {}, `${kind.label} #${sale.id}: ${sale.title} `, badge),
       h("a", { class: "button", href: `#/sales/${kindName}/${id}` }, "Details & actions"),
     ),
     grid,
@@ -79,7 +97,7 @@ export async function boardPage({ root, match, signal }) {
 
   const show = (figures) => {
     for (const [name, value] of Object.entries(figures)) {
-      if (value === undefined || !cells.has(name)) continue;
+      if (value === undefined || value === null || !cells.has(name)) continue;
       cells.get(name).textContent = String(value);
     }
     const now = new Date();
@@ -95,16 +113,19 @@ export async function boardPage({ root, match, signal }) {
     }
   };
 
+  // Presses per second from two successive readings, timed by the service's clock
+  // ("at") when the reading has one.
   let previous = null;
   const onSale = (raw) => {
+    followState(raw);
     const figures = saleFigures(raw);
-    const now = performance.now();
+    const at = Number.isNaN(Date.parse(raw.at)) ? Date.now() : Date.parse(raw.at);
     if (figures.presses !== undefined) {
-      if (previous && now > previous.at) {
-        const rate = ((figures.presses - previous.presses) * 1000) / (now - previous.at);
+      if (previous && at > previous.at) {
+        const rate = ((figures.presses - previous.presses) * 1000) / (at - previous.at);
         figures.presses_per_second = Math.max(0, Math.round(rate));
       }
-      previous = { presses: figures.presses, at: now };
+      previous = { presses: figures.presses, at };
     }
     show(figures);
   };

@@ -81,9 +81,9 @@ export async function ordersPage({ root, params, signal }) {
             h("td", {}, h("a", { href: `#/orders/${encodeURIComponent(o.id)}` }, o.id)),
             h("td", {}, o.user_id ?? "–"),
             h("td", {}, o.source ?? "–"),
-            h("td", {}, o.sale_id ?? o.activity_id ?? o.campaign_id ?? "–"),
-            h("td", {}, h("span", { class: `badge order-${o.state ?? o.status}` }, o.state ?? o.status)),
-            h("td", { class: "num" }, money(o.amount_cents ?? o.price_cents)),
+            h("td", {}, o.activity_id ?? "–"),
+            h("td", {}, h("span", { class: `badge order-${o.state}` }, o.state)),
+            h("td", { class: "num" }, money(o.amount_cents)),
             h("td", {}, dateTime(o.created_at)),
           ),
         ),
@@ -104,7 +104,7 @@ export async function orderPage({ root, match, signal }) {
     const history = Array.isArray(order.history) ? order.history : [];
     const payments = Array.isArray(order.payments) ? order.payments : [];
     clear(body).append(
-      h("h1", {}, `Order ${order.id} `, h("span", { class: `badge order-${order.state ?? order.status}`, "data-order-state": "" }, order.state ?? order.status)),
+      h("h1", {}, `Order ${order.id} `, h("span", { class: `badge order-${order.state}`, "data-order-state": "" }, order.state)),
       h(
         "dl",
         { class: "facts card" },
@@ -118,10 +118,10 @@ export async function orderPage({ root, match, signal }) {
         history.map((step) =>
           h(
             "li",
-            { "data-history": step.state ?? step.event ?? step.type ?? "" },
+            { "data-history": step.event ?? "" },
             h("time", {}, dateTime(step.at)),
             " ",
-            h("strong", {}, step.state ?? step.event ?? step.type ?? "?"),
+            h("strong", {}, step.event ?? "?"),
             step.reason ? ` (${step.reason})` : "",
             extra(step),
           ),
@@ -133,17 +133,23 @@ export async function orderPage({ root, match, signal }) {
         : h(
             "table",
             { class: "list", id: "payments-table" },
-            h("thead", {}, h("tr", {}, ["Transaction", "State", "Amount", "At", ""].map((t) => h("th", {}, t)))),
+            h("thead", {}, h("tr", {}, ["Transaction", "Outcome", "Refund", "Amount", "Received", ""].map((t) => h("th", {}, t)))),
             h("tbody", {}, payments.map((p) => paymentRow(p))),
           ),
     );
   }
 
+  // A payment whose refund the service requested (refund_state "requested") is marked
+  // refunded once the provider confirmed it, with the provider's refund reference.
   function paymentRow(payment) {
-    const state = payment.state ?? payment.status;
-    let action = null;
-    if (state === "refund_requested") {
-      const refundId = h("input", { type: "text", placeholder: "provider refund id", "aria-label": "Refund id", "data-refund-id": "" });
+    let action = payment.refund_id ?? null;
+    if (payment.refund_state === "requested") {
+      const refundId = h("input", {
+        type: "text",
+        placeholder: "provider refund reference",
+        "aria-label": "Provider refund reference",
+        "data-refund-id": "",
+      });
       const mark = h("button", { type: "button", "data-action": "mark-refunded" }, "Mark refunded");
       mark.addEventListener("click", async () => {
         mark.disabled = true;
@@ -163,9 +169,10 @@ export async function orderPage({ root, match, signal }) {
       "tr",
       { "data-transaction-id": payment.transaction_id },
       h("td", {}, payment.transaction_id),
-      h("td", {}, state),
+      h("td", {}, payment.outcome ?? "–"),
+      h("td", { "data-refund-state": payment.refund_state }, payment.refund_state ?? "–", payment.refund_reason ? ` (${payment.refund_reason})` : ""),
       h("td", { class: "num" }, money(payment.amount_cents)),
-      h("td", {}, dateTime(payment.at ?? payment.received_at ?? payment.created_at)),
+      h("td", {}, dateTime(payment.received_at)),
       h("td", {}, action),
     );
   }
@@ -174,6 +181,6 @@ export async function orderPage({ root, match, signal }) {
 }
 
 function extra(step) {
-  const rest = Object.fromEntries(Object.entries(step).filter(([k]) => !["at", "state", "event", "type", "reason"].includes(k)));
+  const rest = Object.fromEntries(Object.entries(step).filter(([k]) => !["at", "event", "reason"].includes(k)));
   return Object.keys(rest).length ? h("span", { class: "muted" }, " ", compactJson(rest)) : null;
 }

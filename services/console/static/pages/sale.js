@@ -2,7 +2,7 @@
 
 import { api } from "../api.js";
 import { itemsOf, kindOf, paths, stateOf } from "../contract.js";
-import { clear, h, showStatus, statusLine } from "../dom.js";
+import { append, clear, h, showStatus, statusLine } from "../dom.js";
 import { compactJson, dateTime, money } from "../format.js";
 import { stateBadge } from "./sales.js";
 
@@ -69,7 +69,7 @@ export async function salePage({ root, match, signal }) {
   async function load() {
     const sale = await api("GET", paths.sale(kindName, id), undefined, signal);
     const state = stateOf(sale);
-    clear(details).append(
+    append(clear(details), [
       h(
         "div",
         { class: "page-head" },
@@ -85,7 +85,7 @@ export async function salePage({ root, match, signal }) {
         ]),
       ),
       sale.figures ? h("p", { class: "muted" }, "Figures: ", compactJson(sale.figures)) : null,
-    );
+    ]);
 
     const open = state === "upcoming" || state === "live";
     const stock = h("input", { type: "number", id: "new-stock", min: "0", step: "1", "aria-label": "New total stock" });
@@ -95,7 +95,7 @@ export async function salePage({ root, match, signal }) {
       const value = /^\d+$/.test(stock.value.trim()) ? Number(stock.value.trim()) : stock.value;
       act("PUT", paths.stock(kindName, id), { stock: value }, "Stock set.");
     });
-    clear(actions).append(
+    append(clear(actions), [
       h("h2", {}, "Actions"),
       h(
         "div",
@@ -115,7 +115,7 @@ export async function salePage({ root, match, signal }) {
           ? confirmed("Cancel sale", "Cancel this sale? Presses are refused at once.", () => act("POST", paths.cancel(kindName, id), undefined, "The sale is cancelled."), "cancel")
           : h("span", { class: "muted" }, `This sale is ${state}.`),
       ),
-    );
+    ]);
 
     const trail = itemsOf(await api("GET", paths.audit(kindName, id), undefined, signal), "entries");
     clear(audit).append(

@@ -2,7 +2,7 @@
 
 import { api } from "../api.js";
 import { KINDS, PAGE_SIZE, STATES, itemsOf, kindOf, paths, stateOf } from "../contract.js";
-import { h, showStatus, statusLine } from "../dom.js";
+import { append, h, showStatus, statusLine } from "../dom.js";
 import { dateTime, money } from "../format.js";
 
 function listHash(kind, state, offset) {
@@ -88,11 +88,11 @@ export async function salesPage({ root, params, signal }) {
   const total = answer?.total ?? items.length;
   const limit = answer?.limit ?? PAGE_SIZE;
   const from = items.length ? offset + 1 : 0;
-  pager.append(
+  append(pager, [
     h("span", { class: "muted", "data-total": total }, `${from}–${offset + items.length} of ${total}`),
     offset > 0 ? h("a", { class: "button small", href: listHash(kindName, state, Math.max(0, offset - limit)) }, "‹ Newer") : null,
     offset + items.length < total
       ? h("a", { class: "button small", href: listHash(kindName, state, offset + limit) }, "Older ›")
       : null,
-  );
+  ]);
 }
