@@ -6,24 +6,24 @@ import { itemsOf, paths } from "../contract.js";
 import { h, showStatus, statusLine } from "../dom.js";
 import { dateTime } from "../format.js";
 
-const TITLES = { counts: "By state", by_kind: "By kind" };
-
-// {"a": 1, "b": {"x": 2}} -> rows of a table; nested objects become their own tables.
-function countsTable(title, counts) {
-  const flat = Object.entries(counts ?? {}).filter(([, v]) => typeof v === "number");
-  const nested = Object.entries(counts ?? {}).filter(([, v]) => v && typeof v === "object" && !Array.isArray(v));
+// {"counts": {state: n}, "by_kind": {kind: {state: n}}} -> one row of totals, then one
+// row per kind, a column per state.
+function deliveriesTable(answer) {
+  const totals = answer?.counts ?? {};
+  const byKind = answer?.by_kind ?? {};
+  const states = Object.keys(totals);
+  const row = (label, counts, attrs) =>
+    h("tr", attrs, h("th", {}, label), states.map((st) => h("td", { class: "num", "data-count": st }, String(counts?.[st] ?? 0))));
   return h(
-    "div",
-    { class: "counts" },
-    flat.length
-      ? h(
-          "table",
-          { class: "list compact", "data-counts": title },
-          h("caption", {}, title),
-          h("tbody", {}, flat.map(([k, v]) => h("tr", {}, h("th", {}, k), h("td", { class: "num", "data-count": k }, String(v))))),
-        )
-      : null,
-    nested.map(([k, v]) => countsTable(TITLES[k] ?? `${title ? `${title} · ` : ""}${k}`, v)),
+    "table",
+    { class: "list", id: "deliveries-table" },
+    h("thead", {}, h("tr", {}, h("th", {}, ""), states.map((st) => h("th", {}, st)))),
+    h(
+      "tbody",
+      {},
+      row("all kinds", totals, { "data-kind": "", class: "total" }),
+      Object.entries(byKind).map(([kind, counts]) => row(kind, counts, { "data-kind": kind })),
+    ),
   );
 }
 
@@ -70,5 +70,5 @@ export async function templatesPage({ root, signal }) {
     list.append(h("tr", { "data-template": kind }, h("td", {}, kind), h("td", {}, value), h("td", {}, save), setBy));
   }
   const counts = await api("GET", paths.deliveries, undefined, signal);
-  deliveries.append(countsTable("", counts));
+  deliveries.append(deliveriesTable(counts));
 }
