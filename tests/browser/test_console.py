@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from datetime import datetime, timedelta
@@ -30,6 +31,10 @@ from tests.helpers import free_port
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
 NAME, PASSWORD = "console-lead", "correct horse battery staple"
+VIEWER = "console-viewer"
+# Short enough that the console must renew the token within a test.
+ACCESS_TOKEN_SECONDS = 12
+SESSION_KEY = "flashsale.console.session"
 # The browser's clock is in a zone of its own (not the machine's, not UTC): the form must
 # send the instant the merchant typed, whatever zone the browser is in.
 ZONE = ZoneInfo("Asia/Shanghai")
@@ -43,7 +48,6 @@ PIPELINE_SECONDS = 60.0
 class Stack:
     settings: Settings
     urls: Urls
-    merchant_token: str = ""
     merchant_id: int = 0
 
     async def call(self, method: str, url: str, token: str, body: Any = None) -> tuple[int, Any]:
@@ -56,7 +60,10 @@ class Stack:
             return resp.status, await resp.json(content_type=None)
 
     async def admin(self, path: str) -> Any:
-        status, body = await self.call("GET", self.urls.admin + path, self.merchant_token)
+        """A read with the merchant's identity, in a token of the test's own (the
+        console's expire within the test)."""
+        token = mint_token(self.settings.jwt_keys(), f"merchant:{self.merchant_id}", ["viewer"])
+        status, body = await self.call("GET", self.urls.admin + path, token)
         assert status == 200, (path, status, body)
         return body
 
@@ -77,10 +84,12 @@ async def stack(settings: Settings, tmp_path: Path) -> AsyncIterator[Stack]:
         console_port=free_port(),
         console_ops_port=free_port(),
         seckill_embedded_worker=False,
+        admin_access_token_ttl_seconds=ACCESS_TOKEN_SECONDS,
         # Nothing listens there: no test here logs a shopper in at WeChat.
         wechat_api_url=f"http://127.0.0.1:{free_port()}",
     )
     create_merchant(s, NAME, "operator", PASSWORD)
+    create_merchant(s, VIEWER, "viewer", PASSWORD)
     async with (
         service("identity", s, tmp_path),
         service("seckill", s, tmp_path),
@@ -96,7 +105,6 @@ async def stack(settings: Settings, tmp_path: Path) -> AsyncIterator[Stack]:
             "POST", urls.admin + "/api/auth/admin/login", "", {"name": NAME, "password": PASSWORD}
         )
         assert status == 200, login
-        stack.merchant_token = login["access_token"]
         stack.merchant_id = login["merchant"]["id"]
         yield stack
 
@@ -112,9 +120,9 @@ def local(moment: datetime) -> str:
     return moment.astimezone(ZONE).strftime("%Y-%m-%dT%H:%M:%S")
 
 
-def log_in(page: Page) -> None:
+def log_in(page: Page, name: str = NAME) -> None:
     page.open("#/sales")
-    page.fill("#login-name", NAME)
+    page.fill("#login-name", name)
     page.fill("#login-password", PASSWORD)
     page.click("#login-form [type=submit]")
     page.find("#sales-table")
@@ -146,6 +154,11 @@ def visible_field_errors(page: Page) -> dict[str, str]:
         for e in page.all(".field-error")
         if e.is_displayed()
     }
+
+
+def stored_session(page: Page) -> dict[str, Any] | None:
+    raw = page.driver.execute_script("return sessionStorage.getItem(arguments[0])", SESSION_KEY)
+    return None if raw is None else dict(json.loads(raw))
 
 
 def figures(page: Page, *names: str) -> dict[str, str]:
@@ -235,3 +248,47 @@ async def test_a_merchant_runs_a_flash_sale_from_the_console_and_watches_it_sell
         "both sales listed", lambda: len(page.all("#sales-table [data-sale-id]")) == 2 or None
     )
     page.screenshot(SCREENSHOTS / "console-sales.png")
+
+
+async def test_a_viewer_stays_logged_in_past_the_token_s_life_and_is_told_a_change_is_not_theirs(
+    stack: Stack, page: Page
+) -> None:
+    log_in(page, VIEWER)
+    first = stored_session(page)
+    assert first is not None and first["merchant"]["roles"] == ["viewer"]
+    assert page.find("#who-name").text == f"{VIEWER} (viewer)"
+
+    # The console renews the access token before it expires, with a rotated refresh token.
+    renewed = page.wait(
+        "the access token to be renewed",
+        lambda: (
+            (now := stored_session(page)) and now["access_token"] != first["access_token"] and now
+        ),
+        ACCESS_TOKEN_SECONDS + 10,
+    )
+    assert renewed["refresh_token"] != first["refresh_token"]
+    page.open("#/sales?kind=groupbuy")
+    page.find('[data-kind="groupbuy"].active')
+    assert page.find("[data-total]").get_attribute("data-total") == "0"
+
+    # A change the role does not grant: the API's 403, said plainly; nothing is created.
+    starts = datetime.now(ZONE).replace(microsecond=0) + timedelta(minutes=5)
+    fill_flash_sale(page, "Not mine", starts, starts + timedelta(hours=1))
+    page.click("#save-sale")
+    page.wait(
+        "the refusal", lambda: "Your role may not do this." in page.find("#sale-form").text or None
+    )
+    listed = await stack.admin("/api/seckill/admin/activities")
+    assert listed["total"] == 0
+
+    # Logging out ends the login itself, not only the tab's copy of it.
+    page.click("#logout")
+    page.find("#login-form")
+    assert stored_session(page) is None
+    status, body = await stack.call(
+        "POST",
+        stack.urls.admin + "/api/auth/refresh",
+        "",
+        {"refresh_token": renewed["refresh_token"]},
+    )
+    assert (status, body["error"]) == (401, "refresh_token_revoked")
