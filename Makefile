@@ -33,12 +33,12 @@ UP_FLAGS := $(if $(filter 1 yes true,$(PROMETHEUS)),--prometheus) $(if $(filter 
 PY311 := -c 'import sys; sys.exit(sys.version_info < (3, 11))'
 
 .DEFAULT_GOAL := help
-.PHONY: help install up infra down status demo reconcile test loadtest bench lint format clean wrk
+.PHONY: help install up infra down status demo reconcile test loadtest bench lint format clean wrk browser-tools screenshots
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
 
-install: $(VENV)/.installed ## create the venv and install requirements-dev.txt (when changed)
+install: $(VENV)/.installed browser-tools ## create the venv and install requirements-dev.txt (when changed), chromium for tests/browser
 
 $(VPY):
 	@$(PYTHON) $(PY311) 2>/dev/null || { echo "Python >= 3.11 is required, '$(PYTHON)' is $$($(PYTHON) -V 2>&1); run e.g. make PYTHON=python3.12 install" >&2; exit 1; }
@@ -49,6 +49,13 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt | $(VPY)
 	@$(VPY) $(PY311) || { echo "$(VENV) runs $$($(VPY) -V 2>&1); Python >= 3.11 is required: remove $(VENV) and run make PYTHON=python3.12 install" >&2; exit 1; }
 	$(VPY) -m pip install --disable-pip-version-check -r requirements-dev.txt
 	@touch $@
+
+# Debian's chromium and its chromedriver, which the merchant console's browser tests drive
+# (tests/browser); Selenium never downloads a browser or a driver of its own.
+browser-tools:
+	@[ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ] || { [ "$$(id -u)" = 0 ] && \
+	  apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium chromium-driver; } || \
+	  echo "note: chromium and chromium-driver are not installed (needed by tests/browser): install the Debian packages" >&2
 
 up: install ## start Redis, PostgreSQL, Kafka (if not running), the services, the gateway (PROMETHEUS=1, BROKER=tansu)
 	$(DEVSTACK) up $(UP_FLAGS)
@@ -78,6 +85,11 @@ rebuild-redis: infra ## rebuild a sale's Redis state from PostgreSQL: ACTIVITY=i
 
 test: infra ## run the test suite against the local infrastructure
 	$(VPY) -m pytest $(PYTEST_ARGS)
+
+screenshots: ## copy the console screenshots the browser tests took (.run/screenshots) to docs/console/
+	@ls .run/screenshots/console-*.png >/dev/null 2>&1 || { echo "no screenshots yet: make test PYTEST_ARGS=tests/browser" >&2; exit 1; }
+	mkdir -p docs/console
+	cp .run/screenshots/console-*.png docs/console/
 
 $(VENV)/.loadtest-installed: requirements-loadtest.txt $(VENV)/.installed
 	$(VPY) -m pip install --disable-pip-version-check -r requirements-loadtest.txt

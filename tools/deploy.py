@@ -44,6 +44,7 @@ class GatewayValues:
     groupbuy_upstream: str
     notify_upstream: str
     identity_upstream: str
+    console_upstream: str
     rate_per_second: int
     burst: int
     login_rate_per_minute: int
@@ -83,6 +84,11 @@ ERROR_LOCATIONS = """        location @payload_too_large {
             add_header Retry-After 1 always;
             return 503 $flashsale_unavailable;
         }"""  # noqa: E501 (nginx's lines, as they are rendered)
+
+# The admin server's live figure streams: unbuffered, and a read timeout between two events
+# (sent every 0.5 s) with room for a slow reading.
+LIVE_STREAM = """                proxy_buffering off;
+                proxy_read_timeout 60s;"""
 
 LOGIN_ROUTES = ("/api/auth/login", "/api/auth/refresh", "/api/auth/admin/login")
 
@@ -142,6 +148,8 @@ def render_nginx_conf(v: GatewayValues) -> str:
         groupbuy_upstream=v.groupbuy_upstream,
         notify_upstream=v.notify_upstream,
         identity_upstream=v.identity_upstream,
+        console_upstream=v.console_upstream,
+        live_stream=LIVE_STREAM,
         listen=v.listen,
         admin_listen=v.admin_listen,
         error_locations=ERROR_LOCATIONS.replace("{{max_body_bytes}}", str(v.max_body_bytes)),
@@ -168,6 +176,7 @@ def local_gateway_values(s: Settings, run_dir: Path) -> GatewayValues:
         groupbuy_upstream=f"{_host(s.http_host)}:{s.groupbuy_port}",
         notify_upstream=f"{_host(s.http_host)}:{s.notify_port}",
         identity_upstream=f"{_host(s.http_host)}:{s.identity_port}",
+        console_upstream=f"{_host(s.http_host)}:{s.console_port}",
         rate_per_second=s.gateway_rate_limit_per_second,
         burst=s.gateway_rate_limit_burst,
         login_rate_per_minute=s.gateway_login_rate_limit_per_minute,
@@ -194,6 +203,7 @@ K8S_GATEWAY = GatewayValues(
     groupbuy_upstream="groupbuy:8083",
     notify_upstream="notify:8084",
     identity_upstream="identity:8086",
+    console_upstream="console:8089",
     rate_per_second=Settings().gateway_rate_limit_per_second,
     burst=Settings().gateway_rate_limit_burst,
     login_rate_per_minute=Settings().gateway_login_rate_limit_per_minute,

@@ -64,6 +64,7 @@ SERVICES: tuple[Service, ...] = (
     Service("identity", "services.identity", "identity_ops_port", local_env=via_fake_wechat),
     Service("notify", "services.notify", "notify_ops_port", local_env=sends_to_fake_wechat),
     Service("reconcile", "services.reconcile", "reconcile_ops_port"),
+    Service("console", "services.console", "console_ops_port"),
 )
 
 # Local stand-ins for what lies outside the platform, started (and ready) before the

@@ -232,6 +232,10 @@ class Settings:
     # Peers whose X-Real-IP header names the client (the gateway); anyone else's address
     # is taken as the client's own.
     trusted_proxy_cidrs: str = "127.0.0.0/8,::1/128"
+    # The merchant console (services/console): static pages the admin side of the gateway
+    # serves under /console/; the browser calls the admin API through that same origin.
+    console_port: int = 8089
+    console_ops_port: int = 9087
 
     def jwt_keys(self) -> KeySet:
         """The key set every service verifies access tokens with (identity signs with it)."""

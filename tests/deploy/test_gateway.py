@@ -24,14 +24,28 @@ from tests.helpers import free_port
 from tools.deploy import K8S_GATEWAY, local_gateway_values, render_nginx_conf
 
 NOT_FOUND = {"error": "not_found", "message": "no such route"}
-UPSTREAMS = ("seckill", "order", "groupbuy", "notify", "identity")
+UPSTREAMS = ("seckill", "order", "groupbuy", "notify", "identity", "console")
+# A live stream's stub sends an event, then pauses longer than the gateway's default
+# proxy_read_timeout (10 s) before the next: only the live locations' own timeout keeps
+# the stream open that long.
+FIRST_EVENT = b"retry: 1000\n\nevent: figures\ndata: {}\n\n"
+STREAM_PAUSE_SECONDS = 12.0
 
 
 Gateway = Callable[..., Any]
 
 
 def stub(name: str) -> web.Application:
-    async def echo(request: web.Request) -> web.Response:
+    async def echo(request: web.Request) -> web.StreamResponse:
+        if request.path.endswith("/live"):
+            # An event, then a pause, then another; no X-Accel-Buffering header: what is
+            # tested is the gateway's own configuration.
+            stream = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+            await stream.prepare(request)
+            await stream.write(FIRST_EVENT)
+            await asyncio.sleep(STREAM_PAUSE_SECONDS)
+            await stream.write(b"event: figures\ndata: {}\n\n")
+            return stream
         if request.path.endswith("/whoami"):
             return web.json_response({"x_real_ip": request.headers.get("X-Real-IP")})
         seen = {"upstream": name, "path": request.path_qs}
@@ -111,6 +125,9 @@ async def test_admin_ops_and_unknown_routes_are_not_exposed(gateway: Gateway) ->
         "/api/notify/admin/messages",
         "/api/auth/admin/login",
         "/api/auth/admin",
+        "/console/",
+        "/console",
+        "/console/v/0123/app.js",
         "/metrics",
         "/healthz",
         "/readyz",
@@ -148,12 +165,22 @@ async def test_the_admin_server_routes_every_service_s_admin_routes_and_auth(
         "/api/auth/admin/login": "identity",
         "/api/auth/refresh": "identity",
         "/api/auth/logout": "identity",
+        "/console/": "console",
+        "/console": "console",
+        "/console/v/0123/pages/board.js": "console",
     }
     for path, upstream in routes.items():
         status, _, body = await get(admin + path, "POST")
         assert (status, body) == (200, {"upstream": upstream, "path": path}), path
     # Nothing else: the shoppers' routes and the ops endpoints are not on the admin side.
-    for path in ("/api/seckill/activities", "/api/orders", "/metrics", "/healthz", "/"):
+    for path in (
+        "/api/seckill/activities",
+        "/api/orders",
+        "/metrics",
+        "/healthz",
+        "/",
+        "/consoles",
+    ):
         status, headers, body = await get(admin + path)
         assert (status, headers["Content-Type"], body) == (404, "application/json", NOT_FOUND)
 
@@ -183,8 +210,12 @@ def test_the_rendered_configs_route_auth_to_identity_and_keep_admin_off_the_publ
         public, admin = conf.split("# The admin server")
         assert "location ~ ^/api/[^/]+/admin(/|$) { return 404" in public
         assert "/admin/ { proxy_pass" not in public
-        assert "location /api/seckill/admin/ { proxy_pass http://seckill; }" in admin
+        assert "location /api/seckill/admin/ {\n            proxy_pass http://seckill;" in admin
         assert "location = /api/auth/admin/login {" in admin
+        assert "location /console/ { proxy_pass http://console; }" in admin
+        assert "console" not in public.split("# The public server.")[1]
+        assert admin.count("proxy_buffering off;") == 3
+    assert "server 127.0.0.1:8089;" in local and "server console:8089;" in k8s
 
 
 async def test_a_body_over_the_limit_is_refused_with_413(gateway: Gateway) -> None:
@@ -373,3 +404,39 @@ async def test_a_services_own_outcome_unknown_passes_through_unchanged(gateway: 
     status, _, body = await get(base + "/api/seckill/activities/7/unanswered", "POST")
     assert status == 503
     assert body == {"error": "outcome_unknown", "message": "m", "check": "/api/x", "id": "1"}
+
+
+LIVE_PATHS = (
+    "/api/seckill/admin/activities/7/live",
+    "/api/groupbuy/admin/campaigns/3/live",
+    "/api/orders/admin/live?source=seckill&sale_id=7",
+)
+
+
+async def test_live_streams_reach_the_console_as_sent_and_outlast_the_usual_read_timeout(
+    gateway: Gateway,
+) -> None:
+    admin = (await gateway()).admin
+
+    async def follow(path: str) -> tuple[bytes, float, bytes]:
+        async with aiohttp.ClientSession() as http, http.get(admin + path) as resp:
+            assert resp.status == 200, path
+            assert resp.headers["Content-Type"] == "text/event-stream"
+            started = asyncio.get_running_loop().time()
+            first = await asyncio.wait_for(resp.content.readexactly(len(FIRST_EVENT)), 10)
+            waited = asyncio.get_running_loop().time() - started
+            return first, waited, await resp.read()
+
+    # Together: one pause for the three.
+    for path, (first, waited, rest) in zip(
+        LIVE_PATHS, await asyncio.gather(*(follow(p) for p in LIVE_PATHS)), strict=True
+    ):
+        assert first == FIRST_EVENT, path
+        assert waited < STREAM_PAUSE_SECONDS / 4, f"{path}: held back {waited:.1f} s"
+        assert rest == b"event: figures\ndata: {}\n\n", path
+
+
+async def test_a_live_route_is_still_admin_only(gateway: Gateway) -> None:
+    base = (await gateway()).public
+    status, _, body = await get(base + "/api/seckill/admin/activities/7/live")
+    assert (status, body) == (404, NOT_FOUND)

@@ -66,3 +66,28 @@ async def service(name: str, settings: Settings, tmp_path: Path) -> AsyncIterato
         raise
     finally:
         proc.stop()
+
+
+def create_merchant(settings: Settings, name: str, role: str, password: str) -> None:
+    """A merchant account, made with identity's account command as an operator would."""
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "services.identity.admin",
+            "create",
+            name,
+            "--role",
+            role,
+            "--password-stdin",
+        ],
+        cwd=ROOT,
+        env=settings_env(settings),
+        input=f"{password}\n",
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert password not in done.stdout + done.stderr

@@ -4,8 +4,6 @@ fake WeChat provider, the account command run as an operator would run it."""
 from __future__ import annotations
 
 import dataclasses
-import subprocess
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -17,9 +15,10 @@ from services.common.auth import principal_from_header
 from services.common.kafka import publish_all, start_producer
 from services.common.settings import Settings
 from services.common.topics import ORDERS
-from tests.e2e.processes import ROOT, service
+from tests.e2e.processes import create_merchant as create_account
+from tests.e2e.processes import service
 from tests.gateway_process import Urls, running_gateway
-from tests.helpers import activity_body, constant, free_port, settings_env, wait_for
+from tests.helpers import activity_body, constant, free_port, wait_for
 from tests.notify_helpers import order_paid, shared_token_settings
 from tools.fake_wechat import FakeWeChat, code_for, openid_for, running_fake_wechat
 
@@ -59,30 +58,6 @@ async def post(url: str, body: Any, token: str | None = None) -> tuple[int, Any]
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     async with aiohttp.ClientSession() as http, http.post(url, json=body, headers=headers) as r:
         return r.status, await r.json(content_type=None)
-
-
-def create_account(settings: Settings, name: str, role: str, password: str) -> None:
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "services.identity.admin",
-            "create",
-            name,
-            "--role",
-            role,
-            "--password-stdin",
-        ],
-        cwd=ROOT,
-        env=settings_env(settings),
-        input=f"{password}\n",
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert password not in done.stdout + done.stderr
 
 
 async def test_an_account_made_with_the_command_logs_in_on_the_admin_side_and_creates_a_sale(

@@ -1,0 +1,98 @@
+// Flash sales or group-buy campaigns, newest start first, filtered by state, paged.
+
+import { api } from "../api.js";
+import { KINDS, PAGE_SIZE, STATES, itemsOf, kindOf, paths, stateOf } from "../contract.js";
+import { append, h, showStatus, statusLine } from "../dom.js";
+import { dateTime, money } from "../format.js";
+
+function listHash(kind, state, offset) {
+  const q = new URLSearchParams({ kind });
+  if (state) q.set("state", state);
+  if (offset) q.set("offset", String(offset));
+  return `#/sales?${q}`;
+}
+
+export function stateBadge(state) {
+  return h("span", { class: `badge state-${state}`, "data-state": state }, state);
+}
+
+export async function salesPage({ root, params, signal }) {
+  const kindName = KINDS[params.get("kind")] ? params.get("kind") : "seckill";
+  const kind = kindOf(kindName);
+  const state = STATES.includes(params.get("state")) ? params.get("state") : "";
+  const offset = Math.max(0, Number.parseInt(params.get("offset") ?? "0", 10) || 0);
+
+  const tabs = h(
+    "div",
+    { class: "tabs" },
+    Object.entries(KINDS).map(([name, k]) =>
+      h("a", { href: listHash(name, state, 0), class: name === kindName ? "active" : "", "data-kind": name }, k.plural),
+    ),
+  );
+  const filter = h(
+    "select",
+    { id: "state-filter", "aria-label": "State" },
+    h("option", { value: "" }, "every state"),
+    STATES.map((s) => h("option", { value: s, selected: s === state }, s)),
+  );
+  filter.addEventListener("change", () => (location.hash = listHash(kindName, filter.value, 0)));
+  const create = h(
+    "a",
+    { class: "button primary", href: `#/sales/new?kind=${kindName}`, id: "new-sale" },
+    `New ${kind.label.toLowerCase()}`,
+  );
+  const status = statusLine();
+  const body = h("tbody");
+  const pager = h("div", { class: "pager" });
+  root.append(
+    h("div", { class: "page-head" }, h("h1", {}, "Sales"), create),
+    h("div", { class: "toolbar" }, tabs, h("label", { class: "inline" }, "State ", filter)),
+    h(
+      "table",
+      { class: "list", id: "sales-table" },
+      h(
+        "thead",
+        {},
+        h("tr", {}, ["ID", "Title", "State", "Starts", "Ends", "Price", "Stock", ""].map((t) => h("th", {}, t))),
+      ),
+      body,
+    ),
+    pager,
+    status,
+  );
+
+  showStatus(status, "Loading…");
+  const query = new URLSearchParams({ limit: String(PAGE_SIZE), offset: String(offset) });
+  if (state) query.set("state", state);
+  const answer = await api("GET", paths.list(kindName, query), undefined, signal);
+  const items = itemsOf(answer, kind.items);
+  showStatus(status, items.length ? "" : "Nothing here yet.");
+  for (const sale of items) {
+    const detail = `#/sales/${kindName}/${sale.id}`;
+    const price = kindName === "seckill" ? sale.price_cents : sale.group_price_cents;
+    body.append(
+      h(
+        "tr",
+        { "data-sale-id": sale.id },
+        h("td", {}, sale.id),
+        h("td", {}, h("a", { href: detail }, sale.title)),
+        h("td", {}, stateBadge(stateOf(sale))),
+        h("td", {}, dateTime(sale.starts_at)),
+        h("td", {}, dateTime(sale.ends_at)),
+        h("td", { class: "num" }, money(price)),
+        h("td", { class: "num" }, `${sale.remaining_stock ?? "–"} / ${sale.stock}`),
+        h("td", {}, h("a", { href: `${detail}/board`, class: "button small" }, "Board")),
+      ),
+    );
+  }
+  const total = answer?.total ?? items.length;
+  const limit = answer?.limit ?? PAGE_SIZE;
+  const from = items.length ? offset + 1 : 0;
+  append(pager, [
+    h("span", { class: "muted", "data-total": total }, `${from}–${offset + items.length} of ${total}`),
+    offset > 0 ? h("a", { class: "button small", href: listHash(kindName, state, Math.max(0, offset - limit)) }, "‹ Newer") : null,
+    offset + items.length < total
+      ? h("a", { class: "button small", href: listHash(kindName, state, offset + limit) }, "Older ›")
+      : null,
+  ]);
+}
