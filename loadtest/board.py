@@ -170,8 +170,9 @@ async def watching(
         await pg.close()
 
 
-async def settled(watch: BoardWatch, within: float) -> bool:
-    """Wait until the board's last figures equal the truth's last values."""
+async def settled(watch: BoardWatch, within: float, presses: int) -> bool:
+    """Wait until the board's last figures equal the truth's last values, and its press
+    counter (flushed by each seckill process every 0.25 s) counts every press sent."""
     ends = time.monotonic() + within
     while time.monotonic() < ends:
         if (
@@ -179,6 +180,7 @@ async def settled(watch: BoardWatch, within: float) -> bool:
             and watch.truth_orders
             and watch.last_seckill.get("remaining") == watch.truth_remaining[-1][1]
             and watch.last_orders.get("created") == watch.truth_orders[-1][1]
+            and watch.last_seckill.get("presses") == presses
         ):
             return True
         await asyncio.sleep(0.05)

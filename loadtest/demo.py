@@ -51,7 +51,7 @@ PAYMENT_TIMEOUT_SECONDS = 900
 LIVE_WAIT_SECONDS = 10.0
 ORDERS_POLL_SECONDS = 0.5
 ORDER_API_SAMPLE = 5
-# The board sends figures every 0.5 s; after the sale it must match the truth within this.
+# The board sends figures four times a second; after the sale it must match the truth within this.
 BOARD_SETTLE_SECONDS = 5.0
 
 
@@ -437,17 +437,21 @@ def judge_board(watch: BoardWatch, did_settle: bool) -> BoardOutcome:
     )
 
 
-def check_board(board: BoardOutcome, reserved: int, redis_remaining: int | None) -> CheckResult:
-    """The board's final figures are the exact truth: remaining stock, reservations and
-    orders created."""
+def check_board(
+    board: BoardOutcome, summary: PressSummary, redis_remaining: int | None
+) -> CheckResult:
+    """The board's final figures are the exact truth: remaining stock, reservations,
+    orders created, presses and sold-out answers."""
     shown = (
         board.last_seckill.get("remaining"),
         board.last_seckill.get("reservations"),
         board.last_orders.get("created"),
+        board.last_seckill.get("presses"),
+        board.last_seckill.get("sold_out_answers"),
     )
-    want = (redis_remaining, reserved, reserved)
+    want = (redis_remaining, summary.reserved, summary.reserved, summary.sent, summary.sold_out)
     ok = board.settled and shown == want and not board.errors
-    detail = f"remaining/reservations/orders shown {shown}, truth {want}"
+    detail = f"remaining/reservations/orders/presses/sold out shown {shown}, truth {want}"
     if board.errors:
         detail += f"; {'; '.join(board.errors)}"
     return CheckResult("live board shows the truth", ok, detail)
@@ -790,7 +794,8 @@ async def run_sale(args: argparse.Namespace, settings: Settings) -> SaleOutcome:
                 log(f"{reserved} reserved in {wall_s:.2f} s; waiting for the orders in PostgreSQL")
                 orders = await wait_for_orders(pg, activity_id, reserved, args.orders_timeout)
                 if watch is not None:
-                    board = judge_board(watch, await settled(watch, BOARD_SETTLE_SECONDS))
+                    done = await settled(watch, BOARD_SETTLE_SECONDS, len(presses))
+                    board = judge_board(watch, done)
             snapshot = await snapshot_stores(pg, r, session, seckill, admin, activity_id)
 
             tokens = dict(plan.presses)
@@ -822,7 +827,7 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
     if out.logins.wanted:
         checks.append(check_logins(out.logins))
     if out.board is not None:
-        checks.append(check_board(out.board, summary.reserved, out.snapshot.redis_remaining))
+        checks.append(check_board(out.board, summary, out.snapshot.redis_remaining))
     report = format_report(
         activity_id=out.activity_id,
         stock=args.stock,

@@ -10,7 +10,7 @@ from aiohttp import web
 
 from services.common.http import auth_middleware, errors_and_metrics_middleware
 from services.common.kafka import BatchConsumer, BatchHandler, start_producer
-from services.common.live import DEFAULT_INTERVAL_SECONDS, FiguresCache, LiveStreams
+from services.common.live import SHARED_READING_SECONDS, FiguresCache, LiveStreams
 from services.common.observability import create_ops_app
 from services.common.periodic import every
 from services.common.resources import PG_TRANSIENT, pg_pool, redis_client
@@ -102,7 +102,7 @@ def create_app(
             cache=cache,
             admin=admin,
             # Half the streams' interval: each tick of a board gets a fresh reading.
-            figures=FiguresCache(admin.figures, DEFAULT_INTERVAL_SECONDS / 2),
+            figures=FiguresCache(admin.figures, SHARED_READING_SECONDS),
         )
         app[GROUPBUY] = gb
         relay = StreamOutboxRelay(redis, settings, metrics.relay, GROUPBUY_OUTBOX)

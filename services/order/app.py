@@ -19,7 +19,7 @@ from services.common.kafka import (
     start_producer,
     watch_dlq_sizes,
 )
-from services.common.live import DEFAULT_INTERVAL_SECONDS, FiguresCache, LiveStreams
+from services.common.live import SHARED_READING_SECONDS, FiguresCache, LiveStreams
 from services.common.observability import create_ops_app
 from services.common.pg_outbox import PgOutboxMetrics, PgOutboxRelay
 from services.common.resources import PG_TRANSIENT, pg_pool
@@ -77,7 +77,7 @@ def create_app(
     async def sale_figures(sale: SaleRef) -> dict[str, Any]:
         return await read_figures(app[ORDERS], sale)
 
-    app[FIGURES] = FiguresCache(sale_figures, DEFAULT_INTERVAL_SECONDS)
+    app[FIGURES] = FiguresCache(sale_figures, SHARED_READING_SECONDS)
 
     async def resources(app: web.Application) -> AsyncIterator[None]:
         pool = await pg_pool(settings)

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from services.common.http import auth_middleware, errors_and_metrics_middleware
-from services.common.live import DEFAULT_INTERVAL_SECONDS, FiguresCache, LiveStreams
+from services.common.live import SHARED_READING_SECONDS, FiguresCache, LiveStreams
 from services.common.observability import create_ops_app
 from services.common.redis_batch import ScriptBatcher
 from services.common.resources import pg_pool, redis_client
@@ -80,7 +80,7 @@ def create_app(
             board=board,
             admin=admin,
             # Half the stream's interval: a board is never shown a reading older than that.
-            figures=FiguresCache(admin.figures, DEFAULT_INTERVAL_SECONDS / 2),
+            figures=FiguresCache(admin.figures, SHARED_READING_SECONDS),
         )
         app[SECKILL] = sk
         # The board's press counters are this API process's own: flushed from here,
