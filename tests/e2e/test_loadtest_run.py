@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import importlib.util
 import subprocess
 import sys
 from pathlib import Path
@@ -21,8 +22,11 @@ from tests.gateway_process import running_gateway
 from tests.helpers import free_port, settings_env
 from tools.fake_wechat import running_fake_wechat
 
-pytest.importorskip("locust")
-pytest.importorskip("matplotlib")
+# Looked up, not imported: importing locust monkey-patches the whole test process with
+# gevent, which breaks ssl for any module (selenium's urllib3) that imported it first.
+for _needed in ("locust", "matplotlib"):
+    if importlib.util.find_spec(_needed) is None:
+        pytest.skip(f"{_needed} is not installed", allow_module_level=True)
 pytestmark = pytest.mark.slow
 
 
