@@ -532,6 +532,29 @@ async def create_activity(
     return int(payload["id"]), starts_at
 
 
+async def adopt_activity(
+    session: aiohttp.ClientSession, base: str, admin: str, args: argparse.Namespace
+) -> tuple[int, datetime]:
+    """Press on a sale made elsewhere (the merchant console): it must be untouched, upcoming
+    or live; its stock and per-user limit become the demo's, for the checks."""
+    url = f"{base}/api/seckill/admin/activities/{args.activity}"
+    try:
+        async with session.get(url, headers=_auth(admin)) as r:
+            found = await _json(r)
+            if r.status != 200 or not isinstance(found, dict):
+                raise DemoError(f"activity {args.activity}: HTTP {r.status} {found!r}")
+    except aiohttp.ClientError as exc:
+        raise DemoError(f"seckill service not reachable at {base}: {exc}") from exc
+    if found["state"] not in ("upcoming", "live") or found["remaining_stock"] != found["stock"]:
+        raise DemoError(
+            f"activity {args.activity} is {found['state']} with {found['remaining_stock']} of "
+            f"{found['stock']} left: the demo presses on an untouched upcoming or live sale"
+        )
+    args.stock, args.per_user_limit = found["stock"], found["per_user_limit"]
+    starts_at = datetime.fromisoformat(found["starts_at"].replace("Z", "+00:00"))
+    return int(found["id"]), starts_at
+
+
 def _json_headers(token: str) -> dict[str, str]:
     return {**_auth(token), "Content-Type": "application/json"}
 
@@ -759,8 +782,15 @@ async def run_sale(args: argparse.Namespace, settings: Settings) -> SaleOutcome:
         connector = aiohttp.TCPConnector(limit=args.connections)
         timeout = aiohttp.ClientTimeout(total=args.request_timeout)
         async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
-            activity_id, starts_at = await create_activity(session, seckill, admin, args, run_id)
-            log(f"created activity {activity_id}: stock {args.stock}, starts {rfc3339(starts_at)}")
+            if args.activity:
+                activity_id, starts_at = await adopt_activity(session, seckill, admin, args)
+                verb = "pressing on"
+            else:
+                activity_id, starts_at = await create_activity(
+                    session, seckill, admin, args, run_id
+                )
+                verb = "created"
+            log(f"{verb} activity {activity_id}: stock {args.stock}, starts {rfc3339(starts_at)}")
 
             logins = min(args.logins, args.users)
             log(f"logging {logins} shoppers in through {args.login_url}/api/auth/login")
@@ -921,6 +951,14 @@ def parse_args(settings: Settings, argv: Sequence[str] | None = None) -> argpars
         "--login-url",
         default=f"http://{settings.http_host}:{settings.gateway_port}",
         help="base URL of /api/auth/login: the gateway (default from HTTP_HOST, GATEWAY_PORT)",
+    )
+    p.add_argument(
+        "--activity",
+        type=_positive_int,
+        default=None,
+        help="press on this existing activity (made in the merchant console, untouched, "
+        "upcoming or live) instead of creating one; its stock and per-user limit replace "
+        "--stock and --per-user-limit",
     )
     p.add_argument(
         "--board-url",
