@@ -772,3 +772,15 @@ def test_board_lag_reports_values_the_board_never_reached() -> None:
     lag = board_lag([(0.0, 0), (0.2, 3), (0.4, 5)], [(0.0, 0), (0.5, 3)], falling=False)
     assert (lag.changes, lag.missed) == (2, 1)
     assert lag.max_ms == pytest.approx(300)
+
+
+def test_the_demo_presses_on_a_given_activity_or_creates_its_own() -> None:
+    from loadtest.demo import parse_args as demo_args
+    from services.common.settings import Settings
+
+    settings = Settings()
+    assert demo_args(settings, []).activity is None
+    assert demo_args(settings, ["--activity", "7"]).activity == 7
+    assert demo_args(settings, []).board_url == "http://127.0.0.1:8088"
+    with pytest.raises(SystemExit):
+        demo_args(settings, ["--activity", "0"])
