@@ -36,11 +36,10 @@ class PressBoard:
         self._presses: dict[int, int] = {}
         self._sold_out: dict[int, int] = {}
 
-    def pressed(self, activity_id: int) -> None:
+    def answered(self, activity_id: int, sold_out: bool) -> None:
         self._presses[activity_id] = self._presses.get(activity_id, 0) + 1
-
-    def sold_out(self, activity_id: int) -> None:
-        self._sold_out[activity_id] = self._sold_out.get(activity_id, 0) + 1
+        if sold_out:
+            self._sold_out[activity_id] = self._sold_out.get(activity_id, 0) + 1
 
     async def flush(self) -> None:
         """Add the counts made since the last flush to Redis. On failure they are kept

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from aiohttp import web
 
 from services.common.auth import OPERATOR_ROLE, VIEWER_ROLE
-from services.common.errors import DomainError, NotFound
+from services.common.errors import NotFound
 from services.common.http import (
     created_sale,
     json_response,
@@ -135,23 +135,6 @@ async def reserve(request: web.Request) -> web.Response:
     activity_id = parse_activity_id(request.match_info["id"])
     if activity_id is None:
         raise NotFound("activity")
-    # Counted for the merchant's board in memory (board.py flushes it): every press
-    # answered, whatever the answer, but not those naming no activity.
-    counted = True
-    try:
-        return await _reserve(request, sk, activity_id)
-    except DomainError as exc:
-        if exc.code == "not_found":
-            counted = False
-        elif exc.code == "sold_out":
-            sk.board.sold_out(activity_id)
-        raise
-    finally:
-        if counted:
-            sk.board.pressed(activity_id)
-
-
-async def _reserve(request: web.Request, sk: Seckill, activity_id: int) -> web.Response:
     user = principal(request).user_id
     key = parse_idempotency_key(request.headers.getall(IDEMPOTENCY_KEY_HEADER, []))
     quantity = parse_quantity(await read_json_object(request))
@@ -161,6 +144,7 @@ async def _reserve(request: web.Request, sk: Seckill, activity_id: int) -> web.R
     if key is None and sk.sold_out.is_sold_out(activity_id, now):
         sk.metrics.sold_out_short_circuit.inc()
         sk.metrics.reservations.labels(Outcome.SOLD_OUT.name.lower()).inc()
+        sk.board.answered(activity_id, sold_out=True)
         raise refusal(Outcome.SOLD_OUT)
     reservation_id = new_reservation_id(activity_id)
     try:
@@ -177,6 +161,12 @@ async def _reserve(request: web.Request, sk: Seckill, activity_id: int) -> web.R
         sk.metrics.reservations.labels(answer.code).inc()
         log.warning("reservation %s: %s: %r", reservation_id, answer.code, exc)
         raise answer from exc
+    # Counted for the merchant's board in memory (board.py flushes it): presses the flag
+    # or the script answered for an activity that exists. Not those that never reached
+    # them (bad input, Redis down) nor those naming no activity: a stranger's presses on
+    # made-up ids must not leave counters in Redis.
+    if outcome is not Outcome.NOT_FOUND:
+        sk.board.answered(activity_id, sold_out=outcome is Outcome.SOLD_OUT)
     if replayed:
         # The first press was counted; a replay says nothing about the stock now.
         sk.metrics.idempotent_replays.inc()

@@ -810,3 +810,29 @@ async def test_presses_of_several_processes_add_up_on_the_board(
         return f["presses"], f["sold_out_answers"], f["reservations"]
 
     assert await wait_for(board, (8, 5, 3), within=5) == (8, 5, 3)
+
+
+async def test_presses_on_made_up_activities_or_with_bad_bodies_leave_no_board_counters(
+    seckill: Client,
+    operator: Headers,
+    viewer: Headers,
+    shopper: Callable[[str], Headers],
+    redis: Redis,
+) -> None:
+    created = await create(seckill, operator, stock=1)
+    for made_up in (424242, 424243):
+        assert (await press(seckill, made_up, shopper("x")))[0] == 404
+    bad = await seckill.post(
+        f"/api/seckill/activities/{created['id']}/reservations",
+        data=b"[1]",
+        headers={**shopper("y"), "Content-Type": "application/json"},
+    )
+    assert bad.status == 400
+    assert (await press(seckill, created["id"], shopper("z")))[0] == 201
+
+    async def board() -> int:
+        _, view = await call(seckill, "GET", f"{ADMIN}/{created['id']}", viewer)
+        return int(view["figures"]["presses"])
+
+    assert await wait_for(board, 1, within=5) == 1
+    assert await redis.exists(activity_keys(424242).board, activity_keys(424243).board) == 0
