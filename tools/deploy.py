@@ -86,7 +86,7 @@ ERROR_LOCATIONS = """        location @payload_too_large {
         }"""  # noqa: E501 (nginx's lines, as they are rendered)
 
 # The admin server's live figure streams: unbuffered, and a read timeout between two events
-# (sent every 0.5 s) with room for a slow reading.
+# (sent every 0.25 s) with room for a slow reading.
 LIVE_STREAM = """                proxy_buffering off;
                 proxy_read_timeout 60s;"""
 
