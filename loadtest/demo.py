@@ -7,7 +7,7 @@
 3. fires every press at the start time, concurrently, recording status, error code
    and latency of each,
 4. waits until PostgreSQL holds one order per successful reservation,
-5. prints a report and checks the invariants of DESIGN.md (no oversell, per-user
+5. prints a report and checks the invariants of docs/architecture.md (no oversell, per-user
    limit, reservation -> exactly one order, stock conservation, no errors).
 
 Exit status: 0 all checks passed, 1 an invariant failed, 2 the demo could not run

@@ -1,4 +1,5 @@
-"""Invariant checks after a Locust run, against PostgreSQL and Redis (DESIGN.md, 1-4).
+"""Invariant checks after a Locust run, against PostgreSQL and Redis (docs/architecture.md,
+"Invariants", 1-7).
 
     python -m loadtest.verify RUN_DIR [--orders-timeout 120]
 
@@ -378,7 +379,7 @@ def groups_settled(snapshot: GroupbuySnapshot) -> bool:
 def run_groupbuy_checks(
     *, stock: int, answers: AnswerLog, snapshot: GroupbuySnapshot
 ) -> list[CheckResult]:
-    """Pure: DESIGN.md invariant 4 and the campaign's stock, over the stores and answers."""
+    """Pure: invariants 5 and 6 of docs/architecture.md, over the stores and answers."""
     return [
         check_group_no_oversell(stock, snapshot),
         check_groups_complete_once(snapshot, answers),

@@ -168,12 +168,13 @@ def let_owner_through(owner: pwd.struct_passwd) -> None:
             print(f"postgres: allowed others to pass through {folder} (o+x) to reach {rel(PG_DIR)}")
 
 
-# Earlier versions started the Debian package's own cluster and recorded it here.
+# Names a Debian package cluster ("<version> <name>") a devstack started instead of its
+# own in .run/pg: `down` stops it and removes the marker.
 LEGACY_CLUSTER_MARKER = PIDS / "postgresql.cluster"
 
 
 def down_legacy_cluster() -> None:
-    """Stop a Debian cluster an earlier devstack started (recorded as "<version> <name>")."""
+    """Stop the Debian cluster LEGACY_CLUSTER_MARKER names, if any."""
     try:
         version, name = LEGACY_CLUSTER_MARKER.read_text().split()[:2]
     except (OSError, ValueError):

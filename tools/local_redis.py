@@ -93,7 +93,8 @@ def up(s: Settings) -> None:
     REDIS_DIR.mkdir(parents=True, exist_ok=True)
     argv = [binary, "--bind", *bind_addresses(ep.host, ep.port), "--port", str(ep.port)]
     argv += ["--dir", str(REDIS_DIR), "--daemonize", "no"]
-    # Durability the reservation path relies on: AOF, fsync once a second (see DESIGN.md).
+    # Durability the reservation path relies on: AOF, fsync once a second
+    # (docs/operations.md, "What a 201 reservation relies on").
     argv += ["--appendonly", "yes", "--appendfsync", "everysec", "--save", ""]
     password = urlsplit(s.redis_url).password
     if password:

@@ -1,4 +1,5 @@
-"""The event envelope shared by every topic (DESIGN.md, "Events"), serialized with orjson.
+"""The event envelope shared by every topic (docs/architecture.md, "Events"), serialized
+with orjson.
 
 {"id": "<uuid>", "type": "<type>", "v": 1, "at": "<RFC 3339 UTC>", "key": "<partition key>",
  "data": {...}}
@@ -17,7 +18,7 @@ import orjson
 
 ENVELOPE_VERSION = 1
 
-# Event types (the topic each travels on is in topics.py / DESIGN.md).
+# Event types (the topic each travels on: docs/architecture.md, "Events").
 SECKILL_RESERVED = "seckill.reserved"
 SECKILL_RELEASED = "seckill.released"
 # A merchant cancelled a flash sale (key "a<activity id>"): its unpaid orders are cancelled.

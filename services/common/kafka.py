@@ -288,7 +288,7 @@ class BatchConsumer:
                 self._topic,
                 bootstrap_servers=self._settings.kafka_bootstrap_servers,
                 group_id=self._group,
-                # aiokafka defaults (auto-commit, "latest") lose messages; see DESIGN.md.
+                # aiokafka defaults (auto-commit, "latest") lose messages (docs/architecture.md).
                 enable_auto_commit=False,
                 auto_offset_reset="earliest",
                 session_timeout_ms=self._settings.kafka_session_timeout_ms,

@@ -22,8 +22,8 @@ async def serve(apps: list[tuple[web.Application, int]], settings: Settings) -> 
     for runner in runners:
         await runner.setup()
     for runner, (_, port) in zip(runners, apps, strict=True):
-        # aiohttp's default backlog (128) overflowed at a sale's opening: while it was
-        # full the kernel dropped new connections. The kernel caps it at
+        # aiohttp's default backlog (128) overflows at a sale's opening, and while it is
+        # full the kernel drops new connections. The kernel caps it at
         # net.core.somaxconn (docs/operations.md).
         site = web.TCPSite(
             runner, host, port, reuse_port=True, backlog=settings.http_listen_backlog

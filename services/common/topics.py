@@ -1,4 +1,4 @@
-"""Kafka topic names (contracts: see DESIGN.md, "Events") and how each is created.
+"""Kafka topic names (contracts: docs/architecture.md, "Events") and how each is created.
 
 The partition counts and retention here are the production ones: bootstrap creates topics
 with them where it may create topics (local runs), and deploy/k8s declares the same as

@@ -1,1 +1,1 @@
-"""Group buying (拼团): campaigns, groups, completion and expiry. Built in a later issue."""
+"""Group buying (拼团): campaigns, groups, completion and expiry."""

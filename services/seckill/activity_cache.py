@@ -1,10 +1,10 @@
 """Activities as the shoppers' pages read them, cached in this process for a short time.
 
 Browsing at a sale's opening reads one activity thousands of times a second; the cache
-spares PostgreSQL that. Activities change now (a merchant's edit, end or cancel), and
-another seckill process cannot tell this one, so an entry is trusted for `ttl` seconds
-at most (SECKILL_ACTIVITY_CACHE_SECONDS): a change shows on every process's pages within
-that time, and at once on the process that made it (forget). Presses never read it:
+spares PostgreSQL that. Activities change while shoppers browse (a merchant's edit, end
+or cancel), and another seckill process cannot tell this one, so an entry is trusted for
+`ttl` seconds at most (SECKILL_ACTIVITY_CACHE_SECONDS): a change shows on every process's
+pages within that time, and at once on the process that made it (forget). Presses never read it:
 whether a press is taken is decided by the reserve script on the Redis settings, which
 the change itself rewrites.
 """

@@ -5,7 +5,7 @@ It runs inside the API process (SECKILL_EMBEDDED_WORKER=true, the default: one p
 for local runs and tests) or as its own process, `python -m services.seckill.worker`,
 which is how production, `make up` and the benchmark run it. In the API process it shares
 the event loop with the request handlers: at peak the relay then waits behind them, and
-relay and stock returns took about a quarter of the process's CPU from the hot path
+relay and stock returns take about a quarter of the process's CPU from the hot path
 (py-spy during make bench). Every piece is safe with several instances: the relay reads
 the outbox through a Redis consumer group, stock returns are a Kafka consumer group.
 """

@@ -119,8 +119,8 @@ class StockStore:
         if idempotency_key is not None:
             own_args.append(record_field(RESERVE_ACTION, idempotency_key, user_id))
         # The count of arguments per press is in the head, so presses with a key are
-        # merged apart from those without, which keep the arguments (and the cost) they
-        # had before keys existed. Both still share the round trip.
+        # merged apart from those without, which pass three arguments and pay nothing for
+        # keys. Both share the round trip.
         head = (self._rate, self._keep_ms, len(own_args))
         if self._batcher is None:
             replies = await self._reserve(keys=[*shared, *own_keys], args=[*head, *own_args])

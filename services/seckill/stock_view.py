@@ -1,10 +1,10 @@
 """Remaining stock as the activity pages show it, read from Redis at most once per
 max_age per activity and process.
 
-When a sale starts every shopper loads its page at once: in `make loadtest`'s spike the
-activity page had a p95 of ~1.3 s while presses stayed fast, because each page load made
-its own Redis round trip. A page may now show stock up to max_age old (plus one Redis
-call while a refresh is under way); whether a press gets stock is decided by the reserve
+When a sale starts every shopper loads its page at once: with one Redis round trip per
+page load, the activity page's p95 in `make loadtest`'s spike is ~1.3 s while presses
+stay fast. A page shows stock up to max_age old (plus one Redis call while a refresh is
+under way); whether a press gets stock is decided by the reserve
 script alone, so nothing can be oversold by it.
 """
 

@@ -11,7 +11,7 @@ from tests.integration.test_metrics_names import GROUPBUY, IDENTITY, NOTIFY, ORD
 from tools.dashboards import dashboards, red_panels
 from tools.deploy import DASHBOARDS_DIR, DEPLOY
 
-# Exported by jobs outside the two services: the reconciliation job (issue 3).
+# Exported by jobs outside the two services: the reconciliation job.
 EXTERNAL = {"reconciliation_mismatches"}
 # Exported by the exporters in Kubernetes (their own names, as of the pinned versions):
 # redis_exporter, Strimzi's Kafka exporter, nginx-prometheus-exporter.

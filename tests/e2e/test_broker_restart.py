@@ -31,7 +31,7 @@ pytestmark = pytest.mark.slow
 KAFKA_USERS = ("seckill.worker", "order", "groupbuy", "notify", "reconcile")
 OUTAGE_SECONDS = 8.0
 PRESSES_PER_SECOND = 100
-# /readyz gives each check 2 s; the issue asks for the outage to show within ~2 s.
+# /readyz gives each check 2 s; the outage must show within ~2 s.
 NOTICE_WITHIN = 3.0
 DRAIN_WITHIN = 60.0
 

@@ -1,6 +1,6 @@
 """An operator creates a sale while Redis is down: the sale is recorded once, answered 202
 (its stock goes to Redis later), and sells as soon as Redis is back, without a second
-create. A 5xx here used to make the operator create it again: a duplicate sale."""
+create. A 5xx here would make the operator create it again: a duplicate sale."""
 
 from __future__ import annotations
 

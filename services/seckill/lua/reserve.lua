@@ -1,5 +1,5 @@
--- Reserve stock for one or more presses on one activity, atomically (DESIGN.md, "The
--- reservation path"). Concurrent presses are merged into one call (one command instead
+-- Reserve stock for one or more presses on one activity, atomically (docs/architecture.md,
+-- "The reservation path"). Concurrent presses are merged into one call (one command instead
 -- of one per press: the client's per-command cost is the hot path's limit); each press
 -- is still decided on its own, in order, as if it had its own script call.
 -- Checks, in order: activity known, the press's Idempotency-Key record, not cancelled
@@ -22,8 +22,8 @@
 -- KEYS[6 + i] rate counter of press i
 -- ARGV[1] presses/second per user (0: off)   ARGV[2] ms records are kept after the sale
 -- ends   ARGV[3] arguments per press, m: 3 for presses without an Idempotency-Key, 4 for
--- presses with one (a call holds one kind: a press without a key costs what it did
--- before keys existed); press i: ARGV[3 + m(i-1) + 1] user id, + 2 quantity,
+-- presses with one (a call holds one kind: a press without a key pays nothing for
+-- keys); press i: ARGV[3 + m(i-1) + 1] user id, + 2 quantity,
 -- + 3 reservation id, + 4 (m = 4) the key's record field
 -- Returns one reply per press: {"ok", remaining, pay_before_ms} or {refusal} (cancelled,
 -- not_started, ended, ...);
