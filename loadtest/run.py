@@ -57,7 +57,7 @@ def default_stock(args: argparse.Namespace) -> int:
         return int(args.stock)
     if SCENARIOS[args.scenario].shape == "spike":
         return SPIKE_STOCK
-    return max(SPIKE_STOCK, 2 * args.users * args.per_user_limit)
+    return max(SPIKE_STOCK, 2 * int(args.users) * int(args.per_user_limit))
 
 
 def parse_args(settings: Settings, argv: Sequence[str] | None = None) -> argparse.Namespace:

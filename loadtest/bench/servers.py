@@ -19,6 +19,7 @@ import asyncio
 import signal
 import sys
 import uuid
+from collections.abc import AsyncIterator
 
 import asyncpg
 from aiohttp import web
@@ -93,7 +94,7 @@ def naive_app(settings: Settings) -> web.Application:
         ]
     )
 
-    async def pool(app: web.Application):  # type: ignore[no-untyped-def]
+    async def pool(app: web.Application) -> AsyncIterator[None]:
         app[POOL] = await asyncpg.create_pool(
             settings.database_url, min_size=POOL_SIZE, max_size=POOL_SIZE
         )

@@ -13,6 +13,7 @@ from typing import Any
 
 import orjson
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from services.common.auth import ADMIN_ROLE, AuthError, KeySet, Principal, TokenVerifier
@@ -62,7 +63,7 @@ async def read_json_object(request: web.Request) -> dict[str, Any]:
     return body
 
 
-def auth_middleware(keys: KeySet, public_paths: frozenset[str] = frozenset()) -> Any:
+def auth_middleware(keys: KeySet, public_paths: frozenset[str] = frozenset()) -> Middleware:
     """Requires a valid bearer token on every /api route except public_paths."""
     verifier = TokenVerifier(keys)
 
@@ -123,7 +124,7 @@ def _domain_error_response(exc: DomainError) -> web.Response:
     return error_response(exc.status, exc.code, exc.message, exc.headers or None, **exc.extra)
 
 
-def errors_and_metrics_middleware(metrics: HttpMetrics) -> Any:
+def errors_and_metrics_middleware(metrics: HttpMetrics) -> Middleware:
     """Maps DomainError, aiohttp's HTTP errors and Redis being unavailable (503
     redis_unavailable, with Retry-After) to JSON bodies, and records RED metrics."""
 

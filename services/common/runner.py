@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 from aiohttp import web
 
@@ -45,8 +47,8 @@ async def serve(apps: list[tuple[web.Application, int]], settings: Settings) -> 
         await runner.cleanup()
 
 
-def run(coro_factory: object) -> None:
+def run(coro_factory: Callable[[], Coroutine[Any, Any, None]]) -> None:
     """Run the service's main coroutine on uvloop (a faster event loop for the hot path)."""
     import uvloop
 
-    uvloop.run(coro_factory())  # type: ignore[operator]
+    uvloop.run(coro_factory())

@@ -10,6 +10,7 @@ import os
 import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from services.common.auth import DEFAULT_KEY_ID, KeySet
@@ -246,7 +247,9 @@ class Settings:
         """Build settings from upper-cased field names (REDIS_URL, ORDER_PORT, ...)."""
         env = os.environ if environ is None else environ
         defaults = cls()
-        values: dict[str, object] = {}
+        # Each value has its field's type (converted with the type of the field's default),
+        # which a single dict type cannot say field by field.
+        values: dict[str, Any] = {}
         for f in fields(cls):
             raw = env.get(f.name.upper())
             if raw is None or raw == "":
@@ -258,7 +261,7 @@ class Settings:
                 raise ValueError(
                     f"{f.name.upper()}={raw!r} is not a valid {kind.__name__}"
                 ) from exc
-        return cls(**values)  # type: ignore[arg-type]
+        return cls(**values)
 
     def topic(self, name: str) -> str:
         return f"{self.kafka_topic_prefix}{name}"

@@ -7,7 +7,7 @@ import contextlib
 import time
 from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, TypedDict
 
 import asyncpg
 
@@ -266,6 +266,18 @@ class CampaignRepository:
         await self._pool.fetchval("SELECT 1")
 
 
+class GroupRow(TypedDict):
+    """A groupbuy.groups row as SELECT_GROUP reads it."""
+
+    id: str
+    leader_id: str
+    size: int
+    state: str
+    completion: str | None
+    opened_at: datetime
+    deadline: datetime
+
+
 class GroupRecord:
     """Groups and memberships in PostgreSQL, from the groupbuy events (at least once)."""
 
@@ -300,9 +312,18 @@ class GroupRecord:
         elif event.type == GROUP_FAILED:
             await conn.execute(SETTLE_GROUP, gid, "failed", None, _ts(d["failed_at"]))
 
-    async def get(self, group_id: str) -> tuple[dict[str, Any], list[str]] | None:
+    async def get(self, group_id: str) -> tuple[GroupRow, list[str]] | None:
         row = await self._pool.fetchrow(SELECT_GROUP, group_id)
         if row is None:
             return None
         members = [r["user_id"] for r in await self._pool.fetch(SELECT_MEMBERS, group_id)]
-        return dict(row), members
+        group = GroupRow(
+            id=row["id"],
+            leader_id=row["leader_id"],
+            size=row["size"],
+            state=row["state"],
+            completion=row["completion"],
+            opened_at=row["opened_at"],
+            deadline=row["deadline"],
+        )
+        return group, members

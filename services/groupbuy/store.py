@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import NamedTuple
+from typing import NamedTuple, cast
 
 from redis.asyncio import Redis
 
@@ -328,8 +328,13 @@ class GroupStore:
         }
 
     async def due_groups(self, campaign_id: int, now_ms: int, limit: int) -> list[str]:
-        raw = await self._redis.zrangebyscore(
-            campaign_keys(campaign_id).deadlines, "-inf", now_ms, start=0, num=limit
+        # redis-py gives ZRANGEBYSCORE one return type for both withscores values; without
+        # scores the reply is members only.
+        raw = cast(
+            list[bytes | str],
+            await self._redis.zrangebyscore(
+                campaign_keys(campaign_id).deadlines, "-inf", now_ms, start=0, num=limit
+            ),
         )
         return [_text(g) for g in raw]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TypedDict
 
 import asyncpg
 import orjson
@@ -274,16 +274,36 @@ def _delivery(row: asyncpg.Record) -> Delivery:
     )
 
 
+class SubscriptionRow(TypedDict):
+    """A notify.subscriptions row as INSERT_SUBSCRIPTION returns it."""
+
+    id: int
+    user_id: str
+    template: str
+    scope: str
+    kind: str
+    state: str
+    created_at: datetime
+
+
 class NotifyRepository:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
 
-    async def subscribe(self, sub: NewSubscription) -> dict[str, Any]:
+    async def subscribe(self, sub: NewSubscription) -> SubscriptionRow:
         row = await self._pool.fetchrow(
             INSERT_SUBSCRIPTION, sub.user_id, sub.template, sub.scope, sub.kind.value
         )
         assert row is not None
-        return dict(row)
+        return SubscriptionRow(
+            id=row["id"],
+            user_id=row["user_id"],
+            template=row["template"],
+            scope=row["scope"],
+            kind=row["kind"],
+            state=row["state"],
+            created_at=row["created_at"],
+        )
 
     async def enqueue(
         self,

@@ -21,14 +21,14 @@ from services.notify.domain import (
     template_kind,
     templates_view,
 )
-from services.notify.repository import NotifyRepository
+from services.notify.repository import NotifyRepository, SubscriptionRow
 from services.notify.templates import TemplateIds
 
 REPO: web.AppKey[NotifyRepository] = web.AppKey("notify_repo", NotifyRepository)
 TEMPLATE_IDS: web.AppKey[TemplateIds] = web.AppKey("template_ids", TemplateIds)
 
 
-def subscription_view(row: dict[str, Any]) -> dict[str, Any]:
+def subscription_view(row: SubscriptionRow) -> dict[str, Any]:
     scope, _, scope_id = row["scope"].partition(":")
     return {
         "id": row["id"],

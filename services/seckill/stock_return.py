@@ -48,10 +48,11 @@ class StockReturnHandler:
                 continue
             reservation_id = item.event.data.get("reservation_id")
             reason = item.event.data.get("reason")
-            activity_id = (
-                activity_of_reservation(reservation_id) if isinstance(reservation_id, str) else None
-            )
-            if activity_id is None or not isinstance(reason, str):
+            if (
+                not isinstance(reservation_id, str)
+                or not isinstance(reason, str)
+                or (activity_id := activity_of_reservation(reservation_id)) is None
+            ):
                 raise PermanentError(
                     f"order.cancelled without a valid reservation: {item.event.id}"
                 )
