@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import importlib.util
 import json
 import os
 import re
@@ -86,6 +87,9 @@ def _env(**extra: str) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory: pytest.TempPathFactory) -> Installed:
+    assert importlib.util.find_spec("hatchling") is not None, (
+        "the build backend is missing from this venv: make install (requirements-dev.txt)"
+    )
     work = tmp_path_factory.mktemp("package")
     dist, env_dir, outside = work / "dist", work / "venv", work / "elsewhere"
     outside.mkdir()
