@@ -211,12 +211,14 @@ async def fresh_database(settings: Settings) -> AsyncIterator[str]:
     """The URL of a database that does not exist yet; dropped afterwards."""
     parts = urlsplit(settings.database_url)
     name = f"{parts.path.lstrip('/')}_pkg{uuid.uuid4().hex[:8]}"
-    yield urlunsplit(parts._replace(path=f"/{name}"))
-    conn = await asyncpg.connect(urlunsplit(parts._replace(path="/postgres")))
     try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        yield urlunsplit(parts._replace(path=f"/{name}"))
     finally:
-        await conn.close()
+        conn = await asyncpg.connect(urlunsplit(parts._replace(path="/postgres")))
+        try:
+            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await conn.close()
 
 
 @contextlib.contextmanager
