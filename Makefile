@@ -33,22 +33,41 @@ UP_FLAGS := $(if $(filter 1 yes true,$(PROMETHEUS)),--prometheus) $(if $(filter 
 PY311 := -c 'import sys; sys.exit(sys.version_info < (3, 11))'
 
 .DEFAULT_GOAL := help
-.PHONY: help install up infra down status demo reconcile test loadtest bench lint format clean wrk browser-tools screenshots
+.PHONY: help install lock up infra down status demo reconcile test loadtest bench lint format clean wrk browser-tools screenshots
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
 
-install: $(VENV)/.installed browser-tools ## create the venv and install requirements-dev.txt (when changed), chromium for tests/browser
+install: $(VENV)/.installed browser-tools ## create the venv and install the lock requirements-dev.txt (when changed), chromium for tests/browser
 
 $(VPY):
 	@$(PYTHON) $(PY311) 2>/dev/null || { echo "Python >= 3.11 is required, '$(PYTHON)' is $$($(PYTHON) -V 2>&1); run e.g. make PYTHON=python3.12 install" >&2; exit 1; }
 	$(PYTHON) -m venv $(VENV) || { [ "$$(id -u)" = 0 ] || { echo "venv failed: install python3-venv" >&2; exit 1; }; \
 	  rm -rf $(VENV) && apt-get update && apt-get install -y python3-venv && $(PYTHON) -m venv $(VENV); }
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt | $(VPY)
+# The lock files requirements*.txt pin every package, transitive ones too, with their
+# hashes: pip refuses a file that differs from the one locked, or a package not in the lock.
+$(VENV)/.installed: requirements-dev.txt | $(VPY)
 	@$(VPY) $(PY311) || { echo "$(VENV) runs $$($(VPY) -V 2>&1); Python >= 3.11 is required: remove $(VENV) and run make PYTHON=python3.12 install" >&2; exit 1; }
-	$(VPY) -m pip install --disable-pip-version-check -r requirements-dev.txt
+	$(VPY) -m pip install --disable-pip-version-check --require-hashes -r requirements-dev.txt
 	@touch $@
+
+# The lock files come from pyproject.toml (dependencies, extras dev and loadtest), never by
+# hand: a new dependency goes into pyproject.toml, then `make lock`. Each file is resolved
+# under the pins of the one below it (runtime < dev < loadtest), so that a package has one
+# version in all three (make loadtest installs into the dev venv). Pins already in a file
+# stay unless pyproject.toml excludes them: UPGRADE=1 moves all to the newest allowed
+# version, UPGRADE="<package> ..." only those. --universal: one lock for every platform
+# and Python >= 3.11 (the image's Linux and a developer's machine alike).
+UPGRADE ?=
+LOCK_UPGRADE := $(if $(filter 1 yes true,$(UPGRADE)),--upgrade,$(foreach p,$(UPGRADE),--upgrade-package $(p)))
+UV_COMPILE = $(VENV)/bin/uv pip compile pyproject.toml --quiet --universal --generate-hashes \
+	--custom-compile-command 'make lock' $(LOCK_UPGRADE)
+
+lock: $(VENV)/.installed ## resolve pyproject.toml into the hashed lock files requirements*.txt (UPGRADE=1|<packages>)
+	$(UV_COMPILE) -o requirements.txt
+	$(UV_COMPILE) --extra dev -c requirements.txt -o requirements-dev.txt
+	$(UV_COMPILE) --extra dev --extra loadtest -c requirements-dev.txt -o requirements-loadtest.txt
 
 # Debian's chromium and its chromedriver, which the merchant console's browser tests drive
 # (tests/browser); Selenium never downloads a browser or a driver of its own.
@@ -92,7 +111,7 @@ screenshots: ## copy the console screenshots the browser tests took (.run/screen
 	cp .run/screenshots/console-*.png docs/console/
 
 $(VENV)/.loadtest-installed: requirements-loadtest.txt $(VENV)/.installed
-	$(VPY) -m pip install --disable-pip-version-check -r requirements-loadtest.txt
+	$(VPY) -m pip install --disable-pip-version-check --require-hashes -r requirements-loadtest.txt
 	@touch $@
 
 wrk:

@@ -1,12 +1,15 @@
 """Prepare the shared infrastructure: create the database, apply migrations, create topics.
 
-Idempotent; `make up` and the test suite run it. Usage: python -m tools.bootstrap
+Idempotent; `make up`, the test suite and the pods' init container run it. Usage:
+flashsale-bootstrap or python -m tools.bootstrap (settings from the environment).
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import sys
+from collections.abc import Sequence
 
 from services.common.kafka import ensure_topics
 from services.common.migrations import ensure_database, migrate
@@ -22,7 +25,13 @@ async def bootstrap(settings: Settings) -> None:
         print(f"created topic {topic}")
 
 
-def main() -> int:
+def main(argv: Sequence[str] | None = None) -> int:
+    # No options; a parser still answers --help instead of migrating a database.
+    argparse.ArgumentParser(
+        prog="flashsale-bootstrap",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    ).parse_args(argv)
     asyncio.run(bootstrap(Settings.from_env()))
     return 0
 

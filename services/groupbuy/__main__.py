@@ -1,14 +1,19 @@
-"""python -m services.groupbuy"""
+"""The group-buy service: campaigns, opening and joining groups, their completion or
+expiry.
+
+`flashsale-groupbuy` or `python -m services.groupbuy`; --help for its usage.
+"""
 
 from __future__ import annotations
 
+from services.common.cli import run_service
 from services.common.logs import configure_logging
-from services.common.runner import run, serve
+from services.common.runner import serve
 from services.common.settings import Settings
 from services.groupbuy.app import create_app, create_ops
 
 
-async def main() -> None:
+async def run_forever() -> None:
     settings = Settings.from_env()
     configure_logging("groupbuy", settings.log_level)
     api = create_app(settings)
@@ -18,5 +23,9 @@ async def main() -> None:
     )
 
 
+def main() -> None:
+    run_service("flashsale-groupbuy", __doc__, run_forever)
+
+
 if __name__ == "__main__":
-    run(main)
+    main()

@@ -1,14 +1,19 @@
-"""python -m services.identity"""
+"""The identity service: mini-program logins, refresh tokens, merchant logins and
+signing keys.
+
+`flashsale-identity` or `python -m services.identity`; --help for its usage.
+"""
 
 from __future__ import annotations
 
+from services.common.cli import run_service
 from services.common.logs import configure_logging
-from services.common.runner import run, serve
+from services.common.runner import serve
 from services.common.settings import Settings
 from services.identity.app import create_app, create_ops
 
 
-async def main() -> None:
+async def run_forever() -> None:
     settings = Settings.from_env()
     configure_logging("identity", settings.log_level)
     api = create_app(settings)
@@ -18,5 +23,9 @@ async def main() -> None:
     )
 
 
+def main() -> None:
+    run_service("flashsale-identity", __doc__, run_forever)
+
+
 if __name__ == "__main__":
-    run(main)
+    main()

@@ -1,4 +1,5 @@
-"""python -m services.seckill.worker: the seckill background work in its own process.
+"""flashsale-seckill-worker or python -m services.seckill.worker: the seckill background work
+in its own process.
 
 Runs what background.py describes (outbox relay, stock returns, warm-up, live gauges) and
 serves /healthz, /readyz and /metrics on SECKILL_WORKER_OPS_PORT. Run it beside API
@@ -13,10 +14,11 @@ from dataclasses import dataclass
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
+from services.common.cli import run_service
 from services.common.logs import configure_logging
 from services.common.observability import create_ops_app
 from services.common.resources import pg_pool, redis_client
-from services.common.runner import run, serve
+from services.common.runner import serve
 from services.common.settings import Settings
 from services.common.shutdown import close_pool, stop_tasks
 from services.seckill.activities import ActivityRepository
@@ -86,11 +88,15 @@ def create_worker(settings: Settings) -> web.Application:
     return app
 
 
-async def main() -> None:
+async def run_forever() -> None:
     settings = Settings.from_env()
     configure_logging("seckill-worker", settings.log_level)
     await serve([(create_worker(settings), settings.seckill_worker_ops_port)], settings)
 
 
+def main() -> None:
+    run_service("flashsale-seckill-worker", __doc__, run_forever)
+
+
 if __name__ == "__main__":
-    run(main)
+    main()

@@ -20,7 +20,7 @@ def test_the_image_runs_as_the_non_root_user_the_pods_expect() -> None:
 
 
 def test_the_image_holds_the_pinned_runtime_and_every_service_and_the_bootstrap() -> None:
-    assert "pip install -r requirements.txt" in DOCKERFILE
+    assert "pip install --require-hashes -r requirements.txt" in DOCKERFILE
     assert "COPY services/ services/" in DOCKERFILE
     assert "tools/bootstrap.py" in DOCKERFILE  # the pods' init container
     assert "PYTHONDONTWRITEBYTECODE=1" in DOCKERFILE  # read-only root filesystem
