@@ -21,7 +21,7 @@ from yarl import URL
 
 from services.common.settings import Settings
 from tests.gateway_process import Urls, running_gateway
-from tests.helpers import free_port
+from tests.helpers import free_port, parse_answer, raw_exchange
 from tools.deploy import K8S_GATEWAY, local_gateway_values, render_nginx_conf
 
 NOT_FOUND = {"error": "not_found", "message": "no such route"}
@@ -441,25 +441,6 @@ async def test_a_live_route_is_still_admin_only(gateway: Gateway) -> None:
     base = (await gateway()).public
     status, _, body = await get(base + "/api/seckill/admin/activities/7/live")
     assert (status, body) == (404, NOT_FOUND)
-
-
-async def raw_exchange(port: int, request: bytes, within: float = 5.0) -> bytes:
-    """What the gateway answers to these bytes, read until it closes (or `within`)."""
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    try:
-        writer.write(request)
-        await writer.drain()
-        async with asyncio.timeout(within):
-            return await reader.read()
-    finally:
-        writer.close()
-
-
-def parse_answer(answer: bytes) -> tuple[int, dict[str, str], bytes]:
-    head, _, body = answer.partition(b"\r\n\r\n")
-    status_line, *lines = head.decode("latin-1").split("\r\n")
-    headers = dict(line.split(": ", 1) for line in lines)
-    return int(status_line.split(" ")[1]), headers, body
 
 
 HOST = b"Host: x\r\n"
