@@ -308,7 +308,9 @@ async def raw_exchange(port: int, request: bytes, within: float = 5.0) -> bytes:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     try:
         writer.write(request)
-        await writer.drain()
+        # A server refusing an oversized request answers and closes before reading it all.
+        with contextlib.suppress(ConnectionResetError, BrokenPipeError):
+            await writer.drain()
         async with asyncio.timeout(within):
             return await reader.read()
     finally:

@@ -132,7 +132,7 @@ def test_a_token_whose_subject_is_not_a_string_is_refused(sub: Any) -> None:
 @pytest.mark.parametrize("sub", ["", "u" * 129])
 def test_a_subject_that_is_empty_or_longer_than_128_is_refused(sub: str) -> None:
     assert refused(bearer(own_token({"sub": sub, "exp": future()}))) == (
-        "token subject must be a non-empty string of at most 128 characters"
+        "token subject must be 1 to 128 printable characters"
     )
 
 
@@ -144,7 +144,7 @@ def test_a_subject_of_exactly_128_characters_is_accepted() -> None:
 @pytest.mark.parametrize("roles", ["admin", ["admin", 1], [None], {"admin": True}, 1])
 def test_a_token_whose_roles_are_not_a_list_of_strings_is_refused(roles: Any) -> None:
     message = refused(bearer(own_token({"sub": "u-1", "exp": future(), "roles": roles})))
-    assert message == "token roles must be a list of strings"
+    assert message == "token roles must be a list of at most 16 short strings"
 
 
 def test_an_unsigned_alg_none_token_is_refused() -> None:
