@@ -12,6 +12,8 @@ from typing import Any
 
 from aiohttp.test_utils import TestClient, TestServer
 
+from services.common.http_server import ServiceRunner
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -89,8 +91,15 @@ async def running_relay(redis: Any, settings: Any) -> AsyncIterator[Any]:
         await stop_tasks([task])
 
 
+class ServiceTestServer(TestServer):
+    """A TestServer on the services' own runner (services/common/http_server.py)."""
+
+    async def _make_runner(self, **kwargs: Any) -> ServiceRunner:
+        return ServiceRunner(self.app, **kwargs)
+
+
 async def started_client(app: Any) -> TestClient[Any, Any]:
-    client: TestClient[Any, Any] = TestClient(TestServer(app))
+    client: TestClient[Any, Any] = TestClient(ServiceTestServer(app))
     await client.start_server()
     return client
 
@@ -291,3 +300,26 @@ async def reply_dropping_proxy(upstream_port: int) -> AsyncIterator[tuple[int, R
         yield server.sockets[0].getsockname()[1], dropper
     finally:
         server.close()
+
+
+async def raw_exchange(port: int, request: bytes, within: float = 5.0) -> bytes:
+    """What a server on the loopback answers to these raw bytes, read until it closes the
+    connection (or `within` passes: TimeoutError)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(request)
+        # A server refusing an oversized request answers and closes before reading it all.
+        with contextlib.suppress(ConnectionResetError, BrokenPipeError):
+            await writer.drain()
+        async with asyncio.timeout(within):
+            return await reader.read()
+    finally:
+        writer.close()
+
+
+def parse_answer(answer: bytes) -> tuple[int, dict[str, str], bytes]:
+    """(status, headers, body) of one HTTP/1.x answer (headers named once each)."""
+    head, _, body = answer.partition(b"\r\n\r\n")
+    status_line, *lines = head.decode("latin-1").split("\r\n")
+    headers = dict(line.split(": ", 1) for line in lines)
+    return int(status_line.split(" ")[1]), headers, body

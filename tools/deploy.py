@@ -71,9 +71,34 @@ STATUS_SERVER = """    server {
     }"""
 
 
-# The error answers of both servers (named locations belong to a server; the error_page
-# directives naming them are set once for both, in the template's http block).
-ERROR_LOCATIONS = """        location @payload_too_large {
+# The error answers of both servers, as JSON {"error", "message"} like the services' own.
+# Two kinds, for a reason:
+# - nginx's own refusals of a request it could not parse or accept (a bad request line, a
+#   NUL in the path, a header too large, a body too slow) go to an internal location by
+#   URI. A named location cannot answer them: for a request line that failed to parse,
+#   nginx has no URI to redirect with and answers its own HTML 500 instead ("empty URI
+#   in redirect to named location").
+# - the answers about a request that was routed (413, 429, 502-504) stay named locations,
+#   which keep the request's $uri: the login routes' Retry-After is looked up by it.
+# `=<code>` makes the status the one in the table: 494 (headers too large) leaves as 431,
+# which nginx 1.22 sends without a reason phrase, as RFC 9112 allows.
+ERROR_PREFIX = "/__errors/"
+PARSE_ERRORS: tuple[tuple[int, int, str, str], ...] = (
+    # (nginx's code, status sent, error, message)
+    (400, 400, "bad_request", "the request is not valid HTTP"),
+    (404, 404, "not_found", "no such route"),
+    (405, 405, "method_not_allowed", "the method is not allowed here"),
+    # nginx closes a connection whose headers or body time out without answering; the
+    # page is for any 408 it does send.
+    (408, 408, "request_timeout", "the request did not arrive in time"),
+    (411, 411, "length_required", "send the body with a Content-Length"),
+    (414, 414, "uri_too_long", "the request line is too long"),
+    (494, 431, "request_header_fields_too_large", "the request headers are too large"),
+    (500, 500, "internal", "internal error"),
+    (501, 501, "not_implemented", "the request uses an unsupported transfer encoding"),
+    (505, 505, "http_version_not_supported", "only HTTP/1.0 and HTTP/1.1 are served"),
+)
+NAMED_ERRORS = """        location @payload_too_large {
             return 413 '{"error":"payload_too_large","message":"body exceeds {{max_body_bytes}} bytes"}';
         }
         location @rate_limited {
@@ -84,6 +109,32 @@ ERROR_LOCATIONS = """        location @payload_too_large {
             add_header Retry-After 1 always;
             return 503 $flashsale_unavailable;
         }"""  # noqa: E501 (nginx's lines, as they are rendered)
+
+
+def _error_pages() -> str:
+    """The error_page directives of the http block (both servers inherit them)."""
+    lines = [
+        f"    error_page {code} ={status} {ERROR_PREFIX}{status};"
+        for code, status, _, _ in PARSE_ERRORS
+    ]
+    lines += [
+        "    error_page 413 = @payload_too_large;",
+        "    error_page 429 = @rate_limited;",
+        "    error_page 502 503 504 = @unavailable;",
+    ]
+    return "\n".join(lines)
+
+
+def _error_locations(max_body_bytes: int) -> str:
+    """The locations answering them, in each server (locations belong to a server)."""
+    pages = [
+        f"        location = {ERROR_PREFIX}{status} {{ internal; return {status} "
+        f"'{json.dumps({'error': error, 'message': message}, separators=(',', ':'))}'; }}"
+        for _, status, error, message in PARSE_ERRORS
+    ]
+    named = NAMED_ERRORS.replace("{{max_body_bytes}}", str(max_body_bytes))
+    return "\n".join([*pages, named])
+
 
 # The admin server's live figure streams: unbuffered, and a read timeout between two events
 # (sent every 0.25 s) with room for a slow reading.
@@ -152,7 +203,8 @@ def render_nginx_conf(v: GatewayValues) -> str:
         live_stream=LIVE_STREAM,
         listen=v.listen,
         admin_listen=v.admin_listen,
-        error_locations=ERROR_LOCATIONS.replace("{{max_body_bytes}}", str(v.max_body_bytes)),
+        error_pages=_error_pages(),
+        error_locations=_error_locations(v.max_body_bytes),
         status_server=status,
     )
     # {{name}} placeholders: nginx's own $variables stay untouched.

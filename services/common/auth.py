@@ -34,6 +34,11 @@ DEFAULT_KEY_ID = "k1"
 # RFC 7518 3.2: an HS256 key must have at least as many bits as the hash.
 MIN_SECRET_BYTES = 32
 MAX_KEY_ID_LENGTH = 64
+# A token we sign is a few hundred bytes; anything much larger is not one of ours and is
+# refused before it is decoded. The subject is a user id or "merchant:<n>".
+MAX_TOKEN_LENGTH = 4096
+MAX_SUBJECT_LENGTH = 128
+MAX_ROLES = 16
 
 
 def grants(roles: Iterable[str], needed: str) -> bool:
@@ -140,7 +145,12 @@ def _bearer_token(header: str | None) -> str:
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token:
         raise AuthError("Authorization must be 'Bearer <token>'")
-    return token.strip()
+    token = token.strip()
+    # A JWT is base64url and dots: anything else (non-ASCII bytes arrive as surrogates,
+    # which PyJWT's encode() would raise on) is refused before it is decoded.
+    if len(token) > MAX_TOKEN_LENGTH or not token.isascii() or not token.isprintable():
+        raise AuthError(f"invalid token: not a JWT of at most {MAX_TOKEN_LENGTH} characters")
+    return token
 
 
 def _decode(token: str, keys: KeySet) -> dict[str, Any]:
@@ -157,11 +167,17 @@ def _decode(token: str, keys: KeySet) -> dict[str, Any]:
     try:
         # algorithms pins HS256: "none" and any other algorithm (RS256 with our secret
         # taken for a public key, HS512, ...) are refused before the signature is looked at.
-        return dict(
+        claims = dict(
             jwt.decode(token, secret, algorithms=[ALGORITHM], options={"require": ["sub", "exp"]})
         )
     except jwt.PyJWTError as exc:
         raise AuthError(f"invalid token: {exc}") from exc
+    for name in ("exp", "iat", "nbf"):
+        # PyJWT takes int() of these: "1767225600" (a string) would pass as a time.
+        value = claims.get(name, 0)
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise AuthError(f"invalid token: {name} must be a number of seconds")
+    return claims
 
 
 def principal_from_header(header: str | None, keys: KeySet | str) -> Principal:
@@ -171,11 +187,17 @@ def principal_from_header(header: str | None, keys: KeySet | str) -> Principal:
 
 def _principal(claims: dict[str, Any]) -> Principal:
     sub = claims.get("sub")
-    if not isinstance(sub, str) or not sub or len(sub) > 128:
-        raise AuthError("token subject must be a non-empty string of at most 128 characters")
+    # The subject becomes a user id in PostgreSQL rows and Redis scripts: printable text
+    # only, so no NUL and no lone surrogate (PyJWT's json.loads lets "\ud800" through).
+    if not isinstance(sub, str) or not 0 < len(sub) <= MAX_SUBJECT_LENGTH or not sub.isprintable():
+        raise AuthError(f"token subject must be 1 to {MAX_SUBJECT_LENGTH} printable characters")
     roles = claims.get("roles", [])
-    if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
-        raise AuthError("token roles must be a list of strings")
+    if (
+        not isinstance(roles, list)
+        or len(roles) > MAX_ROLES
+        or not all(isinstance(r, str) and len(r) <= MAX_SUBJECT_LENGTH for r in roles)
+    ):
+        raise AuthError(f"token roles must be a list of at most {MAX_ROLES} short strings")
     return Principal(user_id=sub, roles=frozenset(roles))
 
 

@@ -6,6 +6,7 @@ mapped to HTTP here, in one place.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -29,6 +30,10 @@ PRINCIPAL: web.RequestKey[Principal] = web.RequestKey("principal", Principal)
 # Sub-10 ms hot path: fine buckets below 10 ms, coarse ones up to the client timeouts.
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 MAX_BODY_BYTES = 16 * 1024
+# A body that has not arrived by then never will: a client trickling bytes, or chunked
+# encoding broken mid-body, after which aiohttp's parser stops feeding the body without
+# failing it (the read would wait for the connection to close).
+BODY_READ_TIMEOUT_SECONDS = 10.0
 
 
 def json_response(
@@ -45,11 +50,27 @@ def error_response(
     return json_response({"error": code, "message": message, **extra}, status, headers)
 
 
-async def read_json_object(request: web.Request) -> dict[str, Any]:
-    """The request body as a JSON object, or a 400/413/415 DomainError."""
+async def read_body(request: web.Request) -> bytes:
+    """The raw request body, or a 408/413 DomainError."""
     if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
         raise DomainError(413, "payload_too_large", f"body exceeds {MAX_BODY_BYTES} bytes")
-    raw = await request.read()
+    try:
+        async with asyncio.timeout(BODY_READ_TIMEOUT_SECONDS):
+            return await request.read()
+    except TimeoutError:
+        raise DomainError(
+            408,
+            "request_timeout",
+            f"the body did not arrive within {BODY_READ_TIMEOUT_SECONDS:g} s",
+        ) from None
+    except (web.RequestPayloadError, ConnectionResetError):
+        # Broken framing (a bad chunk, a body cut short): the client's fault, not a 500.
+        raise DomainError(400, "invalid_body", "the body is cut short or badly framed") from None
+
+
+async def read_json_object(request: web.Request) -> dict[str, Any]:
+    """The request body as a JSON object, or a 400/408/413/415 DomainError."""
+    raw = await read_body(request)
     if not raw:
         return {}
     if request.content_type not in ("application/json", "application/octet-stream", ""):

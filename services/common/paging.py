@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from services.common.errors import ValidationError
+from services.common.validation import MAX_BIGINT, digits, storable
 
 DEFAULT_LIMIT = 20
 MAX_LIMIT = 100
@@ -29,11 +30,9 @@ def _int_param(query: Mapping[str, str], name: str, default: int, low: int, high
     raw = query.get(name)
     if raw is None or raw == "":
         return default
-    if not raw.isascii() or not raw.isdigit() or len(raw) > 9:
+    value = digits(raw, low, high)
+    if value is None:
         raise ValidationError(name, f"must be an integer between {low} and {high}")
-    value = int(raw)
-    if not low <= value <= high:
-        raise ValidationError(name, f"must be between {low} and {high}")
     return value
 
 
@@ -52,6 +51,39 @@ def choice_param(query: Mapping[str, str], name: str, choices: Collection[str]) 
     if raw not in choices:
         raise ValidationError(name, f"must be one of {', '.join(sorted(choices))}")
     return raw
+
+
+def text_param(query: Mapping[str, str], name: str, max_len: int) -> str | None:
+    """An optional free-text filter (compared in SQL); None when absent or empty."""
+    raw = query.get(name)
+    if raw is None or raw == "":
+        return None
+    if len(raw) > max_len:
+        raise ValidationError(name, f"must be at most {max_len} characters")
+    if not storable(raw):
+        raise ValidationError(name, "must not contain NUL characters or invalid Unicode")
+    return raw
+
+
+def bigint_param(query: Mapping[str, str], name: str) -> int | None:
+    """An optional positive bigint filter (an id compared in SQL); None when absent."""
+    raw = query.get(name)
+    if raw is None or raw == "":
+        return None
+    value = digits(raw, 1, MAX_BIGINT)
+    if value is None:
+        raise ValidationError(name, f"must be an integer between 1 and {MAX_BIGINT}")
+    return value
+
+
+def list_limit(raw: str | None, default: int, maximum: int) -> int:
+    """A shopper list's ?limit= (1 to maximum)."""
+    if raw is None:
+        return default
+    value = digits(raw, 1, maximum)
+    if value is None:
+        raise ValidationError("limit", f"must be an integer between 1 and {maximum}")
+    return value
 
 
 def unknown_params(query: Mapping[str, str], allowed: Collection[str]) -> None:

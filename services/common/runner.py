@@ -10,6 +10,7 @@ from typing import Any
 
 from aiohttp import web
 
+from services.common.http_server import ServiceRunner
 from services.common.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -20,7 +21,7 @@ async def serve(apps: list[tuple[web.Application, int]], settings: Settings) -> 
     in-flight requests finish, clean up. The first app's cleanup_ctx (Redis, Kafka,
     background tasks) runs first."""
     host = settings.http_host
-    runners = [web.AppRunner(app, access_log=None) for app, _ in apps]
+    runners = [ServiceRunner(app, access_log=None) for app, _ in apps]
     for runner in runners:
         await runner.setup()
     for runner, (_, port) in zip(runners, apps, strict=True):

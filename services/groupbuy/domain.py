@@ -444,12 +444,6 @@ def parse_campaign_id(raw: str) -> int | None:
     return parse_id(raw)
 
 
-def parse_empty_body(body: dict[str, Any]) -> None:
-    """Opening and joining take no input but the token: any field is a mistake."""
-    if body:
-        raise ValidationError(sorted(body)[0], "unknown field")
-
-
 # --- groups ---------------------------------------------------------------------------
 
 

@@ -29,6 +29,7 @@ from services.common.live import FiguresCache, stream_figures
 from services.common.paging import choice_param, parse_page, unknown_params
 from services.common.redis_faults import unanswered_change
 from services.common.resources import REDIS_UNANSWERED as UNANSWERED
+from services.common.validation import parse_empty_body
 from services.groupbuy.admin import CampaignAdmin
 from services.groupbuy.domain import (
     SALE_STATES,
@@ -40,7 +41,6 @@ from services.groupbuy.domain import (
     join_metric_result,
     new_group_id,
     parse_campaign_id,
-    parse_empty_body,
     parse_new_campaign,
     refusal,
 )

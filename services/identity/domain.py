@@ -226,16 +226,27 @@ def client_ip(
 ) -> str:
     """The client's address: the gateway's X-Real-IP when the peer is a trusted proxy,
     otherwise the peer itself (anyone else could write any X-Real-IP)."""
-    try:
-        peer_ip = ipaddress.ip_address(peer or "")
-    except ValueError:
+    peer_ip = _address(peer or "")
+    if peer_ip is None:
         return peer or "unknown"
     if real_ip and within(peer_ip, trusted):
-        try:
-            return str(ipaddress.ip_address(real_ip.strip()))
-        except ValueError:
-            pass
+        claimed = _address(real_ip.strip())
+        if claimed is not None:
+            return str(claimed)
     return str(peer_ip)
+
+
+def _address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """An IP address, or None. An IPv6 scope ("fe80::1%eth0") is refused: it names no
+    client, and its text is anything the header said (bytes that are no UTF-8, which
+    PostgreSQL would refuse to store)."""
+    try:
+        address = ipaddress.ip_address(text)
+    except ValueError:
+        return None
+    if isinstance(address, ipaddress.IPv6Address) and address.scope_id is not None:
+        return None
+    return address
 
 
 def within(

@@ -26,6 +26,8 @@ from services.common.events import (
     event_id_for,
     rfc3339,
 )
+from services.common.paging import list_limit
+from services.common.validation import MAX_BIGINT
 
 # Group-buy event types (emitted by services/groupbuy on topic `groupbuy`).
 GROUP_COMPLETED = "group.completed"
@@ -343,8 +345,12 @@ def parse_subscription(user_id: str, body: Mapping[str, Any]) -> NewSubscription
     if activity_id is not None:
         if template.scope is not Scope.ACTIVITY:
             raise ValidationError("activity_id", f"{name} is not about an activity")
-        if isinstance(activity_id, bool) or not isinstance(activity_id, int) or activity_id <= 0:
-            raise ValidationError("activity_id", "must be a positive integer")
+        if (
+            isinstance(activity_id, bool)
+            or not isinstance(activity_id, int)
+            or not 0 < activity_id <= MAX_BIGINT
+        ):
+            raise ValidationError("activity_id", f"must be an integer between 1 and {MAX_BIGINT}")
         scope = scope_key(Scope.ACTIVITY, activity_id)
     if group_id is not None:
         if template.scope is not Scope.GROUP:
@@ -360,11 +366,7 @@ def parse_subscription(user_id: str, body: Mapping[str, Any]) -> NewSubscription
 
 
 def parse_list_limit(raw: str | None) -> int:
-    if raw is None:
-        return 20
-    if not raw.isascii() or not raw.isdigit() or not 1 <= int(raw) <= MAX_LIST_LIMIT:
-        raise ValidationError("limit", f"must be an integer between 1 and {MAX_LIST_LIMIT}")
-    return int(raw)
+    return list_limit(raw, 20, MAX_LIST_LIMIT)
 
 
 # --- Provider answers, retries, rate limit ------------------------------------------

@@ -23,7 +23,15 @@ from services.common.events import (
     event_id_for,
     rfc3339,
 )
-from services.common.paging import Page, choice_param, parse_page, unknown_params
+from services.common.paging import (
+    Page,
+    bigint_param,
+    choice_param,
+    list_limit,
+    parse_page,
+    text_param,
+    unknown_params,
+)
 
 _ORDER_NAMESPACE = uuid.UUID("a7d4c1e2-5b3f-4e8a-9c6d-2f1e0b7a8c93")
 MAX_LIST_LIMIT = 100
@@ -221,11 +229,7 @@ def order_created_event(order: NewOrder) -> Envelope:
 
 
 def parse_list_limit(raw: str | None) -> int:
-    if raw is None:
-        return 20
-    if not raw.isascii() or not raw.isdigit() or not 1 <= int(raw) <= MAX_LIST_LIMIT:
-        raise ValidationError("limit", f"must be an integer between 1 and {MAX_LIST_LIMIT}")
-    return int(raw)
+    return list_limit(raw, 20, MAX_LIST_LIMIT)
 
 
 def parse_order_id(raw: str) -> uuid.UUID | None:
@@ -344,14 +348,10 @@ class OrderSearch:
 
 
 def _sale_id(query: Mapping[str, str], required: bool) -> int | None:
-    raw = query.get("sale_id")
-    if raw is None or raw == "":
-        if required:
-            raise ValidationError("sale_id", "required: the activity or campaign id")
-        return None
-    if not raw.isascii() or not raw.isdigit() or len(raw) > 19 or not 0 < int(raw) <= MAX_BIGINT:
-        raise ValidationError("sale_id", "must be a positive integer")
-    return int(raw)
+    sale_id = bigint_param(query, "sale_id")
+    if sale_id is None and required:
+        raise ValidationError("sale_id", "required: the activity or campaign id")
+    return sale_id
 
 
 def parse_order_search(query: Mapping[str, str]) -> OrderSearch:
@@ -361,13 +361,10 @@ def parse_order_search(query: Mapping[str, str]) -> OrderSearch:
     order_id = None if raw_id is None else parse_order_id(raw_id)
     if raw_id is not None and order_id is None:
         raise ValidationError("order_id", "must be an order id (UUID)")
-    user_id = query.get("user_id") or None
-    if user_id is not None and len(user_id) > MAX_USER_ID:
-        raise ValidationError("user_id", f"must be at most {MAX_USER_ID} characters")
     return OrderSearch(
         page=parse_page(query),
         order_id=order_id,
-        user_id=user_id,
+        user_id=text_param(query, "user_id", MAX_USER_ID),
         source=choice_param(query, "source", [s.value for s in Source]),
         sale_id=_sale_id(query, required=False),
         state=choice_param(query, "state", [s.value for s in State]),

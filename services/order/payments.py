@@ -14,15 +14,20 @@ import hashlib
 import hmac
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, TypeGuard
 
 from services.common.errors import DomainError, ValidationError
+from services.common.validation import digits, in_utc, storable
 from services.order.domain import MAX_BIGINT, Order, State
 
 SIGNATURE_HEADER = "X-Payment-Signature"
 _NOTICE_FIELDS = {"transaction_id", "order_id", "amount_cents", "status", "paid_at"}
+MAX_TRANSACTION_ID = 64
+# Unix seconds up to the year 33658: any real timestamp, and int() never sees a long string.
+MAX_TIMESTAMP = 10**12 - 1
+_HEX = frozenset("0123456789abcdef")
 
 
 def sign(secret: str, timestamp: int, body: bytes) -> str:
@@ -38,10 +43,12 @@ def verify_signature(
     if not header:
         raise DomainError(401, "invalid_signature", f"missing {SIGNATURE_HEADER} header")
     parts = dict(p.partition("=")[::2] for p in header.split(","))
-    raw_ts, given = parts.get("t", ""), parts.get("v1", "")
-    if not raw_ts.isascii() or not raw_ts.isdigit() or not given:
+    timestamp = digits(parts.get("t", ""), 0, MAX_TIMESTAMP)
+    given = parts.get("v1", "")
+    # compare_digest raises TypeError on a str that is not ASCII: only a hex digest is
+    # compared at all (its length leaks nothing, every valid digest has the same).
+    if timestamp is None or not given or not set(given) <= _HEX:
         raise DomainError(401, "invalid_signature", "signature header must be t=<unix>,v1=<hex>")
-    timestamp = int(raw_ts)
     expected = sign(secret, timestamp, body).partition(",v1=")[2]
     if not hmac.compare_digest(expected, given):
         raise DomainError(401, "invalid_signature", "signature does not match the body")
@@ -62,8 +69,11 @@ def parse_notice(body: dict[str, Any]) -> PaymentNotice:
     if unknown:
         raise ValidationError(unknown[0], "unknown field")
     txn = body.get("transaction_id")
-    if not isinstance(txn, str) or not 1 <= len(txn) <= 64:
-        raise ValidationError("transaction_id", "must be a string of 1 to 64 characters")
+    if not is_transaction_id(txn):
+        raise ValidationError(
+            "transaction_id",
+            f"must be a string of 1 to {MAX_TRANSACTION_ID} characters, without NUL",
+        )
     raw_order = body.get("order_id")
     try:
         order_id = uuid.UUID(raw_order) if isinstance(raw_order, str) else None
@@ -85,9 +95,16 @@ def parse_notice(body: dict[str, Any]) -> PaymentNotice:
         )
     except ValueError:
         paid_at = None
-    if paid_at is None or paid_at.tzinfo is None:
+    paid_utc = None if paid_at is None or paid_at.tzinfo is None else in_utc(paid_at)
+    if paid_utc is None:
         raise ValidationError("paid_at", "must be an RFC 3339 timestamp with a zone")
-    return PaymentNotice(txn, order_id, amount, paid_at.astimezone(UTC))
+    return PaymentNotice(txn, order_id, amount, paid_utc)
+
+
+def is_transaction_id(value: Any) -> TypeGuard[str]:
+    """The provider's transaction id as orders.payments keys it: 1-64 characters that
+    PostgreSQL can store."""
+    return isinstance(value, str) and 1 <= len(value) <= MAX_TRANSACTION_ID and storable(value)
 
 
 class PaymentOutcome(StrEnum):

@@ -14,15 +14,16 @@ from prometheus_client import CollectorRegistry, Counter
 from services.common.auth import OPERATOR_ROLE, VIEWER_ROLE
 from services.common.errors import DomainError, NotFound
 from services.common.http import (
-    MAX_BODY_BYTES,
     json_response,
     principal,
+    read_body,
     read_json_object,
     require_role,
 )
 from services.common.idempotency import IDEMPOTENCY_KEY_HEADER, parse_idempotency_key
 from services.common.live import FiguresCache, stream_figures
 from services.common.settings import Settings
+from services.common.validation import parse_empty_body
 from services.order.domain import (
     SaleRef,
     admin_order_detail,
@@ -39,6 +40,7 @@ from services.order.domain import (
 from services.order.payments import (
     SIGNATURE_HEADER,
     PaymentOutcome,
+    is_transaction_id,
     parse_notice,
     verify_signature,
 )
@@ -103,6 +105,7 @@ async def cancel_order(request: web.Request) -> web.Response:
     order_id = parse_order_id(request.match_info["id"])
     if order_id is None:
         raise NotFound("order")
+    parse_empty_body(await read_json_object(request))
     order = await request.app[ORDERS].cancel_by_user(order_id, principal(request).user_id)
     return json_response(order_view(order))
 
@@ -112,9 +115,7 @@ async def payment_callback(request: web.Request) -> web.Response:
     idempotent on the provider's transaction id, its own idempotency key: an
     Idempotency-Key header is ignored, never a reason to refuse a payment."""
     ctx = request.app[PAYMENTS]
-    if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
-        raise DomainError(413, "payload_too_large", f"body exceeds {MAX_BODY_BYTES} bytes")
-    raw = await request.read()
+    raw = await read_body(request)
     try:
         verify_signature(
             ctx.settings.payment_webhook_secret,
@@ -181,10 +182,11 @@ async def admin_get_order(request: web.Request) -> web.Response:
 async def admin_mark_refunded(request: web.Request) -> web.Response:
     """An operator confirmed at the payment provider that this payment was refunded."""
     who = require_role(request, OPERATOR_ROLE)
+    transaction_id = request.match_info["transaction_id"]
+    if not is_transaction_id(transaction_id):
+        raise NotFound("payment")
     refund_id = parse_refund_id(await read_json_object(request))
-    payment, order = await request.app[ORDERS].mark_refunded(
-        request.match_info["transaction_id"], refund_id, who.user_id
-    )
+    payment, order = await request.app[ORDERS].mark_refunded(transaction_id, refund_id, who.user_id)
     return json_response(payment_view(payment, order))
 
 

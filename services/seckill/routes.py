@@ -28,6 +28,7 @@ from services.common.live import FiguresCache, stream_figures
 from services.common.paging import choice_param, parse_page, unknown_params
 from services.common.redis_faults import unanswered_change
 from services.common.resources import REDIS_UNANSWERED as UNANSWERED
+from services.common.validation import parse_empty_body
 from services.seckill.activities import ActivityRepository
 from services.seckill.activity_cache import ActivityCache
 from services.seckill.admin import SaleAdmin
@@ -254,7 +255,9 @@ async def admin_cancel(request: web.Request) -> web.Response:
 async def _close(request: web.Request, closing: Closing) -> web.Response:
     who = require_role(request, OPERATOR_ROLE)
     sk = request.app[SECKILL]
-    activity = await sk.admin.close(_admin_id(request), closing, who.user_id)
+    activity_id = _admin_id(request)
+    parse_empty_body(await read_json_object(request))
+    activity = await sk.admin.close(activity_id, closing, who.user_id)
     remaining = await sk.stock.remaining([activity.id])
     return json_response(admin_view(activity, remaining[activity.id], _now()))
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import orjson
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
@@ -20,7 +21,7 @@ from yarl import URL
 
 from services.common.settings import Settings
 from tests.gateway_process import Urls, running_gateway
-from tests.helpers import free_port
+from tests.helpers import free_port, parse_answer, raw_exchange
 from tools.deploy import K8S_GATEWAY, local_gateway_values, render_nginx_conf
 
 NOT_FOUND = {"error": "not_found", "message": "no such route"}
@@ -440,3 +441,137 @@ async def test_a_live_route_is_still_admin_only(gateway: Gateway) -> None:
     base = (await gateway()).public
     status, _, body = await get(base + "/api/seckill/admin/activities/7/live")
     assert (status, body) == (404, NOT_FOUND)
+
+
+HOST = b"Host: x\r\n"
+# Requests nginx refuses itself, before any location: (bytes, status, error).
+REFUSED_BY_NGINX = {
+    "a NUL in the path": (b"GET /api/orders/%00 HTTP/1.1\r\n" + HOST + b"\r\n", 400, "bad_request"),
+    "a raw NUL in the path": (b"GET /api/a\x00b HTTP/1.1\r\n" + HOST + b"\r\n", 400, "bad_request"),
+    "a garbage request line": (b"GARBAGE\r\n\r\n", 400, "bad_request"),
+    "a method of symbols": (b"G{T / HTTP/1.1\r\n" + HOST + b"\r\n", 400, "bad_request"),
+    "TLS on the plain port": (b"\x16\x03\x01\x00\xa5\x01\x00\x00\xa1\x03\x03", 400, "bad_request"),
+    "no Host header": (b"GET /api/orders HTTP/1.1\r\n\r\n", 400, "bad_request"),
+    "two Host headers": (b"GET / HTTP/1.1\r\n" + HOST + b"Host: y\r\n\r\n", 400, "bad_request"),
+    "a path above the root": (
+        b"GET /../etc/passwd HTTP/1.1\r\n" + HOST + b"\r\n",
+        400,
+        "bad_request",
+    ),
+    "a NUL in a header": (
+        b"GET / HTTP/1.1\r\n" + HOST + b"X-A: a\x00b\r\n\r\n",
+        400,
+        "bad_request",
+    ),
+    "a Content-Length that is no number": (
+        b"POST /api/orders HTTP/1.1\r\n" + HOST + b"Content-Length: x\r\n\r\n",
+        400,
+        "bad_request",
+    ),
+    "invalid chunked encoding": (
+        b"POST /api/orders HTTP/1.1\r\n" + HOST + b"Transfer-Encoding: chunked\r\n\r\nzz\r\n",
+        400,
+        "bad_request",
+    ),
+    "an unknown transfer encoding": (
+        b"POST /api/orders HTTP/1.1\r\n" + HOST + b"Transfer-Encoding: gzip\r\n\r\n",
+        501,
+        "not_implemented",
+    ),
+    "TRACE": (b"TRACE /api/orders HTTP/1.1\r\n" + HOST + b"\r\n", 405, "method_not_allowed"),
+    "an unknown HTTP version": (
+        b"GET / HTTP/9.9\r\n" + HOST + b"\r\n",
+        505,
+        "http_version_not_supported",
+    ),
+    "a request line over the buffers": (
+        b"GET /api/" + b"a" * 9000 + b" HTTP/1.1\r\n" + HOST + b"\r\n",
+        414,
+        "uri_too_long",
+    ),
+    "a header over the buffers": (
+        b"GET / HTTP/1.1\r\n" + HOST + b"X-A: " + b"a" * 9000 + b"\r\n\r\n",
+        431,
+        "request_header_fields_too_large",
+    ),
+    "headers over the buffers together": (
+        b"GET / HTTP/1.1\r\n"
+        + HOST
+        + b"".join(b"X-%d: %s\r\n" % (i, b"a" * 4000) for i in range(40))
+        + b"\r\n",
+        431,
+        "request_header_fields_too_large",
+    ),
+    "an error page asked for by name": (
+        b"GET /__errors/500 HTTP/1.1\r\n" + HOST + b"Connection: close\r\n\r\n",
+        404,
+        "not_found",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(REFUSED_BY_NGINX))
+async def test_what_nginx_refuses_itself_is_answered_in_json_without_its_version(
+    gateway: Gateway, case: str
+) -> None:
+    request, expected_status, expected_error = REFUSED_BY_NGINX[case]
+    urls = await gateway()
+    for base in (urls.public, urls.admin):
+        answer = await raw_exchange(URL(base).port or 0, request)
+        status, headers, body = parse_answer(answer)
+        assert (status, headers["Content-Type"]) == (expected_status, "application/json")
+        assert set(orjson.loads(body)) == {"error", "message"}
+        assert orjson.loads(body)["error"] == expected_error
+        # Debian's nginx has no module to drop the header: server_tokens off leaves the
+        # bare name, never the version (docs/operations.md, "Hostile input").
+        assert headers["Server"] == "nginx"
+        assert b"<html" not in answer and b"nginx" not in body
+
+
+async def test_the_services_server_header_never_passes_the_gateway(gateway: Gateway) -> None:
+    # The stubs are plain aiohttp apps: they send "Server: Python/3.x aiohttp/3.x".
+    status, headers, _ = await get((await gateway()).public + "/api/orders")
+    assert (status, headers["Server"]) == (200, "nginx")
+
+
+async def test_a_client_that_stops_sending_is_dropped_without_an_html_page(
+    gateway: Gateway,
+) -> None:
+    port = URL((await gateway()).public).port or 0
+    started = asyncio.get_running_loop().time()
+    headers_cut = b"GET /api/orders HTTP/1.1\r\n" + HOST
+    body_cut = b"POST /api/orders HTTP/1.1\r\n" + HOST + b"Content-Length: 10\r\n\r\nab"
+    answers = await asyncio.gather(
+        raw_exchange(port, headers_cut, within=20.0), raw_exchange(port, body_cut, within=20.0)
+    )
+    # client_header_timeout / client_body_timeout (10 s): nginx closes without answering.
+    assert answers == [b"", b""]
+    assert 9.0 < asyncio.get_running_loop().time() - started < 15.0
+
+
+def test_every_error_nginx_makes_itself_has_a_json_page_in_both_servers() -> None:
+    for conf in (
+        render_nginx_conf(K8S_GATEWAY),
+        render_nginx_conf(local_gateway_values(Settings(), Path("/x"))),
+    ):
+        public, admin = conf.split("# The admin server")
+        for code, status in (
+            (400, 400),
+            (404, 404),
+            (405, 405),
+            (408, 408),
+            (411, 411),
+            (414, 414),
+            (494, 431),
+            (500, 500),
+            (501, 501),
+            (505, 505),
+        ):
+            assert f"error_page {code} ={status} /__errors/{status};" in conf
+            for server in (public, admin):
+                assert (
+                    f'location = /__errors/{status} {{ internal; return {status} \'{{"error":'
+                    in server
+                )
+        for named in ("@payload_too_large", "@rate_limited", "@unavailable"):
+            assert public.count(f"location {named} {{") == admin.count(f"location {named} {{") == 1

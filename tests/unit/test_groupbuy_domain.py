@@ -9,6 +9,7 @@ import pytest
 
 from services.common.errors import ValidationError
 from services.common.events import event_id_for
+from services.common.validation import parse_empty_body
 from services.groupbuy.domain import (
     Campaign,
     Outcome,
@@ -20,7 +21,6 @@ from services.groupbuy.domain import (
     new_group_id,
     outbox_event,
     parse_campaign_id,
-    parse_empty_body,
     parse_new_campaign,
     refusal,
 )
