@@ -5,6 +5,7 @@ a JSON body, whether it takes an Idempotency-Key). Pure data, no I/O."""
 
 from __future__ import annotations
 
+import copy
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -267,7 +268,8 @@ class Operation:
         if gateway:
             for status, text in GATEWAY_ANSWERS.items():
                 add(status, text)
-        responses = {str(status): answer for status, answer in self.answers.items()}
+        # Copies: a document drops links from its answers (_drop_dangling_links).
+        responses = {str(status): copy.deepcopy(answer) for status, answer in self.answers.items()}
         for status, texts in errors.items():
             if str(status) in responses:
                 raise ValueError(f"{self.method} {self.path}: {status} is both ok and error")
