@@ -18,7 +18,8 @@ def _body(description: str, media_types: list[str]) -> dict[str, Any]:
     return {
         "description": description,
         "headers": _ETAG,
-        "content": {media: {"schema": string()} for media in media_types},
+        # The media types without their charset parameter, as clients compare them.
+        "content": {media.split(";")[0]: {"schema": string()} for media in media_types},
     }
 
 
