@@ -3,12 +3,12 @@ same as each service's router, and merged for the gateway without leaking admin 
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 from aiohttp import web
-from openapi_spec_validator import validate
 
 from services.common.openapi.spec import (
     ADMIN_PATH,
@@ -83,6 +83,19 @@ def described(document: dict[str, Any]) -> set[tuple[str, str]]:
     return {
         (method.upper(), path) for path, methods in document["paths"].items() for method in methods
     }
+
+
+def validate(document: dict[str, Any]) -> None:
+    """openapi-spec-validator (requirements-dev.txt): fails in CI, skips elsewhere when
+    it is not installed yet."""
+    try:
+        from openapi_spec_validator import validate as check
+    except ImportError:
+        message = "openapi-spec-validator is not installed: make install"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    check(document)
 
 
 def test_every_service_is_described() -> None:
