@@ -268,6 +268,8 @@ class Operation:
         if gateway:
             for status, text in GATEWAY_ANSWERS.items():
                 add(status, text)
+            if self.method in ("post", "put", "patch"):
+                add(413, "`payload_too_large` (gateway): a body over GATEWAY_MAX_BODY_BYTES")
         # Copies: a document drops links from its answers (_drop_dangling_links).
         responses = {str(status): copy.deepcopy(answer) for status, answer in self.answers.items()}
         for status, texts in errors.items():
