@@ -73,7 +73,12 @@ def rfc3339_ms(ms: int) -> str:
 
 @functools.lru_cache(maxsize=4096)
 def _second_prefix(seconds: int) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
+    t = time.gmtime(seconds)
+    # Not strftime's %Y: glibc writes the year 55 as "55", which is no RFC 3339 time.
+    return (
+        f"{t.tm_year:04d}-{t.tm_mon:02d}-{t.tm_mday:02d}T"
+        f"{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d}"
+    )
 
 
 def from_epoch_ms(ms: int) -> datetime:

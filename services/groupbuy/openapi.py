@@ -124,6 +124,19 @@ SCHEMAS: dict[str, Schema] = {
         description="Cross-field rules answered 400 naming the field: group price below "
         "the single price, stock at least one group, ends_at after starts_at and in the "
         "future, min_real_members only with virtual_completion.",
+        examples=[
+            {
+                "sku": "tea-5",
+                "title": "Tea for five",
+                "group_price_cents": 4900,
+                "single_price_cents": 9900,
+                "group_size": 5,
+                "stock": 50,
+                "starts_at": "2030-06-01T10:00:00Z",
+                "ends_at": "2030-06-02T10:00:00Z",
+                "group_window_seconds": 3600,
+            }
+        ],
     ),
     "CampaignEdit": obj(
         {name: _FIELDS[name] for name in EDITABLE_FIELDS},
@@ -344,7 +357,8 @@ OPERATIONS = [
         {
             200: event_stream(
                 "`retry: 1000`, then `event: figures` (data: CampaignFigures) at once and "
-                "every 0.25 s; `event: unavailable` (data: Error) when a reading failed."
+                "every 0.25 s; `event: unavailable` (data: Error) when a reading failed.",
+                ref("CampaignFigures"),
             )
         },
         {

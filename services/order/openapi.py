@@ -221,7 +221,8 @@ OPERATIONS = [
         {
             200: event_stream(
                 "`retry: 1000`, then `event: figures` (data: OrderFigures) at once and "
-                "every 0.25 s; `event: unavailable` (data: Error) when a reading failed."
+                "every 0.25 s; `event: unavailable` (data: Error) when a reading failed.",
+                ref("OrderFigures"),
             )
         },
         {

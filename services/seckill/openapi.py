@@ -68,6 +68,18 @@ NEW_ACTIVITY = obj(
     _FIELDS,
     ["sku", "title", "price_cents", "stock", "starts_at", "ends_at"],
     description="`ends_at` must be after `starts_at` and in the future (400 naming `ends_at`).",
+    examples=[
+        {
+            "sku": "tea-set-01",
+            "title": "Limited tea set",
+            "price_cents": 8900,
+            "stock": 120,
+            "starts_at": "2030-06-01T12:00:00Z",
+            "ends_at": "2030-06-01T13:00:00Z",
+            "per_user_limit": 1,
+            "payment_timeout_seconds": 900,
+        }
+    ],
 )
 EDIT = obj(
     {name: _FIELDS[name] for name in EDITABLE_FIELDS},
@@ -294,7 +306,8 @@ OPERATIONS = [
             200: event_stream(
                 "`retry: 1000`, then `event: figures` (data: ActivityFigures) at once and "
                 "every 0.25 s; `event: unavailable` (data: Error) when a reading failed. "
-                "Ends after an hour."
+                "Ends after an hour.",
+                ref("ActivityFigures"),
             )
         },
         {

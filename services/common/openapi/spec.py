@@ -123,12 +123,23 @@ def json_answer(
     return answer
 
 
-def event_stream(description: str) -> Schema:
-    """A Server-Sent Events answer (services/common/live.py)."""
-    return {
-        "description": description,
-        "content": {"text/event-stream": {"schema": string()}},
-    }
+def event_stream(description: str, figures: Schema) -> Schema:
+    """A Server-Sent Events answer (services/common/live.py). The schema is that of one
+    event, as OpenAPI 3.2's itemSchema and the SSE-aware tools read it: `event: figures`
+    whose data is the JSON of `figures`, or `event: unavailable` whose data is an Error."""
+    event = obj(
+        {
+            "event": {"type": "string", "enum": ["figures", "unavailable"]},
+            "data": string(
+                contentMediaType="application/json",
+                contentSchema={"anyOf": [figures, ref("Error")]},
+            ),
+            "id": string(),
+            "retry": integer(0),
+        },
+        [],
+    )
+    return {"description": description, "content": {"text/event-stream": {"schema": event}}}
 
 
 def no_content(description: str) -> Schema:
