@@ -10,7 +10,12 @@ from pathlib import Path
 
 from services.common.settings import Settings
 from tests.deploy.tools import require
-from tools.deploy import GatewayValues, local_gateway_values, render_nginx_conf
+from tools.deploy import (
+    GatewayValues,
+    local_gateway_values,
+    render_nginx_conf,
+    write_gateway_openapi,
+)
 
 NGINX_HOW = "install the Debian package nginx (make infra does when root)"
 
@@ -36,6 +41,7 @@ async def running_gateway(
         values = dataclasses.replace(values, status_listen=status_listen)
     conf = run_dir / "nginx.conf"
     conf.write_text(render_nginx_conf(values))
+    write_gateway_openapi(run_dir)
     log = run_dir / "error.log"
     argv = ["-c", str(conf), "-e", str(log), "-g", "daemon off;"]
     quiet = asyncio.subprocess.DEVNULL

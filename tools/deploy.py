@@ -6,6 +6,7 @@ configs of `make up`.
 
 Generated (do not edit by hand; tests/deploy checks they are current):
 - deploy/k8s/base/gateway/nginx.conf from deploy/gateway/nginx.conf.template
+- deploy/k8s/base/gateway/openapi-{public,admin}.json from tools/openapi.py
 - deploy/k8s/base/monitoring/prometheusrule.yaml from deploy/prometheus/rules/*.yml
 - deploy/grafana/dashboards/*.json from tools/dashboards.py
 """
@@ -15,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import re
 import sys
 from collections.abc import Iterable, Sequence
@@ -55,7 +57,12 @@ class GatewayValues:
     error_log: str
     access_log: str
     temp_dir: str
+    # Where the gateway's OpenAPI documents lie (write_gateway_openapi).
+    openapi_dir: str
     worker_processes: str = "auto"
+    # The `user` of the worker processes; empty: nginx's default (the master's own user,
+    # or nobody under a root master).
+    worker_user: str = ""
     # host:port of nginx's stub_status, which the metrics exporter beside it reads; empty:
     # none (the local gateway of `make up` has no exporter).
     status_listen: str = ""
@@ -185,12 +192,15 @@ def render_nginx_conf(v: GatewayValues) -> str:
     status = "    # no stub_status server (no metrics exporter)"
     if v.status_listen:
         status = STATUS_SERVER.replace("{{status_listen}}", v.status_listen)
+    user = f"user {v.worker_user};" if v.worker_user else "# workers run as nginx's default user"
     values = dict(
+        worker_user=user,
         worker_processes=v.worker_processes,
         pid_path=v.pid_path,
         error_log=v.error_log,
         access_log=v.access_log,
         temp_dir=v.temp_dir,
+        openapi_dir=v.openapi_dir,
         max_body_bytes=str(v.max_body_bytes),
         exempt_cidrs=exempt,
         **_rate_limits(v),
@@ -209,6 +219,14 @@ def render_nginx_conf(v: GatewayValues) -> str:
     )
     # {{name}} placeholders: nginx's own $variables stay untouched.
     return re.sub(r"\{\{(\w+)\}\}", lambda m: values[m.group(1)], NGINX_TEMPLATE.read_text())
+
+
+def write_gateway_openapi(directory: Path) -> None:
+    """The OpenAPI documents the gateway serves (GatewayValues.openapi_dir)."""
+    from tools.openapi import gateway_files
+
+    for name, text in gateway_files().items():
+        (directory / name).write_text(text)
 
 
 def _host(host: str) -> str:
@@ -239,7 +257,12 @@ def local_gateway_values(s: Settings, run_dir: Path) -> GatewayValues:
         error_log=str(run_dir / "error.log"),
         access_log=str(run_dir / "access.log"),
         temp_dir=str(run_dir / "tmp"),
+        openapi_dir=str(run_dir),
         worker_processes="2",
+        # Under a root master the workers would be nobody, who may not reach this
+        # checkout's run directory (the OpenAPI documents it serves): they stay root, as
+        # the master is, on this local gateway only.
+        worker_user="root" if os.geteuid() == 0 else "",
     )
 
 
@@ -266,6 +289,8 @@ K8S_GATEWAY = GatewayValues(
     error_log="/dev/stderr",
     access_log="/dev/stdout",
     temp_dir="/tmp",
+    # The gateway-nginx ConfigMap (kustomization.yaml) holds the documents too.
+    openapi_dir="/etc/flashsale",
     # Read by the nginx-prometheus-exporter container of the gateway pod (gateway.yaml).
     status_listen="127.0.0.1:8090",
 )
@@ -310,11 +335,14 @@ def prometheus_rule_manifest() -> str:
 
 def generated_files() -> dict[Path, str]:
     from tools.dashboards import dashboards
+    from tools.openapi import gateway_files
 
     files = {
         K8S_GATEWAY_CONF: render_nginx_conf(K8S_GATEWAY),
         K8S_PROMETHEUS_RULE: prometheus_rule_manifest(),
     }
+    for name, text in gateway_files().items():
+        files[K8S_GATEWAY_CONF.parent / name] = text
     for name, board in dashboards().items():
         files[DASHBOARDS_DIR / f"{name}.json"] = json.dumps(board, indent=2) + "\n"
     return files

@@ -79,13 +79,14 @@ def admin_gateway_endpoint(s: Settings) -> Endpoint:
 
 
 def up_gateway(s: Settings) -> None:
-    from tools.deploy import local_gateway_values, render_nginx_conf
+    from tools.deploy import local_gateway_values, render_nginx_conf, write_gateway_openapi
 
     nginx = find("nginx")
     if nginx is None:
         raise DevstackError("gateway: nginx is not installed (apt-get install nginx)")
     (GATEWAY_DIR / "tmp").mkdir(parents=True, exist_ok=True)
     GATEWAY_CONF.write_text(render_nginx_conf(local_gateway_values(s, GATEWAY_DIR)))
+    write_gateway_openapi(GATEWAY_DIR)
     check = subprocess.run(
         [nginx, "-t", "-q", "-c", str(GATEWAY_CONF), "-e", str(GATEWAY_DIR / "error.log")],
         capture_output=True,

@@ -49,6 +49,16 @@ def event_id_for(event_type: str, natural_key: str) -> str:
     return str(uuid.uuid5(_EVENT_NAMESPACE, f"{event_type}:{natural_key}"))
 
 
+_ORDER_NAMESPACE = uuid.UUID("a7d4c1e2-5b3f-4e8a-9c6d-2f1e0b7a8c93")
+
+
+def order_id_for(reservation_id: str) -> uuid.UUID:
+    """The id of the order a reservation (or a group member's seat) becomes. Derived, not
+    random: a redelivered reservation maps to the same order, and the seckill service can
+    name the order before the order service has created it."""
+    return uuid.uuid5(_ORDER_NAMESPACE, reservation_id)
+
+
 def rfc3339(moment: datetime) -> str:
     if moment.tzinfo is None:  # naive: local time, as datetime.astimezone reads it
         moment = moment.astimezone(UTC)
@@ -64,7 +74,12 @@ def rfc3339_ms(ms: int) -> str:
 
 @functools.lru_cache(maxsize=4096)
 def _second_prefix(seconds: int) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
+    t = time.gmtime(seconds)
+    # Not strftime's %Y: glibc writes the year 55 as "55", which is no RFC 3339 time.
+    return (
+        f"{t.tm_year:04d}-{t.tm_mon:02d}-{t.tm_mday:02d}T"
+        f"{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d}"
+    )
 
 
 def from_epoch_ms(ms: int) -> datetime:

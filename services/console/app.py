@@ -11,6 +11,7 @@ from prometheus_client import CollectorRegistry
 
 from services.common.http import HttpMetrics, errors_and_metrics_middleware
 from services.common.observability import create_ops_app
+from services.common.openapi.serve import add_openapi_route
 from services.common.settings import Settings
 from services.console.domain import (
     ASSET_PREFIX,
@@ -23,6 +24,7 @@ from services.console.domain import (
     etag_matches,
     is_asset_name,
 )
+from services.console.openapi import SPEC as OPENAPI
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 
@@ -82,6 +84,7 @@ def create_app(settings: Settings, static_files: dict[str, bytes] | None = None)
     app.router.add_get(PREFIX.rstrip("/"), to_index)
     app.router.add_get(PREFIX, index)
     app.router.add_get(ASSET_PREFIX + "{version:[0-9a-f]{1,64}}/{name:.+}", asset)
+    add_openapi_route(app, OPENAPI.document())
     return app
 
 

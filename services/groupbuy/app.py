@@ -12,6 +12,8 @@ from services.common.http import auth_middleware, errors_and_metrics_middleware
 from services.common.kafka import BatchConsumer, BatchHandler, start_producer
 from services.common.live import SHARED_READING_SECONDS, FiguresCache, LiveStreams
 from services.common.observability import create_ops_app
+from services.common.openapi.serve import add_openapi_route
+from services.common.openapi.spec import OPENAPI_PATH
 from services.common.periodic import every
 from services.common.resources import PG_TRANSIENT, pg_pool, redis_client
 from services.common.settings import Settings
@@ -24,6 +26,7 @@ from services.groupbuy.consumer import GroupRecordHandler, UnitReturnHandler
 from services.groupbuy.domain import outbox_event
 from services.groupbuy.keys import CAMPAIGNS, campaign_keys, campaign_of_outbox
 from services.groupbuy.metrics import GroupbuyMetrics
+from services.groupbuy.openapi import SPEC as OPENAPI
 from services.groupbuy.repository import CampaignCache, CampaignRepository, GroupRecord
 from services.groupbuy.routes import GROUPBUY, Groupbuy, add_routes
 from services.groupbuy.store import GroupStore
@@ -81,7 +84,7 @@ def create_app(
     app = web.Application(
         middlewares=[
             errors_and_metrics_middleware(metrics.http),
-            auth_middleware(settings.jwt_keys()),
+            auth_middleware(settings.jwt_keys(), public_paths=frozenset({OPENAPI_PATH})),
         ],
         client_max_size=64 * 1024,
     )
@@ -141,6 +144,7 @@ def create_app(
     app.cleanup_ctx.append(resources)
     LiveStreams().install(app)
     add_routes(app)
+    add_openapi_route(app, OPENAPI.document())
     app[METRICS] = metrics
     return app
 

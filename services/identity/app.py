@@ -14,6 +14,7 @@ from redis.asyncio import Redis
 from services.common.http import HttpMetrics, auth_middleware, errors_and_metrics_middleware
 from services.common.kafka import kafka_reachable, start_producer
 from services.common.observability import create_ops_app
+from services.common.openapi.serve import add_openapi_route
 from services.common.periodic import every
 from services.common.pg_outbox import PgOutboxMetrics, PgOutboxRelay
 from services.common.resources import pg_pool, redis_client
@@ -26,6 +27,7 @@ from services.identity.admin_routes import add_admin_routes
 from services.identity.domain import trusted_networks
 from services.identity.merchant_accounts import AdminLogin
 from services.identity.metrics import IdentityMetrics
+from services.identity.openapi import SPEC as OPENAPI
 from services.identity.provider import WeChatApi
 from services.identity.repository import OUTBOX, IdentityRepository
 from services.identity.routes import AUTH, PUBLIC_PATHS, ShopperAuth, add_routes
@@ -105,6 +107,7 @@ def create_app(
     app.cleanup_ctx.append(resources)
     add_routes(app)
     add_admin_routes(app)
+    add_openapi_route(app, OPENAPI.document())
     return app
 
 

@@ -11,6 +11,7 @@ from aiohttp import web
 
 from services.common.errors import DomainError
 from services.common.http import json_response, read_json_object
+from services.common.openapi.spec import OPENAPI_PATH
 from services.common.settings import Settings
 from services.identity.domain import (
     SHOPPER,
@@ -34,7 +35,7 @@ LOGIN = "/api/auth/login"
 REFRESH = "/api/auth/refresh"
 LOGOUT = "/api/auth/logout"
 ADMIN_LOGIN_PATH = "/api/auth/admin/login"  # served by admin_routes.py
-PUBLIC_PATHS = frozenset({LOGIN, REFRESH, LOGOUT, ADMIN_LOGIN_PATH})
+PUBLIC_PATHS = frozenset({LOGIN, REFRESH, LOGOUT, ADMIN_LOGIN_PATH, OPENAPI_PATH})
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,6 +23,8 @@ from services.common.kafka import (
     watch_dlq_sizes,
 )
 from services.common.observability import create_ops_app
+from services.common.openapi.serve import add_openapi_route
+from services.common.openapi.spec import OPENAPI_PATH
 from services.common.resources import pg_pool, redis_client
 from services.common.settings import Settings
 from services.common.shutdown import close_pool, stop_tasks
@@ -32,6 +34,7 @@ from services.notify.consumer import EventHandler, RecipientHandler
 from services.notify.dispatcher import Dispatcher
 from services.notify.domain import parse_template_ids
 from services.notify.metrics import NotifyMetrics
+from services.notify.openapi import SPEC as OPENAPI
 from services.notify.reminders import Reminders
 from services.notify.repository import NotifyRepository
 from services.notify.routes import REPO, TEMPLATE_IDS, add_routes
@@ -76,7 +79,7 @@ def create_app(
     app = web.Application(
         middlewares=[
             errors_and_metrics_middleware(http_metrics),
-            auth_middleware(settings.jwt_keys()),
+            auth_middleware(settings.jwt_keys(), public_paths=frozenset({OPENAPI_PATH})),
         ],
         client_max_size=64 * 1024,
     )
@@ -148,6 +151,7 @@ def create_app(
 
     app.cleanup_ctx.append(resources)
     add_routes(app)
+    add_openapi_route(app, OPENAPI.document())
     return app
 
 

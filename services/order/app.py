@@ -21,6 +21,8 @@ from services.common.kafka import (
 )
 from services.common.live import SHARED_READING_SECONDS, FiguresCache, LiveStreams
 from services.common.observability import create_ops_app
+from services.common.openapi.serve import add_openapi_route
+from services.common.openapi.spec import OPENAPI_PATH
 from services.common.pg_outbox import PgOutboxMetrics, PgOutboxRelay
 from services.common.resources import PG_TRANSIENT, pg_pool
 from services.common.settings import Settings
@@ -29,6 +31,7 @@ from services.common.topics import GROUPBUY, SECKILL_RESERVATIONS
 from services.common.topics import ORDERS as ORDERS_TOPIC
 from services.order.consumer import GroupEventHandler, OrderCreationMetrics, ReservationHandler
 from services.order.domain import SaleRef
+from services.order.openapi import SPEC as OPENAPI
 from services.order.repository import OUTBOX, OrderRepository
 from services.order.routes import (
     FIGURES,
@@ -66,7 +69,9 @@ def create_app(
         middlewares=[
             errors_and_metrics_middleware(http_metrics),
             # The payment callback is authenticated by the provider's signature instead.
-            auth_middleware(settings.jwt_keys(), public_paths=frozenset({PAYMENT_CALLBACK})),
+            auth_middleware(
+                settings.jwt_keys(), public_paths=frozenset({PAYMENT_CALLBACK, OPENAPI_PATH})
+            ),
         ],
         client_max_size=64 * 1024,
     )
@@ -130,6 +135,7 @@ def create_app(
 
     app.cleanup_ctx.append(resources)
     add_routes(app)
+    add_openapi_route(app, OPENAPI.document())
     return app
 
 

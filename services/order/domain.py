@@ -21,6 +21,7 @@ from services.common.events import (
     ORDER_REFUND_REQUESTED,
     Envelope,
     event_id_for,
+    order_id_for,
     rfc3339,
 )
 from services.common.paging import (
@@ -33,7 +34,6 @@ from services.common.paging import (
     unknown_params,
 )
 
-_ORDER_NAMESPACE = uuid.UUID("a7d4c1e2-5b3f-4e8a-9c6d-2f1e0b7a8c93")
 MAX_LIST_LIMIT = 100
 MAX_INT = 2**31 - 1
 MAX_BIGINT = 2**63 - 1
@@ -97,11 +97,6 @@ class Order:
     source: str = "seckill"
     group_id: str | None = None
     group_state: str | None = None
-
-
-def order_id_for(reservation_id: str) -> uuid.UUID:
-    # Derived, not random: a redelivered reservation maps to the same order id.
-    return uuid.uuid5(_ORDER_NAMESPACE, reservation_id)
 
 
 def _field(data: dict[str, Any], name: str, kind: type) -> Any:

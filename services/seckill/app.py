@@ -11,6 +11,8 @@ from aiohttp import web
 from services.common.http import auth_middleware, errors_and_metrics_middleware
 from services.common.live import SHARED_READING_SECONDS, FiguresCache, LiveStreams
 from services.common.observability import create_ops_app
+from services.common.openapi.serve import add_openapi_route
+from services.common.openapi.spec import OPENAPI_PATH
 from services.common.redis_batch import ScriptBatcher
 from services.common.resources import pg_pool, redis_client
 from services.common.settings import Settings
@@ -21,6 +23,7 @@ from services.seckill.admin import SaleAdmin
 from services.seckill.background import start_background
 from services.seckill.board import PressBoard
 from services.seckill.metrics import SeckillMetrics
+from services.seckill.openapi import SPEC as OPENAPI
 from services.seckill.outbox_relay import OutboxRelay
 from services.seckill.routes import SECKILL, Seckill, add_routes
 from services.seckill.sold_out import SoldOutFlags
@@ -44,7 +47,7 @@ def create_app(
     app = web.Application(
         middlewares=[
             errors_and_metrics_middleware(metrics.http),
-            auth_middleware(settings.jwt_keys()),
+            auth_middleware(settings.jwt_keys(), public_paths=frozenset({OPENAPI_PATH})),
         ],
         client_max_size=64 * 1024,
     )
@@ -111,6 +114,7 @@ def create_app(
     app.cleanup_ctx.append(resources)
     LiveStreams().install(app)
     add_routes(app)
+    add_openapi_route(app, OPENAPI.document())
     app[METRICS] = metrics
     return app
 

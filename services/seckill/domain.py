@@ -18,6 +18,7 @@ from services.common.events import (
     SECKILL_RESERVED,
     Envelope,
     event_id_for,
+    order_id_for,
     rfc3339,
     rfc3339_ms,
 )
@@ -451,6 +452,7 @@ class Reservation:
             "activity_id": self.activity_id,
             "quantity": self.quantity,
             "pay_before": rfc3339_ms(self.pay_before_ms),
+            "order_id": str(order_id_for(self.reservation_id)),
         }
 
 
@@ -502,6 +504,8 @@ def reservation_state_view(reservation_id: str, record: dict[str, Any]) -> dict[
         "quantity": int(record["qty"]),
         "reserved_at": rfc3339_ms(int(record["at"])),
         "pay_before": rfc3339_ms(int(record["deadline"])),
+        # The order the reservation becomes (the order service creates it within moments).
+        "order_id": str(order_id_for(reservation_id)),
         **({"release_reason": record["reason"]} if "reason" in record else {}),
     }
 

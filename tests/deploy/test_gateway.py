@@ -23,6 +23,7 @@ from services.common.settings import Settings
 from tests.gateway_process import Urls, running_gateway
 from tests.helpers import free_port, parse_answer, raw_exchange
 from tools.deploy import K8S_GATEWAY, local_gateway_values, render_nginx_conf
+from tools.openapi import admin_document, public_document
 
 NOT_FOUND = {"error": "not_found", "message": "no such route"}
 UPSTREAMS = ("seckill", "order", "groupbuy", "notify", "identity", "console")
@@ -184,6 +185,22 @@ async def test_the_admin_server_routes_every_service_s_admin_routes_and_auth(
     ):
         status, headers, body = await get(admin + path)
         assert (status, headers["Content-Type"], body) == (404, "application/json", NOT_FOUND)
+
+
+async def test_each_server_serves_its_own_merged_openapi_document(gateway: Gateway) -> None:
+    urls = await gateway()
+    status, headers, public = await get(urls.public + "/api/openapi.json")
+    assert (status, headers["Content-Type"]) == (200, "application/json")
+    assert headers["Cache-Control"] == "no-cache"
+    assert public == public_document()
+    assert not [path for path in public["paths"] if "/admin" in path or "console" in path]
+    status, headers, admin = await get(urls.admin + "/api/openapi.json")
+    assert (status, headers["Content-Type"]) == (200, "application/json")
+    assert admin == admin_document()
+    assert "/api/seckill/admin/activities/{id}/live" in admin["paths"]
+    assert "/api/auth/admin/login" in admin["paths"]
+    # Served by the gateway from its files: no service was asked.
+    assert "upstream" not in public and "upstream" not in admin
 
 
 async def test_the_admin_server_answers_the_same_json_errors(gateway: Gateway) -> None:

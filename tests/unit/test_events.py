@@ -190,3 +190,21 @@ def test_epoch_milliseconds_become_an_aware_utc_datetime() -> None:
     assert moment == datetime(2030, 3, 17, 17, 46, 40, 123_000, tzinfo=UTC)
     assert rfc3339(moment) == "2030-03-17T17:46:40.123Z"
     assert rfc3339(from_epoch_ms(0)) == "1970-01-01T00:00:00.000Z"
+
+
+@pytest.mark.parametrize(
+    ("moment", "text"),
+    [
+        (datetime(55, 7, 19, 16, 14, 1, tzinfo=UTC), "0055-07-19T16:14:01.000Z"),
+        (datetime(1, 1, 1, tzinfo=UTC), "0001-01-01T00:00:00.000Z"),
+        (datetime(2030, 6, 1, 12, 0, 0, 521000, tzinfo=UTC), "2030-06-01T12:00:00.521Z"),
+        (datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC), "9999-12-31T23:59:59.000Z"),
+    ],
+)
+def test_times_are_written_as_rfc_3339_with_four_digit_years(moment: datetime, text: str) -> None:
+    from services.common.events import rfc3339
+
+    assert rfc3339(moment) == text
+    assert datetime.fromisoformat(text.replace("Z", "+00:00")) == moment.replace(
+        microsecond=moment.microsecond // 1000 * 1000
+    )

@@ -533,3 +533,14 @@ def test_event_times_are_the_epoch_milliseconds_of_the_entry() -> None:
     assert datetime.fromisoformat(event.at) == datetime(
         2030, 3, 17, 17, 46, 40, 123_000, tzinfo=UTC
     )
+
+
+def test_a_reservation_names_the_order_the_order_service_will_create_for_it() -> None:
+    from services.order.domain import NewOrder, order_from_reservation
+    from services.seckill.domain import Reservation, reservation_state_view
+
+    view = Reservation(RID, 42, 2, AT_MS).view()
+    created: NewOrder = order_from_reservation(outbox_event(42, reserved_entry()).data)
+    assert view["order_id"] == str(created.id)
+    record = {"state": "reserved", "qty": "2", "at": str(AT_MS), "deadline": str(AT_MS)}
+    assert reservation_state_view(RID, record)["order_id"] == view["order_id"]

@@ -3,6 +3,7 @@
 
 import { logout, schedule, session, whenLoggedOut } from "./api.js";
 import { clear, h } from "./dom.js";
+import { apiPage } from "./pages/api.js";
 import { boardPage } from "./pages/board.js";
 import { loginPage } from "./pages/login.js";
 import { orderPage, ordersPage } from "./pages/orders.js";
@@ -21,7 +22,10 @@ const ROUTES = [
   [/^\/orders$/, ordersPage, "orders"],
   [/^\/orders\/([^/]+)$/, orderPage, "orders"],
   [/^\/templates$/, templatesPage, "templates"],
+  [/^\/api$/, apiPage, "api"],
 ];
+// Pages that need no login: the API document is public.
+const OPEN = new Set(["login", "api"]);
 
 let current = null;
 
@@ -61,7 +65,7 @@ function render() {
     return;
   }
   const [pattern, page, section] = route;
-  if (!session() && section !== "login") {
+  if (!session() && !OPEN.has(section)) {
     go(`#/login?next=${encodeURIComponent(location.hash || "#/sales")}`);
     return;
   }

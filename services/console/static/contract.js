@@ -64,6 +64,8 @@ export const paths = {
   templates: "/api/notify/admin/templates",
   template: (kind) => `/api/notify/admin/templates/${encodeURIComponent(kind)}`,
   deliveries: "/api/notify/admin/deliveries",
+  // The gateway's merged OpenAPI document (on the admin side: every operation).
+  openapi: "/api/openapi.json",
 };
 
 // The array of a list answer: {"<items>": [...], "total", "limit", "offset"}.
