@@ -25,7 +25,17 @@ from services.common.events import (
     from_epoch_ms,
     rfc3339,
 )
-from services.common.sales import Status, sale_status
+from services.common.sales import (
+    SaleState,
+    Status,
+    already_started,
+    below_reserved,
+    not_live,
+    sale_closed,
+    sale_state,
+    sale_status,
+    warm_up_pending,
+)
 from services.common.validation import (
     int_field,
     new_owned_id,
@@ -42,6 +52,9 @@ MAX_PER_USER_LIMIT = 100
 MAX_WINDOW_SECONDS = 7 * 24 * 3600
 MAX_PAYMENT_TIMEOUT_SECONDS = 7 * 24 * 3600
 MAX_PRICE_CENTS = 10**12
+
+# How the merchant's refusals name a group-buy campaign (services.common.sales).
+WHAT = "campaign"
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,26 +139,10 @@ def campaign_view(campaign: Campaign, remaining: int, now: datetime) -> dict[str
 # --- the merchant console: admin states, views and figures ----------------------------
 
 
-class SaleState(StrEnum):
-    """The admin `state` of a campaign (docs/admin-api.md, "Sale states")."""
-
-    UPCOMING = "upcoming"
-    LIVE = "live"
-    ENDED = "ended"
-    CANCELLED = "cancelled"
-
-
-SALE_STATES = frozenset(s.value for s in SaleState)
-
-
 def admin_state(campaign: Campaign, now: datetime) -> SaleState:
-    if campaign.cancelled_at is not None:
-        return SaleState.CANCELLED
-    if campaign.ended_early_at is not None or now >= campaign.ends_at:
-        return SaleState.ENDED
-    if now < campaign.starts_at:
-        return SaleState.UPCOMING
-    return SaleState.LIVE
+    return sale_state(
+        campaign.starts_at, campaign.ends_at, campaign.ended_early_at, campaign.cancelled_at, now
+    )
 
 
 def _moment(value: datetime | None) -> str | None:
@@ -216,50 +213,16 @@ def figures_view(
     }
 
 
-def already_started() -> DomainError:
-    return DomainError(
-        409,
-        "already_started",
-        "the campaign has started: only its stock can be changed now (or end or cancel it)",
-    )
-
-
-def sale_closed() -> DomainError:
-    return DomainError(409, "sale_closed", "the campaign has ended or was cancelled")
-
-
-def warm_up_pending() -> DomainError:
-    return DomainError(
-        409,
-        "warm_up_pending",
-        "the campaign is not loaded into Redis yet (its creation answered 202): retry "
-        "once its warm_up is done",
-    )
-
-
-def below_reserved(reserved: int) -> DomainError:
-    return DomainError(
-        409,
-        "below_reserved",
-        f"groups already hold {reserved} units: the stock cannot go below that",
-        reserved_units=reserved,
-    )
-
-
-def not_live() -> DomainError:
-    return DomainError(409, "not_live", "only a live campaign can be ended")
-
-
 def require_not_closed(campaign: Campaign, now: datetime) -> None:
     """Edits and stock changes: never on an ended or cancelled campaign."""
     if admin_state(campaign, now) in (SaleState.ENDED, SaleState.CANCELLED):
-        raise sale_closed()
+        raise sale_closed(WHAT)
 
 
 def require_warm(campaign: Campaign) -> None:
     """A campaign whose Redis state is not there yet cannot be changed there."""
     if campaign.warmed_at is None:
-        raise warm_up_pending()
+        raise warm_up_pending(WHAT)
 
 
 class AdminResult(StrEnum):
@@ -279,16 +242,16 @@ def admin_refusal(result: AdminResult, reserved: int = 0, *, ending: bool = Fals
     """The HTTP answer to an admin script's refusal; `ending`: the script was end.lua,
     whose refusals all mean the campaign is not live."""
     if result is AdminResult.NOT_FOUND:
-        return warm_up_pending()
+        return warm_up_pending(WHAT)
     if ending and result in (AdminResult.NOT_STARTED, AdminResult.ENDED, AdminResult.CANCELLED):
-        return not_live()
+        return not_live(WHAT)
     match result:
         case AdminResult.STARTED:
-            return already_started()
+            return already_started(WHAT)
         case AdminResult.BELOW_RESERVED:
-            return below_reserved(reserved)
+            return below_reserved(WHAT, reserved)
         case AdminResult.ENDED | AdminResult.CANCELLED:
-            return sale_closed()
+            return sale_closed(WHAT)
     raise ValueError(f"{result} is not a refusal")
 
 

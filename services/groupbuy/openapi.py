@@ -38,7 +38,7 @@ from services.common.openapi.spec import (
     query_param,
 )
 from services.common.paging import MAX_LIMIT, MAX_OFFSET
-from services.common.sales import Status
+from services.common.sales import SaleState, Status
 from services.groupbuy.domain import (
     CANCELLED_STATUS,
     EDITABLE_FIELDS,
@@ -48,7 +48,6 @@ from services.groupbuy.domain import (
     MAX_PRICE_CENTS,
     MAX_STOCK,
     MAX_WINDOW_SECONDS,
-    SaleState,
 )
 
 ADMIN = "/api/groupbuy/admin/campaigns"

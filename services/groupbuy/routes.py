@@ -29,10 +29,10 @@ from services.common.live import FiguresCache, stream_figures
 from services.common.paging import choice_param, parse_page, unknown_params
 from services.common.redis_faults import unanswered_change
 from services.common.resources import REDIS_UNANSWERED as UNANSWERED
+from services.common.sales import SALE_STATES
 from services.common.validation import parse_empty_body
 from services.groupbuy.admin import CampaignAdmin
 from services.groupbuy.domain import (
-    SALE_STATES,
     Campaign,
     admin_view,
     campaign_of_group,

@@ -20,22 +20,25 @@ from services.common.audit import changed_fields
 from services.common.errors import NotFound
 from services.common.events import from_epoch_ms, rfc3339
 from services.common.resources import REDIS_UNANSWERED
+from services.common.sales import (
+    already_started,
+    below_reserved,
+    not_live,
+    sale_closed,
+    warm_up_pending,
+)
 from services.seckill.activities import ActivityRepository, LockedActivity
 from services.seckill.domain import (
+    WHAT,
     Activity,
     Closing,
-    already_started,
     apply_edit,
-    below_reserved,
     change_unanswered,
     check_closable,
     check_editable,
     check_stock_settable,
     editable_view,
     live_figures,
-    not_live,
-    sale_closed,
-    warm_up_pending,
 )
 from services.seckill.sold_out import SoldOutFlags
 from services.seckill.stock import ScriptAnswer, StockStore
@@ -59,15 +62,15 @@ def _refused(answer: ScriptAnswer) -> None:
         case "ok":
             return
         case "not_found":
-            raise warm_up_pending()
+            raise warm_up_pending(WHAT)
         case "started":
-            raise already_started()
+            raise already_started(WHAT)
         case "closed":
-            raise sale_closed()
+            raise sale_closed(WHAT)
         case "not_live":
-            raise not_live()
+            raise not_live(WHAT)
         case "below_reserved":
-            raise below_reserved(int(answer.values[0]))
+            raise below_reserved(WHAT, int(answer.values[0]))
     raise RuntimeError(f"unexpected script answer {answer!r}")
 
 

@@ -22,7 +22,16 @@ from services.common.events import (
     rfc3339,
     rfc3339_ms,
 )
-from services.common.sales import Status, sale_status
+from services.common.sales import (
+    SaleState,
+    Status,
+    already_started,
+    not_live,
+    sale_closed,
+    sale_status,
+    warm_up_pending,
+)
+from services.common.sales import sale_state as state_of
 from services.common.validation import (
     int_field,
     new_owned_id,
@@ -37,6 +46,9 @@ MAX_STOCK = 10_000_000
 MAX_PER_USER_LIMIT = 100
 MAX_PAYMENT_TIMEOUT_SECONDS = 7 * 24 * 3600
 MAX_PRICE_CENTS = 10**12
+
+# How the merchant's refusals name a flash-sale activity (services.common.sales).
+WHAT = "sale"
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,23 +89,10 @@ class Activity:
         return self.ends_at
 
 
-class SaleState(StrEnum):
-    """The merchant's view of a sale (docs/admin-api.md, "Sale states")."""
-
-    UPCOMING = "upcoming"
-    LIVE = "live"
-    ENDED = "ended"
-    CANCELLED = "cancelled"
-
-
 def sale_state(activity: Activity, now: datetime) -> SaleState:
-    if activity.cancelled_at is not None:
-        return SaleState.CANCELLED
-    if activity.ended_early_at is not None or now >= activity.ends_at:
-        return SaleState.ENDED
-    if now < activity.starts_at:
-        return SaleState.UPCOMING
-    return SaleState.LIVE
+    return state_of(
+        activity.starts_at, activity.ends_at, activity.ended_early_at, activity.cancelled_at, now
+    )
 
 
 def activity_status(activity: Activity, remaining: int, now: datetime) -> Status:
@@ -205,36 +204,6 @@ EDITABLE_FIELDS = (
 )
 
 
-def already_started() -> DomainError:
-    return DomainError(409, "already_started", "the sale has started: it can no longer be edited")
-
-
-def sale_closed() -> DomainError:
-    return DomainError(409, "sale_closed", "the sale has ended or was cancelled")
-
-
-def warm_up_pending() -> DomainError:
-    return DomainError(
-        409,
-        "warm_up_pending",
-        "the sale's stock is not in Redis yet (it is loaded as soon as Redis answers): "
-        "retry shortly",
-    )
-
-
-def not_live() -> DomainError:
-    return DomainError(409, "not_live", "only a live sale can be ended")
-
-
-def below_reserved(reserved: int) -> DomainError:
-    return DomainError(
-        409,
-        "below_reserved",
-        f"{reserved} units are already reserved: the stock cannot be set below that",
-        reserved=reserved,
-    )
-
-
 def editable_view(activity: Activity) -> dict[str, Any]:
     """The editable fields as the API shows them (what the audit log compares)."""
     return {
@@ -301,11 +270,11 @@ def check_editable(activity: Activity, now: datetime) -> None:
     """An edit is allowed only before the start, on a sale loaded into Redis."""
     state = sale_state(activity, now)
     if state in (SaleState.ENDED, SaleState.CANCELLED):
-        raise sale_closed()
+        raise sale_closed(WHAT)
     if state is SaleState.LIVE:
-        raise already_started()
+        raise already_started(WHAT)
     if activity.warmed_at is None:
-        raise warm_up_pending()
+        raise warm_up_pending(WHAT)
 
 
 def parse_stock_value(body: dict[str, Any]) -> int:
@@ -321,9 +290,9 @@ def parse_set_stock(body: dict[str, Any]) -> int:
 def check_stock_settable(activity: Activity, now: datetime) -> None:
     """The total can be set while the sale is upcoming or live."""
     if sale_state(activity, now) in (SaleState.ENDED, SaleState.CANCELLED):
-        raise sale_closed()
+        raise sale_closed(WHAT)
     if activity.warmed_at is None:
-        raise warm_up_pending()
+        raise warm_up_pending(WHAT)
 
 
 def stock_after(total: int, remaining: int, wanted: int) -> int | None:
@@ -349,14 +318,14 @@ def check_closable(activity: Activity, closing: Closing, now: datetime) -> bool:
         if activity.ended_early_at is not None:
             return False
         if state is not SaleState.LIVE:
-            raise not_live()
+            raise not_live(WHAT)
     else:
         if state is SaleState.CANCELLED:
             return False
         if state is SaleState.ENDED:
-            raise sale_closed()
+            raise sale_closed(WHAT)
     if activity.warmed_at is None:
-        raise warm_up_pending()
+        raise warm_up_pending(WHAT)
     return True
 
 

@@ -38,14 +38,13 @@ from services.common.openapi.spec import (
     query_param,
 )
 from services.common.paging import MAX_LIMIT, MAX_OFFSET
-from services.common.sales import Status
+from services.common.sales import SaleState, Status
 from services.seckill.domain import (
     EDITABLE_FIELDS,
     MAX_PAYMENT_TIMEOUT_SECONDS,
     MAX_PER_USER_LIMIT,
     MAX_PRICE_CENTS,
     MAX_STOCK,
-    SaleState,
 )
 
 ADMIN = "/api/seckill/admin/activities"
@@ -265,7 +264,7 @@ OPERATIONS = [
         "/stock",
         "seckill_admin_set_stock",
         "Set the total stock of an upcoming or live sale",
-        "`below_reserved` (with `reserved`: the units already taken), `sale_closed`",
+        "`below_reserved` (with `reserved_units`: the units already taken), `sale_closed`",
         body=obj({"stock": integer(1, MAX_STOCK)}),
         description="The same total again changes nothing. Audited as `activity.stock`.",
     ),

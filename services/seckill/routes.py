@@ -28,6 +28,7 @@ from services.common.live import FiguresCache, stream_figures
 from services.common.paging import choice_param, parse_page, unknown_params
 from services.common.redis_faults import unanswered_change
 from services.common.resources import REDIS_UNANSWERED as UNANSWERED
+from services.common.sales import SaleState
 from services.common.validation import parse_empty_body
 from services.seckill.activities import ActivityRepository
 from services.seckill.activity_cache import ActivityCache
@@ -37,7 +38,6 @@ from services.seckill.domain import (
     Activity,
     Closing,
     Outcome,
-    SaleState,
     activity_of_reservation,
     activity_view,
     admin_view,

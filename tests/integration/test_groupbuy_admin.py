@@ -496,7 +496,7 @@ async def test_the_stock_total_changes_while_live_but_never_below_what_groups_ho
     assert resp.status == 409
     assert await resp.json() == {
         "error": "below_reserved",
-        "message": "groups already hold 6 units: the stock cannot go below that",
+        "message": "6 units of the campaign are already taken: its stock cannot be set below that",
         "reserved_units": 6,
     }
     for body, field in [

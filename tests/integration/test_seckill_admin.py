@@ -470,7 +470,7 @@ async def test_the_stock_is_set_never_below_the_units_reserved(
     for user in ("u1", "u2", "u3"):
         assert (await press(seckill, created["id"], shopper(user)))[0] == 201
     status, answer = await call(seckill, "PUT", stock_path, operator, {"stock": 2})
-    assert (status, answer["error"], answer["reserved"]) == (409, "below_reserved", 3)
+    assert (status, answer["error"], answer["reserved_units"]) == (409, "below_reserved", 3)
     assert (await row(db, created["id"]))["stock"] == 5
     assert await redis.get(activity_keys(created["id"]).stock) == b"2"
 
@@ -543,7 +543,7 @@ async def test_a_stock_cut_racing_presses_never_hands_out_more_than_the_total(
         assert total == 6 and reserved <= 6
     else:
         assert (status, body["error"]) == (409, "below_reserved")
-        assert total == 10 and body["reserved"] > 6
+        assert total == 10 and body["reserved_units"] > 6
 
 
 async def test_a_stock_change_lost_after_commit_is_completed_by_the_retry(

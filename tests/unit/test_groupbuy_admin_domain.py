@@ -9,12 +9,12 @@ from typing import Any
 import pytest
 
 from services.common.errors import DomainError, ValidationError
+from services.common.sales import SaleState
 from services.groupbuy.domain import (
     AdminResult,
     Campaign,
     GroupCounts,
     Outcome,
-    SaleState,
     admin_refusal,
     admin_state,
     admin_view,

@@ -14,11 +14,11 @@ from hypothesis import strategies as st
 
 from services.common.errors import DomainError, ValidationError
 from services.common.events import SECKILL_CANCELLED, event_id_for
+from services.common.sales import SaleState
 from services.seckill.activity_cache import ActivityCache
 from services.seckill.domain import (
     Activity,
     Closing,
-    SaleState,
     activity_status,
     admin_view,
     apply_edit,
