@@ -24,20 +24,10 @@ from services.common.kafka import delete_topics, ensure_topics
 from services.common.migrations import ensure_database, migrate
 from services.common.resources import redis_client
 from services.common.settings import Settings
-from tests.helpers import free_port, started_client
+from tests.helpers import free_port, reset_stores, started_client
 from tests.redis_server import RedisServer
 from tests.redis_server import redis_server as own_redis_server
 from tools.fake_wechat import FakeWeChat, running_fake_wechat
-
-RESET_SQL = """
-TRUNCATE seckill.activities, seckill.admin_audit, groupbuy.admin_audit,
-    orders.orders, orders.outbox, orders.payments,
-    orders.admin_audit, orders.cancelled_sales, notify.templates, notify.admin_audit,
-    groupbuy.campaigns, groupbuy.groups, groupbuy.members,
-    notify.deliveries, notify.subscriptions, notify.recipients,
-    identity.users, identity.merchants, identity.token_families, identity.refresh_tokens,
-    identity.login_failures, identity.admin_login_audit, identity.outbox RESTART IDENTITY
-"""
 
 
 def _test_settings() -> Settings:
@@ -94,14 +84,7 @@ async def settings(base_settings: Settings) -> AsyncIterator[Settings]:
         identity_port=free_port(),
         identity_ops_port=free_port(),
     )
-    redis = Redis.from_url(s.redis_url)
-    await redis.flushdb()
-    await redis.aclose()
-    conn = await asyncpg.connect(s.database_url)
-    try:
-        await conn.execute(RESET_SQL)
-    finally:
-        await conn.close()
+    await reset_stores(s)
     await ensure_topics(s, partitions=2)
     yield s
     # Apache Kafka keeps topics on disk: without this every test's seven would pile up.

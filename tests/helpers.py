@@ -14,6 +14,31 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from services.common.http_server import ServiceRunner
 
+RESET_SQL = """
+TRUNCATE seckill.activities, seckill.admin_audit, groupbuy.admin_audit,
+    orders.orders, orders.outbox, orders.payments,
+    orders.admin_audit, orders.cancelled_sales, notify.templates, notify.admin_audit,
+    groupbuy.campaigns, groupbuy.groups, groupbuy.members,
+    notify.deliveries, notify.subscriptions, notify.recipients,
+    identity.users, identity.merchants, identity.token_families, identity.refresh_tokens,
+    identity.login_failures, identity.admin_login_audit, identity.outbox RESTART IDENTITY
+"""
+
+
+async def reset_stores(settings: Any) -> None:
+    """Empty the settings' Redis database and every table the services write."""
+    import asyncpg
+    from redis.asyncio import Redis
+
+    redis = Redis.from_url(settings.redis_url)
+    await redis.flushdb()
+    await redis.aclose()
+    conn = await asyncpg.connect(settings.database_url)
+    try:
+        await conn.execute(RESET_SQL)
+    finally:
+        await conn.close()
+
 
 def free_port() -> int:
     with socket.socket() as s:

@@ -160,7 +160,9 @@ def errors_and_metrics_middleware(metrics: HttpMetrics) -> Middleware:
             code = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}.get(
                 exc.status, "http_error"
             )
-            response = error_response(exc.status, code, exc.reason)
+            # A 405 names the methods the route takes (RFC 9110 requires Allow on it).
+            allow = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
+            response = error_response(exc.status, code, exc.reason, allow)
         except PG_TRANSIENT as exc:
             # The database is down, restarting or out of connections. A COMMIT whose answer
             # was lost may have applied; the writes behind every route are idempotent (keyed

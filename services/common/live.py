@@ -102,7 +102,8 @@ async def stream_figures(
 
     The first reading is taken before the stream opens, so an unknown sale or a bad
     request is still answered with a plain JSON error. A reading that fails later (Redis
-    or PostgreSQL down) becomes an `event: unavailable` and the stream goes on."""
+    or PostgreSQL down) becomes an `event: unavailable` and the stream goes on; one that
+    refuses (the sale is gone) becomes a last `event: unavailable` with its error."""
     streams = request.app[LIVE_STREAMS]
     if streams.open >= streams.limit:
         raise DomainError(
@@ -139,6 +140,14 @@ async def stream_figures(
                     "unavailable",
                     {"error": "unavailable", "message": "figures cannot be read right now"},
                 )
+            except DomainError as exc:
+                # The status line is sent: an error answer now would be written into the
+                # stream as garbage. The last event says why, and the stream ends; a
+                # reconnect gets the JSON error (e.g. 404 for a sale no longer there).
+                await response.write(
+                    sse_event("unavailable", {"error": exc.code, "message": exc.message})
+                )
+                break
             await response.write(chunk)
     except (ConnectionResetError, ConnectionError):
         pass  # the viewer closed the board

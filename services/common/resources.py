@@ -16,6 +16,9 @@ PG_TRANSIENT: tuple[type[BaseException], ...] = (
     asyncpg.CannotConnectNowError,
     asyncpg.InterfaceError,
     asyncpg.TooManyConnectionsError,
+    # The pool opening a connection while PostgreSQL is down or restarting: asyncpg lets
+    # the socket's error through (seen by the contract fuzzer during a restart, as a 500).
+    ConnectionRefusedError,
 )
 
 # A Redis call that got no answer: timed out (ours or the socket's), the connection

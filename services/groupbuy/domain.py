@@ -288,7 +288,7 @@ def parse_new_campaign(body: dict[str, Any], now: datetime) -> NewCampaign:
     size = int_field(body, "group_size", 2, MAX_GROUP_SIZE)
     if virtual:
         min_real = int_field(body, "min_real_members", 1, size - 1)
-    elif body.get("min_real_members") is not None:
+    elif "min_real_members" in body:
         raise ValidationError("min_real_members", "only applies with virtual_completion")
     else:
         min_real = size

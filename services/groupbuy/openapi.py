@@ -31,11 +31,11 @@ from services.common.openapi.spec import (
     Operation,
     ServiceSpec,
     event_stream,
+    filter_param,
     json_answer,
     link,
     paging_parameters,
     path_param,
-    query_param,
 )
 from services.common.paging import MAX_LIMIT, MAX_OFFSET
 from services.common.sales import SaleState, Status
@@ -287,7 +287,7 @@ OPERATIONS = [
         {400: "`invalid_request`: a bad or unknown query parameter (`field` names it)"},
         description=UNKNOWN_QUERY,
         parameters=[
-            query_param("state", enum(SaleState), "only campaigns in this state"),
+            filter_param("state", enum(SaleState), "only campaigns in this state"),
             *paging_parameters(),
         ],
     ),

@@ -42,7 +42,7 @@ from tests.helpers import (
 from tests.integration.test_identity_login import identity_settings
 from tools.fake_wechat import FakeWeChat
 
-# Every table a route could write to (conftest.RESET_SQL's).
+# Every table a route could write to (tests.helpers.RESET_SQL's).
 TABLES = (
     "seckill.activities",
     "seckill.admin_audit",

@@ -182,6 +182,12 @@ def query_param(name: str, schema: Schema, description: str, required: bool = Fa
     }
 
 
+def filter_param(name: str, schema: Schema, description: str) -> Schema:
+    """An optional list filter (services/common/paging.py): empty, as an HTML form sends
+    a field left blank, is the same as absent (no filter)."""
+    return query_param(name, {"anyOf": [schema, {"const": ""}]}, f"{description} (empty: any)")
+
+
 def paging_parameters() -> list[Schema]:
     """limit and offset of the admin lists (services/common/paging.py)."""
     return [
