@@ -82,3 +82,58 @@ async def test_streams_past_the_limit_are_refused_and_shutdown_ends_the_open_one
         rest = await first.content.read()
         assert rest.count(b"event: figures") <= 1
         assert app[LIVE_STREAMS].open == 0
+
+
+async def test_a_refusing_reading_after_the_first_ends_the_stream_cleanly() -> None:
+    readings = iter([{"n": 1}])
+
+    async def read() -> dict[str, Any]:
+        try:
+            return next(readings)
+        except StopIteration:
+            raise NotFound("sale") from None
+
+    app = web.Application(
+        middlewares=[errors_and_metrics_middleware(HttpMetrics(CollectorRegistry()))]
+    )
+    LiveStreams().install(app)
+
+    async def live(request: web.Request) -> web.StreamResponse:
+        return await stream_figures(request, read, interval=0.01)
+
+    app.router.add_get("/live", live)
+    async with TestClient(TestServer(app)) as client:
+        response = await client.get("/live")
+        assert response.status == 200
+        body = (await response.content.read()).decode()
+    assert body.endswith(
+        'event: unavailable\ndata: {"error":"not_found","message":"sale not found"}\n\n'
+    )
+    assert body.count("event: figures") == 1
+    assert app[LIVE_STREAMS].open == 0
+
+
+async def test_a_method_a_route_does_not_take_is_405_naming_the_ones_it_does() -> None:
+    app = _app([{"n": 1}])
+    async with TestClient(TestServer(app)) as client:
+        response = await client.post("/live")
+        assert response.status == 405
+        assert (await response.json())["error"] == "method_not_allowed"
+        assert response.headers["Allow"] == "GET,HEAD"
+
+
+async def test_postgres_refusing_connections_is_503_database_unavailable() -> None:
+    app = web.Application(
+        middlewares=[errors_and_metrics_middleware(HttpMetrics(CollectorRegistry()))]
+    )
+
+    async def handler(request: web.Request) -> web.Response:
+        # What the pool raises when it opens a connection while PostgreSQL restarts.
+        raise ConnectionRefusedError(111, "Connection refused")
+
+    app.router.add_get("/orders", handler)
+    async with TestClient(TestServer(app)) as client:
+        response = await client.get("/orders")
+        assert response.status == 503
+        assert (await response.json())["error"] == "database_unavailable"
+        assert response.headers["Retry-After"] == "1"

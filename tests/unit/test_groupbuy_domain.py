@@ -78,6 +78,9 @@ def test_virtual_completion_needs_a_minimum_below_the_group_size() -> None:
         ({"virtual_completion": 1}, "virtual_completion"),
         ({"sku": " "}, "sku"),
         ({"extra": 1}, "extra"),
+        # null is not "the default": the document says integer, as for every other field
+        ({"min_real_members": None}, "min_real_members"),
+        ({"virtual_completion": None}, "virtual_completion"),
     ],
 )
 def test_bad_campaigns_name_the_offending_field(override: dict[str, Any], field: str) -> None:
