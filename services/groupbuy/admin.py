@@ -21,6 +21,7 @@ from services.common.audit import changed_fields
 from services.common.errors import NotFound
 from services.common.events import from_epoch_ms, rfc3339
 from services.common.resources import REDIS_UNANSWERED
+from services.common.sale_cache import SaleCache
 from services.groupbuy.domain import (
     AdminResult,
     Campaign,
@@ -34,7 +35,7 @@ from services.groupbuy.domain import (
     require_not_closed,
     require_warm,
 )
-from services.groupbuy.repository import CampaignCache, CampaignChange, CampaignRepository
+from services.groupbuy.repository import CampaignChange, CampaignRepository
 from services.groupbuy.store import GroupStore
 from services.groupbuy.sweeper import GroupSweeper
 
@@ -51,7 +52,7 @@ class CampaignAdmin:
         campaigns: CampaignRepository,
         store: GroupStore,
         sweeper: GroupSweeper,
-        cache: CampaignCache,
+        cache: SaleCache[Campaign],
         clock: Callable[[], datetime] = _now,
     ) -> None:
         self._campaigns = campaigns

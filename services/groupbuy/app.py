@@ -16,6 +16,7 @@ from services.common.openapi.serve import add_openapi_route
 from services.common.openapi.spec import OPENAPI_PATH
 from services.common.periodic import every
 from services.common.resources import PG_TRANSIENT, pg_pool, redis_client
+from services.common.sale_cache import SaleCache
 from services.common.settings import Settings
 from services.common.shutdown import close_pool, stop_tasks
 from services.common.stream_outbox import StreamOutbox, StreamOutboxRelay
@@ -27,7 +28,7 @@ from services.groupbuy.domain import outbox_event
 from services.groupbuy.keys import CAMPAIGNS, campaign_keys, campaign_of_outbox
 from services.groupbuy.metrics import GroupbuyMetrics
 from services.groupbuy.openapi import SPEC as OPENAPI
-from services.groupbuy.repository import CampaignCache, CampaignRepository, GroupRecord
+from services.groupbuy.repository import CampaignRepository, GroupRecord
 from services.groupbuy.routes import GROUPBUY, Groupbuy, add_routes
 from services.groupbuy.store import GroupStore
 from services.groupbuy.sweeper import GroupSweeper
@@ -94,7 +95,7 @@ def create_app(
         pool = await pg_pool(settings)
         store = GroupStore(redis, settings.idempotency_key_retention_seconds)
         campaigns = CampaignRepository(pool)
-        cache = CampaignCache(campaigns, CAMPAIGN_CACHE_SECONDS)
+        cache = SaleCache(campaigns.get, CAMPAIGN_CACHE_SECONDS)
         sweeper = GroupSweeper(store, settings, metrics)
         admin = CampaignAdmin(campaigns, store, sweeper, cache)
         gb = Groupbuy(

@@ -4,7 +4,6 @@ the record of groups and members built from the groupbuy topic (idempotent upser
 from __future__ import annotations
 
 import contextlib
-import time
 from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
 from typing import Any, TypedDict
@@ -159,37 +158,6 @@ class CampaignChange:
     ) -> None:
         entry = AuditEntry(actor, action, CAMPAIGN_TARGET, str(self._id), before, after)
         await record_audit(self.conn, AUDIT, entry)
-
-
-class CampaignCache:
-    """Campaigns by id for the shoppers' page, each kept `ttl` seconds: an edit, end or
-    cancel made through another process shows there within `ttl` (this process forgets
-    the campaign at once). Opens and joins never read it: Redis decides them."""
-
-    MAX_ENTRIES = 10_000
-
-    def __init__(self, campaigns: CampaignRepository, ttl: float) -> None:
-        self._campaigns = campaigns
-        self._ttl = ttl
-        self._entries: dict[int, tuple[float, Campaign]] = {}
-
-    async def get(self, campaign_id: int) -> Campaign | None:
-        now = time.monotonic()
-        entry = self._entries.get(campaign_id)
-        if entry is not None and now - entry[0] < self._ttl:
-            return entry[1]
-        found = await self._campaigns.get(campaign_id)
-        if found is not None:
-            self.put(found, now)
-        return found
-
-    def put(self, campaign: Campaign, at: float | None = None) -> None:
-        if len(self._entries) >= self.MAX_ENTRIES:
-            self._entries.clear()
-        self._entries[campaign.id] = (time.monotonic() if at is None else at, campaign)
-
-    def forget(self, campaign_id: int) -> None:
-        self._entries.pop(campaign_id, None)
 
 
 class CampaignRepository:

@@ -29,6 +29,7 @@ from services.common.live import FiguresCache, stream_figures
 from services.common.paging import choice_param, parse_page, unknown_params
 from services.common.redis_faults import unanswered_change
 from services.common.resources import REDIS_UNANSWERED as UNANSWERED
+from services.common.sale_cache import SaleCache
 from services.common.sales import SALE_STATES
 from services.common.validation import parse_empty_body
 from services.groupbuy.admin import CampaignAdmin
@@ -45,7 +46,7 @@ from services.groupbuy.domain import (
     refusal,
 )
 from services.groupbuy.metrics import GroupbuyMetrics
-from services.groupbuy.repository import CampaignCache, CampaignRepository, GroupRecord
+from services.groupbuy.repository import CampaignRepository, GroupRecord
 from services.groupbuy.store import GroupStore
 
 log = logging.getLogger(__name__)
@@ -59,8 +60,8 @@ class Groupbuy:
     groups: GroupRecord
     store: GroupStore
     metrics: GroupbuyMetrics
-    # The shoppers' campaign page, for a second at most (CampaignCache).
-    cache: CampaignCache
+    # The shoppers' campaign page, for a second at most (services.common.sale_cache).
+    cache: SaleCache[Campaign]
     admin: CampaignAdmin
     # One reading per campaign per interval, shared by the live boards and admin GETs.
     figures: FiguresCache[int]

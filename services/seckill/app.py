@@ -15,10 +15,10 @@ from services.common.openapi.serve import add_openapi_route
 from services.common.openapi.spec import OPENAPI_PATH
 from services.common.redis_batch import ScriptBatcher
 from services.common.resources import pg_pool, redis_client
+from services.common.sale_cache import SaleCache
 from services.common.settings import Settings
 from services.common.shutdown import close_pool, stop_tasks
 from services.seckill.activities import ActivityRepository
-from services.seckill.activity_cache import ActivityCache
 from services.seckill.admin import SaleAdmin
 from services.seckill.background import start_background
 from services.seckill.board import PressBoard
@@ -70,7 +70,7 @@ def create_app(
         )
         activities = ActivityRepository(pool)
         sold_out = SoldOutFlags(settings.sold_out_recheck_seconds)
-        cache = ActivityCache(activities.get, settings.seckill_activity_cache_seconds)
+        cache = SaleCache(activities.get, settings.seckill_activity_cache_seconds)
         admin = SaleAdmin(activities, stock, sold_out, cache.forget)
         board = PressBoard(redis)
         sk = Seckill(

@@ -28,10 +28,10 @@ from services.common.live import FiguresCache, stream_figures
 from services.common.paging import choice_param, parse_page, unknown_params
 from services.common.redis_faults import unanswered_change
 from services.common.resources import REDIS_UNANSWERED as UNANSWERED
-from services.common.sales import SaleState
+from services.common.sale_cache import SaleCache
+from services.common.sales import SALE_STATES
 from services.common.validation import parse_empty_body
 from services.seckill.activities import ActivityRepository
-from services.seckill.activity_cache import ActivityCache
 from services.seckill.admin import SaleAdmin
 from services.seckill.board import PressBoard
 from services.seckill.domain import (
@@ -70,8 +70,8 @@ class Seckill:
     stock_view: StockView
     sold_out: SoldOutFlags
     metrics: SeckillMetrics
-    # The shoppers' pages read activities through it (activity_cache.py: a short TTL).
-    cache: ActivityCache
+    # The shoppers' pages read activities through it (services.common.sale_cache: a short TTL).
+    cache: SaleCache[Activity]
     # Presses and sold-out answers, counted in memory for the merchant's board.
     board: PressBoard
     admin: SaleAdmin
@@ -207,7 +207,7 @@ async def admin_list(request: web.Request) -> web.Response:
     require_role(request, VIEWER_ROLE)
     sk = request.app[SECKILL]
     unknown_params(request.query, ADMIN_LIST_PARAMS)
-    state = choice_param(request.query, "state", [s.value for s in SaleState])
+    state = choice_param(request.query, "state", SALE_STATES)
     page = parse_page(request.query)
     now = _now()
     activities, total = await sk.activities.admin_list(state, now, page.limit, page.offset)

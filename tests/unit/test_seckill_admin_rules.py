@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 
 from services.common.errors import DomainError, ValidationError
 from services.common.events import SECKILL_CANCELLED, event_id_for
+from services.common.sale_cache import SaleCache
 from services.common.sales import SaleState
-from services.seckill.activity_cache import ActivityCache
 from services.seckill.domain import (
     Activity,
     Closing,
@@ -305,7 +305,7 @@ async def test_a_cached_activity_is_read_again_after_its_ttl_and_at_once_when_fo
         loads.append(activity_id)
         return current
 
-    cache = ActivityCache(load, ttl=1.0, clock=lambda: clock[0])
+    cache = SaleCache(load, ttl=1.0, clock=lambda: clock[0])
     assert await cache.get(42) == current
     current = activity(title="Renamed")
     clock[0] = 0.9
