@@ -21,7 +21,9 @@ TRUNCATE seckill.activities, seckill.admin_audit, groupbuy.admin_audit,
     groupbuy.campaigns, groupbuy.groups, groupbuy.members,
     notify.deliveries, notify.subscriptions, notify.recipients,
     identity.users, identity.merchants, identity.token_families, identity.refresh_tokens,
-    identity.login_failures, identity.admin_login_audit, identity.outbox RESTART IDENTITY
+    identity.login_failures, identity.admin_login_audit, identity.outbox,
+    coupon.templates, coupon.coupons, coupon.grant_rules, coupon.grants, coupon.orders,
+    coupon.outbox, coupon.admin_audit RESTART IDENTITY CASCADE
 """
 
 

@@ -33,6 +33,17 @@ GROUP_JOINED = "group.joined"
 GROUP_COMPLETED = "group.completed"
 GROUP_FAILED = "group.failed"
 USER_REGISTERED = "user.registered"
+# Coupons (docs/coupons.md, "Events"), key = user id: one user's coupon events keep their
+# order. claimed/granted come from the Redis outbox (claim.lua, grant.lua); the others
+# from the coupon service's PostgreSQL outbox.
+COUPON_CLAIMED = "coupon.claimed"
+COUPON_GRANTED = "coupon.granted"
+COUPON_LOCKED = "coupon.locked"
+COUPON_USED = "coupon.used"
+COUPON_RELEASED = "coupon.released"
+COUPON_EXPIRED = "coupon.expired"
+COUPON_EXPIRING = "coupon.expiring"
+COUPON_REVOKED = "coupon.revoked"
 
 # Deterministic event ids: the same fact re-published (outbox retry, reclaim) keeps its
 # id, so consumers deduplicate on it.

@@ -10,7 +10,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
-MIGRATING_SERVICES = ("seckill", "order", "groupbuy", "notify", "identity")
+MIGRATING_SERVICES = ("seckill", "order", "groupbuy", "notify", "identity", "coupon")
 _LOCK_ID = 0x5EC1_0001
 
 _CREATE_LEDGER = """

@@ -237,6 +237,17 @@ class Settings:
     # serves under /console/; the browser calls the admin API through that same origin.
     console_port: int = 8089
     console_ops_port: int = 9087
+    # Coupons (services/coupon, docs/coupons.md): templates, claim rushes, grants after
+    # paid orders (下单返券), redemption on pending orders, expiry.
+    coupon_port: int = 8091
+    coupon_ops_port: int = 9091
+    # How old the remaining quantity of the public template page may be (read from Redis
+    # at most once per this time per template and process); claims never use it.
+    coupon_view_max_age_seconds: float = 0.2
+    # The expiry sweeper's period, and how long before a coupon's end its holder is sent
+    # "coupon expiring" (once per coupon, consented, through notify).
+    coupon_sweep_interval_seconds: float = 30.0
+    coupon_expiring_notice_seconds: float = 24 * 3600.0
 
     def jwt_keys(self) -> KeySet:
         """The key set every service verifies access tokens with (identity signs with it)."""

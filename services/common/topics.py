@@ -14,8 +14,9 @@ ORDERS = "orders"
 GROUPBUY = "groupbuy"
 NOTIFY_DLQ = "notify.dlq"
 USERS = "users"
+COUPONS = "coupons"
 
-MAIN_TOPICS = (SECKILL_RESERVATIONS, ORDERS, GROUPBUY, USERS)
+MAIN_TOPICS = (SECKILL_RESERVATIONS, ORDERS, GROUPBUY, USERS, COUPONS)
 
 WEEK_MS = 7 * 24 * 3600 * 1000
 # Dead letters wait for an operator: kept twice as long as the events they came from.
@@ -41,9 +42,9 @@ class TopicSpec:
         return {"cleanup.policy": policy, "retention.ms": str(self.retention_ms)}
 
 
-# Reservations and orders carry a sale's whole burst: 12 partitions let 12 order-service
-# replicas consume in parallel; group events and registrations are fewer.
-PARTITIONS = {SECKILL_RESERVATIONS: 12, ORDERS: 12, GROUPBUY: 6, USERS: 6}
+# Reservations, orders and coupon claims carry a rush's whole burst: 12 partitions let 12
+# consumer replicas work in parallel; group events and registrations are fewer.
+PARTITIONS = {SECKILL_RESERVATIONS: 12, ORDERS: 12, GROUPBUY: 6, USERS: 6, COUPONS: 12}
 # A user's registration (user id -> openid) is needed for as long as the user exists.
 COMPACTED_TOPICS = frozenset({USERS})
 
