@@ -19,13 +19,16 @@ TEMPLATES = "cp:templates"
 @dataclass(frozen=True, slots=True)
 class TemplateKeys:
     tag: str
-    # hash: claimable, claim window (starts_ms, ends_ms), per-user limit, validity
-    # (from_ms/until_ms, or days), `total` (the quantity Redis has applied) and `closed`
-    # ('' or 'ended': a merchant ended it early)
+    # hash, written at warm-up (and by admin scripts): claimable ('1'/'0'), starts_ms and
+    # ends_ms (the claim window, epoch ms; '0' when not claimable), limit (claims per
+    # user), validity ('fixed' with from_ms and until_ms, or 'relative' with days), total
+    # (the quantity Redis has applied) and closed ('' or 'ended': ended by a merchant)
     meta: str
     stock: str  # coupons not yet issued (claims and grants both take from it)
     users: str  # hash: user -> coupons claimed (the per-user limit; grants do not count)
-    outbox: str  # stream of coupon.claimed / coupon.granted entries
+    # stream of coupon.claimed / coupon.granted entries, fields: type, cid (coupon id),
+    # user, from, until, at (epoch ms) and, for grants, order and rule
+    outbox: str
     # hash: Idempotency-Key record field -> the claim's first outcome (docs/idempotency.md)
     idempotency: str
     # hash: "<order id>:<rule id>" -> the grant's outcome (a coupon id, or "exhausted"),
