@@ -197,6 +197,7 @@ def overview() -> list[Panel]:
                 ("max(seckill_outbox_backlog)", "seckill outbox"),
                 ("max(order_outbox_backlog)", "order outbox"),
                 ("max(identity_outbox_backlog)", "identity outbox"),
+                ("max(coupon_outbox_backlog)", "coupon outbox"),
             ],
         ),
         timeseries(
@@ -445,6 +446,97 @@ def groupbuy() -> list[Panel]:
         ),
         # Lag and results; DLQ sizes are on the order board (it watches every DLQ topic).
         *consumer_panels("groupbuy")[:2],
+    ]
+
+
+# The coupon service's two consumer groups (docs/coupons.md).
+COUPON_GROUPS = 'group=~"coupon-record|coupon-orders"'
+
+
+def coupon() -> list[Panel]:
+    """Claim rushes, grants after paid orders, redemptions on orders, the coupons left per
+    live template, the relay to the coupons topic, and the two consumer groups (coupon-record
+    on coupons, coupon-orders on orders) with their dead letters."""
+    quantiles = (0.5, 0.99)
+    return [
+        stat("Claims/s", f"sum(rate(coupon_claims_total[{RATE}]))", "ops"),
+        stat(
+            "Claimed (share of claims)",
+            f'sum(rate(coupon_claims_total{{result="claimed"}}[{RATE}]))'
+            f" / sum(rate(coupon_claims_total[{RATE}]))",
+            "percentunit",
+        ),
+        stat("Coupons left (live templates)", "sum(max by (template) (coupon_remaining))"),
+        stat("Outbox backlog", "max(coupon_outbox_backlog)"),
+        stat(
+            "Consumer lag (both groups)",
+            "sum(max by (topic, group, partition) "
+            f"(kafka_consumer_lag{{{COUPON_GROUPS}}})) or vector(0)",
+        ),
+        stat(
+            "coupons.dlq messages",
+            'max(kafka_dlq_messages{topic=~".*coupons.dlq"}) or vector(0)',
+        ),
+        *red_panels("coupon"),
+        timeseries(
+            "Claims/s by result",
+            [(f"sum by (result) (rate(coupon_claims_total[{RATE}]))", "{{result}}")],
+            "ops",
+        ),
+        timeseries(
+            "Grants/s by result (下单返券)",
+            [(f"sum by (result) (rate(coupon_grants_total[{RATE}]))", "{{result}}")],
+            "ops",
+        ),
+        timeseries(
+            "Redemptions/s by result (locked, used, released, refused)",
+            [(f"sum by (result) (rate(coupon_redemptions_total[{RATE}]))", "{{result}}")],
+            "ops",
+        ),
+        timeseries(
+            "Coupons left per live template",
+            [("max by (template) (coupon_remaining)", "template {{template}}")],
+        ),
+        timeseries(
+            "Outbox: backlog, published/s, failures/s, reclaimed/s",
+            [
+                ("max(coupon_outbox_backlog)", "backlog"),
+                (f"sum(rate(coupon_outbox_published_total[{RATE}]))", "published/s"),
+                (f"sum(rate(coupon_outbox_publish_failures_total[{RATE}]))", "failed rounds/s"),
+                (f"sum(rate(coupon_outbox_reclaimed_total[{RATE}]))", "reclaimed/s"),
+            ],
+        ),
+        timeseries(
+            "Outbox publish delay, script -> Kafka ack (p50 / p99)",
+            [
+                (
+                    f"histogram_quantile({q}, sum by (le) "
+                    f"(rate(coupon_outbox_publish_delay_seconds_bucket[{RATE}])))",
+                    f"p{int(q * 100)}",
+                )
+                for q in quantiles
+            ],
+            "s",
+        ),
+        timeseries(
+            "Consumer lag per group: coupon-record (coupons), coupon-orders (orders)",
+            [
+                (
+                    # max per partition first: a partition moving in a rebalance is
+                    # briefly exported by two replicas.
+                    "sum by (group, topic) (max by (group, topic, partition) "
+                    f"(kafka_consumer_lag{{{COUPON_GROUPS}}}))",
+                    "{{group}} {{topic}}",
+                ),
+                (
+                    "sum by (consumergroup, topic) "
+                    "(max by (consumergroup, topic, partition) "
+                    '(kafka_consumergroup_lag{consumergroup=~"coupon-record|coupon-orders"}))',
+                    "{{consumergroup}} {{topic}} (brokers' view)",
+                ),
+            ],
+        ),
+        *consumer_panels("coupon"),
     ]
 
 
@@ -713,6 +805,7 @@ def dashboards() -> dict[str, dict[str, Any]]:
         "flashsale-identity": board(
             "flashsale-identity", "Flash sale: identity service", identity()
         ),
+        "flashsale-coupon": board("flashsale-coupon", "Flash sale: coupon service", coupon()),
         "flashsale-infrastructure": board(
             "flashsale-infrastructure", "Flash sale: Redis, Kafka, gateway", infrastructure()
         ),

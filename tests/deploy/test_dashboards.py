@@ -7,7 +7,7 @@ import re
 
 import yaml
 
-from tests.integration.test_metrics_names import GROUPBUY, IDENTITY, NOTIFY, ORDER, SECKILL
+from tests.integration.test_metrics_names import COUPON, GROUPBUY, IDENTITY, NOTIFY, ORDER, SECKILL
 from tools.dashboards import dashboards, red_panels
 from tools.deploy import DASHBOARDS_DIR, DEPLOY
 
@@ -46,6 +46,8 @@ SHARED_STATE_GAUGES = {
     "notify_deliveries",
     "identity_outbox_backlog",
     "identity_access_token_seconds_left",
+    "coupon_remaining",
+    "coupon_outbox_backlog",
     "kafka_dlq_messages",
     "kafka_consumergroup_lag",
 }
@@ -60,7 +62,7 @@ def queried_metrics(expr: str) -> set[str]:
 
 
 def test_every_query_uses_a_metric_a_service_exports() -> None:
-    known = set(SECKILL) | set(ORDER) | set(GROUPBUY) | set(NOTIFY) | set(IDENTITY)
+    known = set(SECKILL) | set(ORDER) | set(GROUPBUY) | set(NOTIFY) | set(IDENTITY) | set(COUPON)
     known |= EXTERNAL | EXPORTERS
     for name, board in dashboards().items():
         for panel in board["panels"]:
@@ -124,3 +126,24 @@ def test_the_identity_board_shows_logins_tokens_and_the_users_outbox() -> None:
     assert [title for title in titles if title in red] == red
     assert 'http_requests_total{job="identity"}' in exprs
     assert "WeChat access_token seconds left" in titles
+
+
+def test_the_coupon_board_shows_the_rush_grants_redemptions_relay_and_both_groups() -> None:
+    board = dashboards()["flashsale-coupon"]
+    exprs = " ".join(t["expr"] for p in board["panels"] for t in p["targets"])
+    for metric in COUPON:
+        if metric.startswith("coupon_"):
+            assert metric in exprs, metric
+    titles = [p["title"] for p in board["panels"]]
+    red = [p["title"] for p in red_panels("coupon")]
+    assert [title for title in titles if title in red] == red
+    assert 'http_requests_total{job="coupon"}' in exprs
+    for wanted in ("Claims/s by result", "Grants/s by result", "Redemptions/s by result"):
+        assert any(title.startswith(wanted) for title in titles), wanted
+    assert "Coupons left per live template" in titles
+    (lag,) = [p for p in board["panels"] if p["title"].startswith("Consumer lag per group")]
+    lag_exprs = " ".join(t["expr"] for t in lag["targets"])
+    assert 'group=~"coupon-record|coupon-orders"' in lag_exprs
+    assert 'consumergroup=~"coupon-record|coupon-orders"' in lag_exprs
+    assert "coupon_outbox_publish_delay_seconds_bucket" in exprs
+    assert 'kafka_dlq_messages{topic=~".*coupons.dlq"}' in exprs
