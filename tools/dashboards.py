@@ -123,6 +123,20 @@ def consumer_panels(job: str) -> list[Panel]:
     ]
 
 
+def stream_outbox_panel(prefix: str) -> Panel:
+    """A Redis stream outbox relay's <prefix>_outbox_* (services/common/stream_outbox.py,
+    RelayMetrics): the backlog every replica reads alike (max), its counters (summed)."""
+    return timeseries(
+        "Outbox: backlog, published/s, failures/s, reclaimed/s",
+        [
+            (f"max({prefix}_outbox_backlog)", "backlog"),
+            (f"sum(rate({prefix}_outbox_published_total[{RATE}]))", "published/s"),
+            (f"sum(rate({prefix}_outbox_publish_failures_total[{RATE}]))", "failed rounds/s"),
+            (f"sum(rate({prefix}_outbox_reclaimed_total[{RATE}]))", "reclaimed/s"),
+        ],
+    )
+
+
 def overview() -> list[Panel]:
     return [
         stat(
@@ -247,15 +261,7 @@ def seckill() -> list[Panel]:
                 ("max by (activity) (seckill_activity_stock_initial)", "initial {{activity}}"),
             ],
         ),
-        timeseries(
-            "Outbox: backlog, published/s, failures/s, reclaimed/s",
-            [
-                ("max(seckill_outbox_backlog)", "backlog"),
-                (f"sum(rate(seckill_outbox_published_total[{RATE}]))", "published/s"),
-                (f"sum(rate(seckill_outbox_publish_failures_total[{RATE}]))", "failed rounds/s"),
-                (f"sum(rate(seckill_outbox_reclaimed_total[{RATE}]))", "reclaimed/s"),
-            ],
-        ),
+        stream_outbox_panel("seckill"),
         timeseries(
             "Outbox relay lag",
             [
@@ -424,15 +430,7 @@ def groupbuy() -> list[Panel]:
             ],
             "s",
         ),
-        timeseries(
-            "Outbox: backlog, published/s, failures/s, reclaimed/s",
-            [
-                ("max(groupbuy_outbox_backlog)", "backlog"),
-                (f"sum(rate(groupbuy_outbox_published_total[{RATE}]))", "published/s"),
-                (f"sum(rate(groupbuy_outbox_publish_failures_total[{RATE}]))", "failed rounds/s"),
-                (f"sum(rate(groupbuy_outbox_reclaimed_total[{RATE}]))", "reclaimed/s"),
-            ],
-        ),
+        stream_outbox_panel("groupbuy"),
         timeseries(
             "Sweeper failures/s and units returned/s",
             [
@@ -447,6 +445,11 @@ def groupbuy() -> list[Panel]:
         # Lag and results; DLQ sizes are on the order board (it watches every DLQ topic).
         *consumer_panels("groupbuy")[:2],
     ]
+
+
+def results_per_second(title: str, counter: str) -> Panel:
+    """A counter labelled `result`, one line per result."""
+    return timeseries(title, [(f"sum by (result) (rate({counter}[{RATE}]))", "{{result}}")], "ops")
 
 
 # The coupon service's two consumer groups (docs/coupons.md).
@@ -478,34 +481,17 @@ def coupon() -> list[Panel]:
             'max(kafka_dlq_messages{topic=~".*coupons.dlq"}) or vector(0)',
         ),
         *red_panels("coupon"),
-        timeseries(
-            "Claims/s by result",
-            [(f"sum by (result) (rate(coupon_claims_total[{RATE}]))", "{{result}}")],
-            "ops",
-        ),
-        timeseries(
-            "Grants/s by result (下单返券)",
-            [(f"sum by (result) (rate(coupon_grants_total[{RATE}]))", "{{result}}")],
-            "ops",
-        ),
-        timeseries(
+        results_per_second("Claims/s by result", "coupon_claims_total"),
+        results_per_second("Grants/s by result (下单返券)", "coupon_grants_total"),
+        results_per_second(
             "Redemptions/s by result (locked, used, released, refused)",
-            [(f"sum by (result) (rate(coupon_redemptions_total[{RATE}]))", "{{result}}")],
-            "ops",
+            "coupon_redemptions_total",
         ),
         timeseries(
             "Coupons left per live template",
             [("max by (template) (coupon_remaining)", "template {{template}}")],
         ),
-        timeseries(
-            "Outbox: backlog, published/s, failures/s, reclaimed/s",
-            [
-                ("max(coupon_outbox_backlog)", "backlog"),
-                (f"sum(rate(coupon_outbox_published_total[{RATE}]))", "published/s"),
-                (f"sum(rate(coupon_outbox_publish_failures_total[{RATE}]))", "failed rounds/s"),
-                (f"sum(rate(coupon_outbox_reclaimed_total[{RATE}]))", "reclaimed/s"),
-            ],
-        ),
+        stream_outbox_panel("coupon"),
         timeseries(
             "Outbox publish delay, script -> Kafka ack (p50 / p99)",
             [

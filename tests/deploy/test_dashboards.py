@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from typing import Any
 
 import yaml
 
@@ -115,29 +116,29 @@ def test_provisioning_files_point_at_the_dashboards() -> None:
     assert listed == {p.name for p in DASHBOARDS_DIR.glob("*.json")}
 
 
-def test_the_identity_board_shows_logins_tokens_and_the_users_outbox() -> None:
-    board = dashboards()["flashsale-identity"]
+def service_board(job: str, exported: dict[str, set[str]]) -> tuple[dict[str, Any], str]:
+    """A service's board, checked to query every metric of the service's own (named
+    <job>_...) and to show its RED panels in order; with all its queries in one string."""
+    board = dashboards()[f"flashsale-{job}"]
     exprs = " ".join(t["expr"] for p in board["panels"] for t in p["targets"])
-    for metric in IDENTITY:
-        if metric.startswith("identity_"):
+    for metric in exported:
+        if metric.startswith(f"{job}_"):
             assert metric in exprs, metric
     titles = [p["title"] for p in board["panels"]]
-    red = [p["title"] for p in red_panels("identity")]
+    red = [p["title"] for p in red_panels(job)]
     assert [title for title in titles if title in red] == red
-    assert 'http_requests_total{job="identity"}' in exprs
-    assert "WeChat access_token seconds left" in titles
+    assert f'http_requests_total{{job="{job}"}}' in exprs
+    return board, exprs
+
+
+def test_the_identity_board_shows_logins_tokens_and_the_users_outbox() -> None:
+    board, _ = service_board("identity", IDENTITY)
+    assert "WeChat access_token seconds left" in [p["title"] for p in board["panels"]]
 
 
 def test_the_coupon_board_shows_the_rush_grants_redemptions_relay_and_both_groups() -> None:
-    board = dashboards()["flashsale-coupon"]
-    exprs = " ".join(t["expr"] for p in board["panels"] for t in p["targets"])
-    for metric in COUPON:
-        if metric.startswith("coupon_"):
-            assert metric in exprs, metric
+    board, exprs = service_board("coupon", COUPON)
     titles = [p["title"] for p in board["panels"]]
-    red = [p["title"] for p in red_panels("coupon")]
-    assert [title for title in titles if title in red] == red
-    assert 'http_requests_total{job="coupon"}' in exprs
     for wanted in ("Claims/s by result", "Grants/s by result", "Redemptions/s by result"):
         assert any(title.startswith(wanted) for title in titles), wanted
     assert "Coupons left per live template" in titles

@@ -160,19 +160,8 @@ async def test_an_order_s_coupon_fails_alone_when_the_coupon_service_is_down(
 async def test_a_claim_rush_from_one_address_is_held_by_the_per_ip_limit_like_reservations(
     gateway: Gateway,
 ) -> None:
-    base = (
-        await gateway(
-            gateway_rate_limit_per_second=1,
-            gateway_rate_limit_burst=2,
-            gateway_rate_limit_exempt="",
-        )
-    ).public
-    url = base + "/api/coupons/templates/12/claims"
-    results = [await get(url, "POST", json={}) for _ in range(10)]
-    statuses = [s for s, _, _ in results]
-    assert statuses.count(200) <= 4 and statuses.count(429) >= 6
-    _, headers, body = next(r for r in results if r[0] == 429)
-    assert headers["Retry-After"] == "1"
+    base = (await gateway(**ONE_PER_SECOND_PER_IP)).public
+    body = await held_by_the_per_ip_limit(base + "/api/coupons/templates/12/claims", "POST")
     assert body == {"error": "rate_limited", "message": "too many requests from this address"}
     # One zone per address for every route: the rush leaves it no reservations either.
     status, _, _ = await get(base + "/api/seckill/activities/7/reservations", "POST")
@@ -335,19 +324,26 @@ async def test_a_body_over_the_limit_is_refused_with_413(gateway: Gateway) -> No
     assert status == 200
 
 
-async def test_a_client_over_the_per_ip_rate_is_answered_429(gateway: Gateway) -> None:
-    base = (
-        await gateway(
-            gateway_rate_limit_per_second=1,
-            gateway_rate_limit_burst=2,
-            gateway_rate_limit_exempt="",
-        )
-    ).public
-    results = [await get(base + "/api/seckill/activities") for _ in range(10)]
+# 1 request/s and a burst of 2 per address, none exempt.
+ONE_PER_SECOND_PER_IP: dict[str, Any] = dict(
+    gateway_rate_limit_per_second=1, gateway_rate_limit_burst=2, gateway_rate_limit_exempt=""
+)
+
+
+async def held_by_the_per_ip_limit(url: str, method: str = "GET") -> Any:
+    """Ten requests in a row from one address under ONE_PER_SECOND_PER_IP: at most the burst
+    and a freed slot pass, the rest are 429 with Retry-After 1. The body of a 429."""
+    results = [await get(url, method) for _ in range(10)]
     statuses = [s for s, _, _ in results]
     assert statuses.count(200) <= 4 and statuses.count(429) >= 6
     _, headers, body = next(r for r in results if r[0] == 429)
     assert headers["Retry-After"] == "1"
+    return body
+
+
+async def test_a_client_over_the_per_ip_rate_is_answered_429(gateway: Gateway) -> None:
+    base = (await gateway(**ONE_PER_SECOND_PER_IP)).public
+    body = await held_by_the_per_ip_limit(base + "/api/seckill/activities")
     assert body["error"] == "rate_limited"
 
 
