@@ -75,7 +75,7 @@ class StockStore:
         self._reserve = redis.register_script(lua_source("services.seckill", "reserve.lua"))
         self._release = redis.register_script(lua_source("services.seckill", "release.lua"))
         self._edit = redis.register_script(lua_source("services.seckill", "edit.lua"))
-        self._set_stock = redis.register_script(lua_source("services.seckill", "set_stock.lua"))
+        self._set_stock = redis.register_script(lua_source("services.common", "set_total.lua"))
         self._close = redis.register_script(lua_source("services.seckill", "close.lua"))
 
     async def warm_up(self, activity: Activity) -> None:
@@ -157,8 +157,8 @@ class StockStore:
         return _answer(reply)
 
     async def set_stock(self, activity_id: int, wanted: int, recorded: int) -> ScriptAnswer:
-        """Set the total stock (set_stock.lua); `recorded` is PostgreSQL's total, used only
-        when the settings do not hold one yet."""
+        """Set the total stock (services/common/lua/set_total.lua); `recorded` is
+        PostgreSQL's total, used only when the settings do not hold one yet."""
         keys = activity_keys(activity_id)
         reply = await self._set_stock(keys=[keys.meta, keys.stock], args=[wanted, recorded])
         return _answer(reply)
