@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from services.common.http import auth_middleware, errors_and_metrics_middleware
-from services.common.kafka import BatchConsumer, BatchHandler, start_producer
+from services.common.kafka import BatchHandler, consume
 from services.common.live import SHARED_READING_SECONDS, FiguresCache, LiveStreams
 from services.common.observability import create_ops_app
 from services.common.openapi.serve import add_openapi_route
@@ -63,19 +63,6 @@ async def warm_pending(cp: Coupons) -> None:
         await cp.store.warm_up(template)
         await cp.templates.mark_warmed(template.id)
         log.info("warmed coupon template %d", template.id)
-
-
-async def consume(
-    settings: Settings, topic: str, group: str, handler: BatchHandler, metrics: CouponMetrics
-) -> None:
-    producer = await start_producer(settings)  # for dead letters
-    try:
-        consumer = BatchConsumer(
-            settings, topic, group, handler, producer, metrics.consumer, PG_TRANSIENT
-        )
-        await consumer.run()
-    finally:
-        await producer.stop()
 
 
 def create_app(
@@ -143,7 +130,10 @@ def create_app(
         ]
         if run_consumers:
             tasks += [
-                asyncio.create_task(consume(settings, topic, group, handler, metrics), name=group)
+                asyncio.create_task(
+                    consume(settings, topic, group, handler, metrics.consumer, PG_TRANSIENT),
+                    name=group,
+                )
                 for topic, group, handler in consumers
             ]
         try:

@@ -18,7 +18,7 @@ from redis.asyncio import Redis
 from services.common.idempotency import record_field
 from services.common.lua import lua_source
 from services.common.redis_batch import ScriptBatcher
-from services.common.stream_outbox import warm_sale
+from services.common.stream_outbox import remaining_stock, sale_totals, warm_sale
 from services.coupon.domain import (
     ClaimDecision,
     Claimed,
@@ -155,26 +155,13 @@ class CouponStore:
     async def quantity_figures(self, template_id: int) -> tuple[int | None, int | None]:
         """(total, remaining) as Redis has them; None where Redis has nothing."""
         keys = template_keys(template_id)
-        pipe = self._redis.pipeline(transaction=True)
-        pipe.hget(keys.meta, "total")
-        pipe.get(keys.stock)
-        total, remaining = await pipe.execute()
-        return (
-            None if total is None else int(total),
-            None if remaining is None else int(remaining),
-        )
+        return await sale_totals(self._redis, keys.meta, keys.stock)
 
     async def remaining(self, template_ids: Sequence[int]) -> dict[int, int]:
         """What is left of several templates in one round trip (0 where Redis has none)."""
-        if not template_ids:
-            return {}
-        pipe = self._redis.pipeline(transaction=False)
-        for template_id in template_ids:
-            pipe.get(template_keys(template_id).stock)
-        values = await pipe.execute()
-        return {
-            t: int(v) if v is not None else 0 for t, v in zip(template_ids, values, strict=True)
-        }
+        stocks = [template_keys(t).stock for t in template_ids]
+        values = await remaining_stock(self._redis, stocks)
+        return dict(zip(template_ids, values, strict=True))
 
     async def probe(self) -> None:
         """Readiness: run the real claim script (catches a lost script cache), touching
