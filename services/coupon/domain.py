@@ -311,6 +311,16 @@ def _optional_int(body: dict[str, Any], name: str, low: int, high: int) -> int |
     return int_field(body, name, low, high) if name in body else None
 
 
+def _window(body: dict[str, Any], start: str, end: str, now: datetime) -> tuple[datetime, datetime]:
+    """Two times: the end after the start, and in the future."""
+    starts, ends = time_field(body, start), time_field(body, end)
+    if ends <= starts:
+        raise ValidationError(end, f"must be after {start}")
+    if ends <= now:
+        raise ValidationError(end, "must be in the future")
+    return starts, ends
+
+
 def parse_scope_ids(body: dict[str, Any], scope: Scope) -> tuple[str, ...]:
     """1 to 100 ids: activity or campaign ids (positive integers, as numbers or digit
     strings, kept as text) or skus (1 to 64 characters). A repeated id counts once."""
@@ -377,24 +387,14 @@ def parse_new_template(body: dict[str, Any], now: datetime) -> NewTemplate:
     valid_from = valid_until = None
     valid_days = None
     if validity is Validity.FIXED:
-        valid_from = time_field(body, "valid_from")
-        valid_until = time_field(body, "valid_until")
-        if valid_until <= valid_from:
-            raise ValidationError("valid_until", "must be after valid_from")
-        if valid_until <= now:
-            raise ValidationError("valid_until", "must be in the future")
+        valid_from, valid_until = _window(body, "valid_from", "valid_until", now)
     else:
         valid_days = int_field(body, "valid_days", 1, MAX_VALID_DAYS)
 
     claimable = _bool(body, "claimable")
     starts = ends = None
     if claimable:
-        starts = time_field(body, "claim_starts_at")
-        ends = time_field(body, "claim_ends_at")
-        if ends <= starts:
-            raise ValidationError("claim_ends_at", "must be after claim_starts_at")
-        if ends <= now:
-            raise ValidationError("claim_ends_at", "must be in the future")
+        starts, ends = _window(body, "claim_starts_at", "claim_ends_at", now)
         if valid_until is not None and ends > valid_until:
             raise ValidationError("claim_ends_at", "must not be after valid_until")
     else:
