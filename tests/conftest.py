@@ -83,6 +83,8 @@ async def settings(base_settings: Settings) -> AsyncIterator[Settings]:
         notify_ops_port=free_port(),
         identity_port=free_port(),
         identity_ops_port=free_port(),
+        coupon_port=free_port(),
+        coupon_ops_port=free_port(),
     )
     await reset_stores(s)
     await ensure_topics(s, partitions=2)
@@ -152,6 +154,16 @@ async def groupbuy(settings: Settings) -> AsyncIterator[TestClient[Any, Any]]:
     client = await started_client(
         create_app(settings, run_relay=False, run_sweeper=False, run_consumers=False)
     )
+    yield client
+    await client.close()
+
+
+@pytest.fixture
+async def coupon(settings: Settings) -> AsyncIterator[TestClient[Any, Any]]:
+    """The coupon API in-process, without its relay or consumers (tests drive them)."""
+    from services.coupon.app import create_app
+
+    client = await started_client(create_app(settings, run_relay=False, run_consumers=False))
     yield client
     await client.close()
 

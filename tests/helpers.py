@@ -220,22 +220,31 @@ async def create_campaign(
 
 
 @contextlib.asynccontextmanager
-async def running_groupbuy_relay(redis: Any, settings: Any) -> AsyncIterator[Any]:
-    """The groupbuy outbox relay running in this process until the block ends."""
+async def running_stream_relay(
+    redis: Any, settings: Any, outbox: Any, prefix: str
+) -> AsyncIterator[Any]:
+    """A stream outbox relay (services/common/stream_outbox.py) running in this process
+    until the block ends."""
     from prometheus_client import CollectorRegistry
 
     from services.common.shutdown import stop_tasks
     from services.common.stream_outbox import RelayMetrics, StreamOutboxRelay
-    from services.groupbuy.app import GROUPBUY_OUTBOX
 
-    relay = StreamOutboxRelay(
-        redis, settings, RelayMetrics(CollectorRegistry(), "groupbuy"), GROUPBUY_OUTBOX
-    )
-    task = asyncio.create_task(relay.run(), name="test-groupbuy-relay")
+    relay = StreamOutboxRelay(redis, settings, RelayMetrics(CollectorRegistry(), prefix), outbox)
+    task = asyncio.create_task(relay.run(), name=f"test-{prefix}-relay")
     try:
         yield relay
     finally:
         await stop_tasks([task])
+
+
+def running_groupbuy_relay(
+    redis: Any, settings: Any
+) -> contextlib.AbstractAsyncContextManager[Any]:
+    """The groupbuy outbox relay running in this process until the block ends."""
+    from services.groupbuy.app import GROUPBUY_OUTBOX
+
+    return running_stream_relay(redis, settings, GROUPBUY_OUTBOX, "groupbuy")
 
 
 async def redis_keyspace(redis: Any, pattern: str) -> dict[bytes, Any]:
@@ -350,3 +359,40 @@ def parse_answer(answer: bytes) -> tuple[int, dict[str, str], bytes]:
     status_line, *lines = head.decode("latin-1").split("\r\n")
     headers = dict(line.split(": ", 1) for line in lines)
     return int(status_line.split(" ")[1]), headers, body
+
+
+def template_body(**overrides: Any) -> dict[str, Any]:
+    """A coupon template whose claims are open now: 30 off 200, valid 7 days."""
+    now = datetime.now(UTC)
+    body: dict[str, Any] = {
+        "name": "30 off 200",
+        "kind": "amount_off",
+        "amount_off_cents": 3000,
+        "threshold_cents": 20000,
+        "validity": "relative",
+        "valid_days": 7,
+        "quantity": 10,
+        "per_user_limit": 1,
+        "claim_starts_at": (now - timedelta(seconds=1)).isoformat(),
+        "claim_ends_at": (now + timedelta(hours=1)).isoformat(),
+    }
+    body.update(overrides)
+    return {k: v for k, v in body.items() if v is not None}
+
+
+async def create_template(
+    client: TestClient[Any, Any], admin: dict[str, str], **overrides: Any
+) -> dict[str, Any]:
+    """POST a template (template_body with overrides; None drops a field): 201."""
+    resp = await client.post(
+        "/api/coupons/admin/templates", json=template_body(**overrides), headers=admin
+    )
+    assert resp.status == 201, await resp.text()
+    return dict(await resp.json())
+
+
+def running_coupon_relay(redis: Any, settings: Any) -> contextlib.AbstractAsyncContextManager[Any]:
+    """The coupon outbox relay running in this process until the block ends."""
+    from services.coupon.app import COUPON_OUTBOX
+
+    return running_stream_relay(redis, settings, COUPON_OUTBOX, "coupon")

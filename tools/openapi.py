@@ -23,6 +23,7 @@ from services.common.openapi.spec import (
     build_document,
 )
 from services.console.openapi import SPEC as CONSOLE
+from services.coupon.openapi import SPEC as COUPON
 from services.groupbuy.openapi import SPEC as GROUPBUY
 from services.identity.openapi import SPEC as IDENTITY
 from services.notify.openapi import SPEC as NOTIFY
@@ -30,7 +31,7 @@ from services.order.openapi import SPEC as ORDER
 from services.seckill.openapi import SPEC as SECKILL
 
 SERVICES: dict[str, ServiceSpec] = {
-    spec.tag: spec for spec in (SECKILL, ORDER, GROUPBUY, NOTIFY, IDENTITY, CONSOLE)
+    spec.tag: spec for spec in (SECKILL, ORDER, GROUPBUY, NOTIFY, IDENTITY, CONSOLE, COUPON)
 }
 PUBLIC_FILE = "openapi-public.json"
 ADMIN_FILE = "openapi-admin.json"

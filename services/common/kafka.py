@@ -363,6 +363,26 @@ class BatchConsumer:
         log.error("dead-lettered %s: %s", headers[2][1].decode(), reason)
 
 
+async def consume(
+    settings: Settings,
+    topic: str,
+    group: str,
+    handler: BatchHandler,
+    metrics: ConsumerMetrics,
+    transient_errors: tuple[type[BaseException], ...] = (),
+) -> None:
+    """Run a BatchConsumer until cancelled, with a producer of its own for its dead
+    letters (a service's consumers each run in a task of their own)."""
+    producer = await start_producer(settings)
+    try:
+        consumer = BatchConsumer(
+            settings, topic, group, handler, producer, metrics, transient_errors
+        )
+        await consumer.run()
+    finally:
+        await producer.stop()
+
+
 def _backoff(attempt: int) -> float:
     """Exponential backoff with full jitter, capped at 5 s."""
     return random.uniform(0, min(5.0, 0.05 * 2**attempt))

@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -72,6 +72,26 @@ async def warm_sale(
         if "BUSYGROUP" not in str(exc):
             raise
     await redis.sadd(registry_key, sale_id)
+
+
+async def sale_totals(redis: Redis, meta_key: str, stock_key: str) -> tuple[int | None, int | None]:
+    """A warmed sale's (total, remaining) read in one transaction; None where Redis has
+    nothing (not warmed, or Redis lost it)."""
+    pipe = redis.pipeline(transaction=True)
+    pipe.hget(meta_key, "total")
+    pipe.get(stock_key)
+    total, remaining = await pipe.execute()
+    return (None if total is None else int(total), None if remaining is None else int(remaining))
+
+
+async def remaining_stock(redis: Redis, stock_keys: Sequence[str]) -> list[int]:
+    """What is left of several sales in one round trip, 0 where Redis has nothing."""
+    if not stock_keys:
+        return []
+    pipe = redis.pipeline(transaction=False)
+    for key in stock_keys:
+        pipe.get(key)
+    return [int(v) if v is not None else 0 for v in await pipe.execute()]
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,7 +9,8 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from services.common.http import auth_middleware, errors_and_metrics_middleware
-from services.common.kafka import BatchConsumer, BatchHandler, start_producer
+from services.common.kafka import BatchHandler
+from services.common.kafka import consume as run_consumer
 from services.common.live import SHARED_READING_SECONDS, FiguresCache, LiveStreams
 from services.common.observability import create_ops_app
 from services.common.openapi.serve import add_openapi_route
@@ -64,14 +65,7 @@ async def warm_pending(gb: Groupbuy) -> None:
 async def consume(
     settings: Settings, topic: str, group: str, handler: BatchHandler, gb: Groupbuy
 ) -> None:
-    producer = await start_producer(settings)  # for dead letters
-    try:
-        consumer = BatchConsumer(
-            settings, topic, group, handler, producer, gb.metrics.consumer, PG_TRANSIENT
-        )
-        await consumer.run()
-    finally:
-        await producer.stop()
+    await run_consumer(settings, topic, group, handler, gb.metrics.consumer, PG_TRANSIENT)
 
 
 def create_app(

@@ -17,7 +17,7 @@ from redis.asyncio import Redis
 
 from services.common.idempotency import record_field
 from services.common.lua import lua_source
-from services.common.stream_outbox import warm_sale
+from services.common.stream_outbox import remaining_stock, sale_totals, warm_sale
 from services.groupbuy.domain import (
     AdminResult,
     Campaign,
@@ -306,26 +306,13 @@ class GroupStore:
     async def stock_figures(self, campaign_id: int) -> tuple[int | None, int | None]:
         """(total, remaining) as Redis has them; None where Redis has nothing."""
         keys = campaign_keys(campaign_id)
-        pipe = self._redis.pipeline(transaction=True)
-        pipe.hget(keys.meta, "total")
-        pipe.get(keys.stock)
-        total, remaining = await pipe.execute()
-        return (
-            None if total is None else int(total),
-            None if remaining is None else int(remaining),
-        )
+        return await sale_totals(self._redis, keys.meta, keys.stock)
 
     async def remaining_of(self, campaign_ids: Sequence[int]) -> dict[int, int]:
         """The remaining stock of several campaigns in one round trip (the admin list)."""
-        if not campaign_ids:
-            return {}
-        pipe = self._redis.pipeline(transaction=False)
-        for campaign_id in campaign_ids:
-            pipe.get(campaign_keys(campaign_id).stock)
-        values = await pipe.execute()
-        return {
-            c: int(v) if v is not None else 0 for c, v in zip(campaign_ids, values, strict=True)
-        }
+        stocks = [campaign_keys(c).stock for c in campaign_ids]
+        values = await remaining_stock(self._redis, stocks)
+        return dict(zip(campaign_ids, values, strict=True))
 
     async def due_groups(self, campaign_id: int, now_ms: int, limit: int) -> list[str]:
         # redis-py gives ZRANGEBYSCORE one return type for both withscores values; without

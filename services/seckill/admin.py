@@ -122,7 +122,7 @@ class SaleAdmin:
         """Set the total stock of an upcoming or live sale; (activity, remaining).
 
         Growing, PostgreSQL commits first and Redis follows; shrinking, Redis goes first
-        (set_stock.lua refuses below the units taken) and PostgreSQL commits after. A
+        (set_total.lua refuses below the units taken) and PostgreSQL commits after. A
         crash in between leaves Redis with less stock than the record, never more: the
         sale may undersell until the same request is repeated, it cannot oversell."""
         async with self._activities.locked(activity_id) as found:

@@ -18,6 +18,7 @@ from services.common.resources import pg_pool, redis_client
 from services.common.sale_cache import SaleCache
 from services.common.settings import Settings
 from services.common.shutdown import close_pool, stop_tasks
+from services.common.stock_view import StockView
 from services.seckill.activities import ActivityRepository
 from services.seckill.admin import SaleAdmin
 from services.seckill.background import start_background
@@ -28,7 +29,6 @@ from services.seckill.outbox_relay import OutboxRelay
 from services.seckill.routes import SECKILL, Seckill, add_routes
 from services.seckill.sold_out import SoldOutFlags
 from services.seckill.stock import StockStore
-from services.seckill.stock_view import StockView
 
 log = logging.getLogger(__name__)
 

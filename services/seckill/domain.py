@@ -297,7 +297,7 @@ def check_stock_settable(activity: Activity, now: datetime) -> None:
 
 def stock_after(total: int, remaining: int, wanted: int) -> int | None:
     """The remaining stock once the total becomes `wanted`: the units taken (total minus
-    remaining) stay taken. None when `wanted` is below them (set_stock.lua decides the
+    remaining) stay taken. None when `wanted` is below them (set_total.lua decides the
     same against Redis; this is its rule, for the tests and the docs)."""
     reserved = total - remaining
     if wanted < reserved:

@@ -30,6 +30,7 @@ from services.common.redis_faults import unanswered_change
 from services.common.resources import REDIS_UNANSWERED as UNANSWERED
 from services.common.sale_cache import SaleCache
 from services.common.sales import SALE_STATES
+from services.common.stock_view import StockView
 from services.common.validation import parse_empty_body
 from services.seckill.activities import ActivityRepository
 from services.seckill.admin import SaleAdmin
@@ -53,7 +54,6 @@ from services.seckill.domain import (
 from services.seckill.metrics import SeckillMetrics
 from services.seckill.sold_out import SoldOutFlags
 from services.seckill.stock import StockStore
-from services.seckill.stock_view import StockView
 
 log = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ from redis.asyncio import Redis
 from services.common.idempotency import record_field
 from services.common.lua import lua_source
 from services.common.redis_batch import ScriptBatcher
-from services.common.stream_outbox import warm_sale
+from services.common.stream_outbox import remaining_stock, warm_sale
 from services.seckill.domain import Activity, Closing, Decision, Outcome, Reservation, redis_meta
 from services.seckill.keys import ACTIVITIES, activity_keys
 
@@ -75,7 +75,7 @@ class StockStore:
         self._reserve = redis.register_script(lua_source("services.seckill", "reserve.lua"))
         self._release = redis.register_script(lua_source("services.seckill", "release.lua"))
         self._edit = redis.register_script(lua_source("services.seckill", "edit.lua"))
-        self._set_stock = redis.register_script(lua_source("services.seckill", "set_stock.lua"))
+        self._set_stock = redis.register_script(lua_source("services.common", "set_total.lua"))
         self._close = redis.register_script(lua_source("services.seckill", "close.lua"))
 
     async def warm_up(self, activity: Activity) -> None:
@@ -157,8 +157,8 @@ class StockStore:
         return _answer(reply)
 
     async def set_stock(self, activity_id: int, wanted: int, recorded: int) -> ScriptAnswer:
-        """Set the total stock (set_stock.lua); `recorded` is PostgreSQL's total, used only
-        when the settings do not hold one yet."""
+        """Set the total stock (services/common/lua/set_total.lua); `recorded` is
+        PostgreSQL's total, used only when the settings do not hold one yet."""
         keys = activity_keys(activity_id)
         reply = await self._set_stock(keys=[keys.meta, keys.stock], args=[wanted, recorded])
         return _answer(reply)
@@ -186,15 +186,9 @@ class StockStore:
         )
 
     async def remaining(self, activity_ids: list[int]) -> dict[int, int]:
-        if not activity_ids:
-            return {}
-        pipe = self._redis.pipeline(transaction=False)
-        for activity_id in activity_ids:
-            pipe.get(activity_keys(activity_id).stock)
-        values = await pipe.execute()
-        return {
-            a: int(v) if v is not None else 0 for a, v in zip(activity_ids, values, strict=True)
-        }
+        stocks = [activity_keys(a).stock for a in activity_ids]
+        values = await remaining_stock(self._redis, stocks)
+        return dict(zip(activity_ids, values, strict=True))
 
     async def reservation(self, activity_id: int, reservation_id: str) -> dict[str, Any] | None:
         raw = await self._redis.hget(activity_keys(activity_id).reservations, reservation_id)

@@ -43,7 +43,14 @@ from services.common.settings import Settings
 from services.order.payments import SIGNATURE_HEADER, sign
 from tests.child_process import ChildProcess
 from tests.e2e.processes import ROOT, ServiceProcess
-from tests.helpers import activity_body, campaign_body, free_port, reset_stores, settings_env
+from tests.helpers import (
+    activity_body,
+    campaign_body,
+    free_port,
+    reset_stores,
+    settings_env,
+    template_body,
+)
 from tools.openapi import SERVICES
 
 pytestmark = pytest.mark.slow
@@ -167,7 +174,7 @@ def _fuzz_settings(base: Settings) -> Settings:
     fake_port = free_port()
     ports = {
         f"{name}_{kind}": free_port()
-        for name in ("seckill", "order", "groupbuy", "notify", "identity", "console")
+        for name in ("seckill", "order", "groupbuy", "notify", "identity", "console", "coupon")
         for kind in ("port", "ops_port")
     }
     return dataclasses.replace(
@@ -182,12 +189,13 @@ def _fuzz_settings(base: Settings) -> Settings:
 
 
 def _create_sales(settings: Settings, admin: str) -> None:
-    """A live activity and a live campaign, so that examples with small ids hit real
-    stock and not only 404s."""
+    """A live activity, campaign and coupon template, so that examples with small ids
+    hit real stock and not only 404s."""
     headers = {"Authorization": f"Bearer {admin}"}
     for service, path, body in (
         ("seckill", "/api/seckill/admin/activities", activity_body(stock=1000)),
         ("groupbuy", "/api/groupbuy/admin/campaigns", campaign_body(stock=1000)),
+        ("coupon", "/api/coupons/admin/templates", template_body(quantity=1000)),
     ):
         port = getattr(settings, f"{service}_port")
         url = f"http://127.0.0.1:{port}{path}"

@@ -63,7 +63,10 @@ def lua(package):
 print(json.dumps({
     "services": services.__file__,
     "tools": tools.bootstrap.__file__,
-    "lua": {p: lua(p) for p in ("services.seckill", "services.groupbuy", "services.identity")},
+    "lua": {p: lua(p) for p in (
+        "services.common", "services.seckill", "services.groupbuy", "services.identity",
+        "services.coupon",
+    )},
     "migrations": {s: [name for name, _ in migration_files(s)] for s in MIGRATING_SERVICES},
     "static": sorted(read_static()),
 }))

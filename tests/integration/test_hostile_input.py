@@ -28,6 +28,7 @@ from redis.asyncio import Redis
 
 from services.common.auth import mint_token
 from services.common.settings import Settings
+from services.coupon.domain import FIXED_FIELDS as FIXED
 from services.order.domain import NewOrder, order_id_for
 from services.order.payments import SIGNATURE_HEADER, sign
 from services.order.repository import OrderRepository
@@ -37,6 +38,7 @@ from tests.helpers import (
     parse_answer,
     raw_exchange,
     started_client,
+    template_body,
     wait_for,
 )
 from tests.integration.test_identity_login import identity_settings
@@ -67,6 +69,13 @@ TABLES = (
     "identity.login_failures",
     "identity.admin_login_audit",
     "identity.outbox",
+    "coupon.templates",
+    "coupon.coupons",
+    "coupon.grant_rules",
+    "coupon.grants",
+    "coupon.orders",
+    "coupon.outbox",
+    "coupon.admin_audit",
 )
 REFUSALS = frozenset({400, 401, 404, 405})
 WIDE = 5000  # digits or characters: past Python's 4300-digit int() limit
@@ -173,6 +182,7 @@ async def stack(
     settings: Settings, fake: FakeWeChat, db: asyncpg.Connection, redis: Redis
 ) -> AsyncIterator[Stack]:
     from services.console.app import create_app as console_app
+    from services.coupon.app import create_app as coupon_app
     from services.groupbuy.app import create_app as groupbuy_app
     from services.identity.app import create_app as identity_app
     from services.notify.app import create_app as notify_app
@@ -187,6 +197,7 @@ async def stack(
         "notify": notify_app(s, run_consumers=False, run_dispatcher=False, run_reminders=False),
         "identity": identity_app(s, run_keeper=False, run_relay=False),
         "console": console_app(s),
+        "coupon": coupon_app(s, run_relay=False, run_consumers=False),
     }
     token = mint_token(s.jwt_keys(), "ops", ["admin"])
     world = Stack({}, s, db, redis, f"Bearer {token}".encode())
@@ -207,6 +218,9 @@ async def stack(
     resp = await clients["groupbuy"].post(
         "/api/groupbuy/admin/campaigns", json=upcoming, headers=admin
     )
+    assert resp.status == 201, await resp.text()
+    # Upcoming: an edit is validated (and refused) rather than answered already_started.
+    resp = await clients["coupon"].post(CP, json=UPCOMING_TEMPLATE, headers=admin)
     assert resp.status == 201, await resp.text()
     await _place_order(s)
     # The order service's relay publishes the new order's event and empties its outbox:
@@ -235,6 +249,12 @@ async def _place_order(settings: Settings) -> None:
 SK = "/api/seckill/admin/activities"
 GB = "/api/groupbuy/admin/campaigns"
 GROUP = "1-" + "0" * 32
+CP = "/api/coupons/admin/templates"
+CLAIM = "/api/coupons/templates/1/claims"
+_SOON = datetime.now(UTC) + timedelta(days=1)
+UPCOMING_TEMPLATE = template_body(
+    claim_starts_at=_SOON.isoformat(), claim_ends_at=(_SOON + timedelta(hours=1)).isoformat()
+)
 RESERVATION = f"1-{uuid.uuid4().hex}"
 ORDER_ID = order_id_for(RESERVATION)  # the order of "ops", whom the admin token names
 # (service, method, path with {id}, a valid body): every route with a path parameter.
@@ -260,6 +280,14 @@ PATH_ROUTES = (
     ("groupbuy", "POST", "/api/groupbuy/campaigns/{id}/groups", None),
     ("groupbuy", "POST", "/api/groupbuy/groups/{id}/join", None),
     ("groupbuy", "GET", "/api/groupbuy/groups/{id}", None),
+    ("coupon", "GET", CP + "/{id}", None),
+    ("coupon", "PATCH", CP + "/{id}", {"name": "t"}),
+    ("coupon", "PUT", CP + "/{id}/quantity", {"quantity": 5}),
+    ("coupon", "POST", CP + "/{id}/end", None),
+    ("coupon", "GET", CP + "/{id}/audit", None),
+    ("coupon", "GET", CP + "/{id}/live", None),
+    ("coupon", "GET", "/api/coupons/templates/{id}", None),
+    ("coupon", "POST", "/api/coupons/templates/{id}/claims", None),
     ("order", "GET", "/api/orders/{id}", None),
     ("order", "POST", "/api/orders/{id}/cancel", None),
     ("order", "GET", "/api/orders/admin/orders/{id}", None),
@@ -273,6 +301,8 @@ PATH_ROUTES = (
 QUERY_ROUTES = (
     ("seckill", SK, ("state", "limit", "offset")),
     ("groupbuy", GB, ("state", "limit", "offset")),
+    ("coupon", CP, ("state", "limit", "offset")),
+    ("coupon", "/api/coupons", ("state", "limit", "offset")),
     ("order", "/api/orders", ("limit",)),
     (
         "order",
@@ -295,6 +325,9 @@ BODY_ROUTES: tuple[tuple[str, str, str, dict[str, Any]], ...] = (
     ("groupbuy", "POST", GB, campaign_body()),
     ("groupbuy", "PATCH", GB + "/1", {k: v for k, v in campaign_body().items() if k != "sku"}),
     ("groupbuy", "PUT", GB + "/1/stock", {"stock": 50}),
+    ("coupon", "POST", CP, UPCOMING_TEMPLATE),
+    ("coupon", "PATCH", CP + "/1", {k: v for k, v in UPCOMING_TEMPLATE.items() if k not in FIXED}),
+    ("coupon", "PUT", CP + "/1/quantity", {"quantity": 5}),
     ("order", "POST", "/api/orders/admin/payments/t-1/refund", {"refund_id": "r-1"}),
     ("notify", "POST", "/api/notify/subscriptions", SUBSCRIPTION),
     ("notify", "PUT", "/api/notify/admin/templates/payment_due", {"provider_template_id": "abc"}),
@@ -310,6 +343,8 @@ NO_BODY_POSTS = (
     ("order", f"/api/orders/{ORDER_ID}/cancel"),
     ("groupbuy", "/api/groupbuy/campaigns/1/groups"),
     ("groupbuy", f"/api/groupbuy/groups/{GROUP}/join"),
+    ("coupon", CP + "/1/end"),
+    ("coupon", CLAIM),
 )
 
 
@@ -442,6 +477,7 @@ async def test_non_ascii_header_values_are_refused_everywhere(stack: Stack) -> N
         ("groupbuy", "/api/groupbuy/campaigns/1/groups"),
         ("groupbuy", f"/api/groupbuy/groups/{GROUP}/join"),
         ("order", f"/api/orders/{uuid.uuid4()}/cancel"),
+        ("coupon", CLAIM),
     )
     guarded = (
         ("seckill", "GET", "/api/seckill/activities"),
@@ -450,6 +486,8 @@ async def test_non_ascii_header_values_are_refused_everywhere(stack: Stack) -> N
         ("order", "GET", "/api/orders"),
         ("notify", "GET", "/api/notify/messages"),
         ("notify", "POST", "/api/notify/subscriptions"),
+        ("coupon", "GET", "/api/coupons"),
+        ("coupon", "POST", CLAIM),
     )
     probes = [
         *[
@@ -562,6 +600,8 @@ async def test_jwt_claims_of_the_wrong_type_or_size_are_refused_everywhere(stack
         ("order", "POST", "/api/orders/admin/payments/t-1/refund", b'{"refund_id":"r"}'),
         ("notify", "POST", "/api/notify/subscriptions", b'{"template":"order_paid"}'),
         ("notify", "PUT", TEMPLATE_PATH, b'{"provider_template_id":"x"}'),
+        ("coupon", "POST", CLAIM, b"{}"),
+        ("coupon", "POST", CP, _json(UPCOMING_TEMPLATE)),
     )  # fmt: skip
     probes: list[tuple[str, Probe]] = [
         (service, Probe(f"token {i}", method, path, ((b"Authorization", token),), body))
@@ -581,7 +621,7 @@ async def test_a_token_of_a_megabyte_is_refused_by_the_parser_in_json_or_cut_off
 ) -> None:
     before = await snapshot(stack)
     huge = ((b"Authorization", b"Bearer " + b"a" * 1_000_000),)
-    for service in ("seckill", "order", "groupbuy", "notify"):
+    for service in ("seckill", "order", "groupbuy", "notify", "coupon"):
         probe = Probe("1 MB token", "POST", "/api/x", huge, b"{}")
         try:
             answer = await raw_exchange(stack.ports[service], _raw(probe, None))

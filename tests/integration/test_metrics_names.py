@@ -109,6 +109,21 @@ GROUPBUY = {
     "groupbuy_outbox_backlog": set(),
     "groupbuy_outbox_publish_delay_seconds": set(),
 }
+COUPON = {
+    **COMMON,
+    "coupon_claims": {"result"},
+    "coupon_idempotent_replays": set(),
+    "coupon_coupons_recorded": set(),
+    "coupon_remaining": {"template"},
+    "coupon_outbox_published": set(),
+    "coupon_outbox_publish_failures": set(),
+    "coupon_outbox_reclaimed": set(),
+    "coupon_outbox_backlog": set(),
+    "coupon_outbox_publish_delay_seconds": set(),
+    "kafka_consumer_messages": {"topic", "group", "result"},
+    "kafka_consumer_retries": {"topic", "group"},
+    "kafka_consumer_lag": {"topic", "group", "partition"},
+}
 IDENTITY = {
     **COMMON,
     "identity_logins": {"kind", "outcome"},
@@ -384,6 +399,62 @@ async def test_groupbuy_metrics_follow_the_conventions_and_carry_no_ids(
         assert [s.value for s in times if s.name.endswith("_count")] == [1.0]
         routes = {s.labels["route"] for s in found["http_requests"].samples}
         assert "/api/groupbuy/groups/{id}/join" in routes
+    finally:
+        await ops.close()
+        await api.close()
+
+
+async def test_coupon_metrics_follow_the_conventions_and_carry_no_ids(
+    settings: Settings, token: Token, db: asyncpg.Connection
+) -> None:
+    from services.coupon.app import create_app, create_ops
+    from tests.helpers import create_template
+
+    fast = dataclasses.replace(settings, metrics_refresh_seconds=0.1)
+    api = await started_client(create_app(fast))
+    ops = await started_client(create_ops(api.app))
+    try:
+        template = await create_template(api, token("ops", admin=True), quantity=2)
+        url = f"/api/coupons/templates/{template['id']}/claims"
+        statuses = [(await api.post(url, headers=token(f"u{i}"))).status for i in range(3)]
+        assert statuses == [201, 201, 410]
+        keyed = {**token("u0"), "Idempotency-Key": "k"}
+        assert (await api.post(url, headers=keyed)).status == 409
+        assert (await api.post(url, headers=keyed)).status == 409
+        await api.get("/api/coupons", headers=token("u1"))
+        count = "SELECT count(*) FROM coupon.coupons"
+        assert await wait_for(lambda: db.fetchval(count), 2) == 2
+
+        async def gauges() -> Any:
+            found = families(await scrape(ops))
+            left = [(s.labels, s.value) for s in found["coupon_remaining"].samples]
+            recorded = [s.value for s in found["coupon_coupons_recorded"].samples]
+            return left, recorded[:1]
+
+        expected = ([({"template": str(template["id"])}, 0.0)], [2.0])
+        assert await wait_for(gauges, expected) == expected
+        found = families(await scrape(ops))
+        check_conventions(found, COUPON)
+        results = {
+            s.labels["result"]: s.value
+            for s in found["coupon_claims"].samples
+            if s.name.endswith("_total")
+        }
+        assert results == {
+            "claimed": 2.0,
+            "exhausted": 1.0,
+            "limit_reached": 1.0,
+            "not_found": 0.0,
+            "not_started": 0.0,
+            "claim_ended": 0.0,
+            "rate_limited": 0.0,
+            "outcome_unknown": 0.0,
+            "redis_unavailable": 0.0,
+        }
+        replays = [s.value for s in found["coupon_idempotent_replays"].samples]
+        assert replays[:1] == [1.0]
+        routes = {s.labels["route"] for s in found["http_requests"].samples}
+        assert "/api/coupons/templates/{id}/claims" in routes
     finally:
         await ops.close()
         await api.close()

@@ -294,3 +294,50 @@ async def test_notify_and_console_answers_match_their_documents(
     finally:
         await notify.close()
         await console.close()
+
+
+async def test_coupon_templates_claims_and_coupons_answer_as_their_document_says(
+    settings: Settings, token: Token
+) -> None:
+    from services.coupon.app import create_app
+    from tests.helpers import template_body
+
+    client = await started_client(create_app(settings))
+    try:
+        contract = await Contract.of(client)
+        admin = token("ops", admin=True)
+        admin_path = "/api/coupons/admin/templates"
+        created = await contract.check(
+            await client.post(admin_path, json=template_body(quantity=1), headers=admin)
+        )
+        operation, where = contract.link("post", admin_path, 201, "claim")
+        assert operation == "coupon_claim"
+        url = f"/api/coupons/templates/{pointer(created, where)}"
+        await contract.check(await client.get(url, headers=token("u1")))
+        claimed = await contract.check(await client.post(f"{url}/claims", headers=token("u1")))
+        for user in ("u1", "u2"):  # limit_reached, exhausted
+            await contract.check(await client.post(f"{url}/claims", headers=token(user)))
+        await contract.check(await client.get("/api/coupons/templates/999", headers=token("u1")))
+
+        async def mine() -> Any:
+            body = await contract.check(await client.get("/api/coupons", headers=token("u1")))
+            return [c["coupon_id"] for c in body["coupons"]]
+
+        assert await wait_for(mine, [claimed["coupon_id"]]) == [claimed["coupon_id"]]
+        await contract.check(await client.get("/api/coupons?state=lost", headers=token("u1")))
+        template = f"{admin_path}/{created['id']}"
+        await contract.check(await client.get(f"{admin_path}?state=live", headers=admin))
+        await contract.check(await client.get(template, headers=admin))
+        await contract.check(await client.get(f"{template}/audit", headers=admin))
+        await contract.check(
+            await client.put(f"{template}/quantity", json={"quantity": 0}, headers=admin)
+        )
+        await contract.check(
+            await client.put(f"{template}/quantity", json={"quantity": 3}, headers=admin)
+        )
+        await contract.check(await client.patch(template, json={"name": "x"}, headers=admin))
+        await contract.check(await client.post(f"{template}/end", headers=admin))
+        await contract.check(await client.post(f"{url}/claims", headers=token("u3")))
+        await contract.check(await client.get(admin_path, headers=token("u1")))
+    finally:
+        await client.close()

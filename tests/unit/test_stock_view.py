@@ -7,7 +7,7 @@ import asyncio
 
 import pytest
 
-from services.seckill.stock_view import StockView
+from services.common.stock_view import StockView
 
 
 class Store:

@@ -190,9 +190,18 @@ def filter_param(name: str, schema: Schema, description: str) -> Schema:
 
 def paging_parameters() -> list[Schema]:
     """limit and offset of the admin lists (services/common/paging.py)."""
+    # Empty is the default, as parse_page reads it (an HTML form's blank field).
     return [
-        query_param("limit", integer(1, MAX_LIMIT, default=DEFAULT_LIMIT), "page size"),
-        query_param("offset", integer(0, MAX_OFFSET, default=0), "items to skip"),
+        query_param(
+            "limit",
+            {"anyOf": [integer(1, MAX_LIMIT), {"const": ""}], "default": DEFAULT_LIMIT},
+            "page size (empty: the default)",
+        ),
+        query_param(
+            "offset",
+            {"anyOf": [integer(0, MAX_OFFSET), {"const": ""}], "default": 0},
+            "items to skip (empty: none)",
+        ),
     ]
 
 

@@ -1,11 +1,11 @@
-"""Remaining stock as the activity pages show it, read from Redis at most once per
-max_age per activity and process.
+"""What is left of a sale (a flash sale's stock, a coupon template's quantity) as the
+shoppers' pages show it, read from Redis at most once per max_age per sale and process.
 
 When a sale starts every shopper loads its page at once: with one Redis round trip per
 page load, the activity page's p95 in `make loadtest`'s spike is ~1.3 s while presses
-stay fast. A page shows stock up to max_age old (plus one Redis call while a refresh is
-under way); whether a press gets stock is decided by the reserve
-script alone, so nothing can be oversold by it.
+stay fast. A page shows what is left up to max_age old (plus one Redis call while a
+refresh is under way); whether a press or a claim gets a unit is decided by its script
+alone, so nothing can be oversold by it.
 """
 
 from __future__ import annotations
@@ -23,23 +23,21 @@ class StockView:
         self._load = load
         self._max_age = max_age_seconds
         self._clock = clock
-        self._seen: dict[int, tuple[int, float]] = {}  # activity -> (remaining, read at)
+        self._seen: dict[int, tuple[int, float]] = {}  # sale -> (remaining, read at)
         self._refreshing: set[int] = set()
 
-    async def remaining(self, activity_ids: Sequence[int]) -> dict[int, int]:
+    async def remaining(self, sale_ids: Sequence[int]) -> dict[int, int]:
         now = self._clock()
         out: dict[int, int] = {}
         stale: list[int] = []
-        for activity_id in activity_ids:
-            hit = self._seen.get(activity_id)
+        for sale_id in sale_ids:
+            hit = self._seen.get(sale_id)
             # While one request refreshes a value, the others show the one it replaces
             # rather than all asking Redis at once.
-            if hit is not None and (
-                now - hit[1] < self._max_age or activity_id in self._refreshing
-            ):
-                out[activity_id] = hit[0]
+            if hit is not None and (now - hit[1] < self._max_age or sale_id in self._refreshing):
+                out[sale_id] = hit[0]
             else:
-                stale.append(activity_id)
+                stale.append(sale_id)
         if stale:
             self._refreshing.update(stale)
             try:
@@ -47,7 +45,7 @@ class StockView:
             finally:
                 self._refreshing.difference_update(stale)
             read_at = self._clock()
-            for activity_id in stale:
-                self._seen[activity_id] = (loaded[activity_id], read_at)
-                out[activity_id] = loaded[activity_id]
+            for sale_id in stale:
+                self._seen[sale_id] = (loaded[sale_id], read_at)
+                out[sale_id] = loaded[sale_id]
         return out

@@ -1,7 +1,9 @@
--- Set a sale's total stock; the units already taken stay taken (remaining + taken =
--- total, before and after), and the total never goes below them. Atomic with every press
--- (reserve.lua), so no press can slip between the read of the remaining stock and the
--- write: nothing is oversold, however the presses race the change.
+-- Set the total of what a sale hands out (a flash sale's stock, a coupon template's
+-- quantity); the units already taken stay taken (remaining + taken = total, before and
+-- after), and the total never goes below them. Atomic with every script that takes from
+-- the stock (reserve.lua, claim.lua, grant.lua), so nothing can slip between the read of
+-- the remaining stock and the write: nothing is oversold, however they race the change.
+-- Every such sale's meta hash has starts_ms ('0' for a coupon template never claimed).
 --
 -- KEYS[1] meta hash   KEYS[2] stock
 -- ARGV[1] the new total   ARGV[2] the total PostgreSQL records, used when the settings
