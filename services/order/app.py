@@ -114,37 +114,23 @@ def create_app(
             )
         )
         if run_consumer:
-            handler = ReservationHandler(orders, creation_metrics)
-            consumer = BatchConsumer(
-                settings,
-                SECKILL_RESERVATIONS,
-                CONSUMER_GROUP,
-                handler,
-                producer,
-                consumer_metrics,
-                transient_errors=PG_TRANSIENT,
+            reservations = ReservationHandler(orders, creation_metrics)
+            consumed = (
+                (SECKILL_RESERVATIONS, CONSUMER_GROUP, reservations),
+                (GROUPBUY, GROUP_CONSUMER_GROUP, GroupEventHandler(orders, creation_metrics)),
+                (COUPONS, COUPON_CONSUMER_GROUP, CouponLockHandler(orders, coupon_metrics)),
             )
-            tasks.append(asyncio.create_task(consumer.run(), name="reservation-consumer"))
-            group_consumer = BatchConsumer(
-                settings,
-                GROUPBUY,
-                GROUP_CONSUMER_GROUP,
-                GroupEventHandler(orders, creation_metrics),
-                producer,
-                consumer_metrics,
-                transient_errors=PG_TRANSIENT,
-            )
-            tasks.append(asyncio.create_task(group_consumer.run(), name="group-consumer"))
-            coupon_consumer = BatchConsumer(
-                settings,
-                COUPONS,
-                COUPON_CONSUMER_GROUP,
-                CouponLockHandler(orders, coupon_metrics),
-                producer,
-                consumer_metrics,
-                transient_errors=PG_TRANSIENT,
-            )
-            tasks.append(asyncio.create_task(coupon_consumer.run(), name="coupon-consumer"))
+            for topic, group, handler in consumed:
+                consumer = BatchConsumer(
+                    settings,
+                    topic,
+                    group,
+                    handler,
+                    producer,
+                    consumer_metrics,
+                    transient_errors=PG_TRANSIENT,
+                )
+                tasks.append(asyncio.create_task(consumer.run(), name=f"{group}-consumer"))
         try:
             yield
         finally:

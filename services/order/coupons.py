@@ -14,7 +14,7 @@ from enum import StrEnum
 from typing import Any
 
 from services.common.validation import MAX_BIGINT, storable
-from services.order.domain import MAX_USER_ID, Order, State
+from services.order.domain import MAX_USER_ID, Order, State, parse_order_id
 
 # Coupon ids are "<template id>-<32 hex>"; the bound only keeps junk out of the column.
 MAX_COUPON_ID = 100
@@ -66,10 +66,7 @@ def coupon_lock_from_event(data: dict[str, Any]) -> CouponLock:
     """The lock a coupon.locked event announces, or InvalidCouponLock. Only the shape is
     checked here; whether the figures fit the order is decide_coupon_lock's business."""
     raw_order = data.get("order_id")
-    try:
-        order_id = uuid.UUID(raw_order) if isinstance(raw_order, str) else None
-    except ValueError:
-        order_id = None
+    order_id = parse_order_id(raw_order) if isinstance(raw_order, str) else None
     if order_id is None:
         raise InvalidCouponLock("order_id must be an order id (UUID)")
     return CouponLock(

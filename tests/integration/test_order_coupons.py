@@ -8,28 +8,34 @@ import asyncio
 import dataclasses
 import uuid
 from collections.abc import AsyncIterator, Callable
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
 import pytest
 from aiohttp.test_utils import TestClient
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaProducer
 
 from services.common.events import (
     COUPON_CLAIMED,
     COUPON_LOCKED,
-    SECKILL_RESERVED,
     Envelope,
     event_id_for,
     order_id_for,
 )
 from services.common.kafka import make_producer, publish_all
 from services.common.settings import Settings
-from services.common.topics import COUPONS, ORDERS, SECKILL_RESERVATIONS, dlq
+from services.common.topics import COUPONS, ORDERS, SECKILL_RESERVATIONS
 from services.order.app import REGISTRY
 from services.order.coupons import LockResult
-from tests.helpers import constant, payment_body, post_payment, read_topic, wait_for
+from tests.helpers import (
+    constant,
+    payment_body,
+    post_payment,
+    read_dead_letters,
+    read_topic,
+    reserved_event,
+    wait_for,
+)
 
 Token = Callable[..., dict[str, str]]
 Client = TestClient[Any, Any]
@@ -44,27 +50,6 @@ async def producer(settings: Settings) -> AsyncIterator[AIOKafkaProducer]:
     await started.start()
     yield started
     await started.stop()
-
-
-def reserved(user: str, activity_id: int = 31) -> Envelope:
-    """A seckill.reserved for 2 x 25.00, as the seckill relay publishes it."""
-    rid = f"{activity_id}-{uuid.uuid4().hex}"
-    now = datetime.now(UTC)
-    return Envelope(
-        id=event_id_for(SECKILL_RESERVED, rid),
-        type=SECKILL_RESERVED,
-        key=user,
-        data={
-            "reservation_id": rid,
-            "activity_id": activity_id,
-            "user_id": user,
-            "sku": "tea",
-            "quantity": QUANTITY,
-            "unit_price_cents": UNIT_PRICE,
-            "reserved_at": now.isoformat(),
-            "pay_before": (now + timedelta(minutes=15)).isoformat(),
-        },
-    )
 
 
 def coupon_locked(
@@ -97,7 +82,7 @@ async def place_orders(
     producer: AIOKafkaProducer, settings: Settings, db: asyncpg.Connection, *users: str
 ) -> list[str]:
     """One pending order per user, created by the order service from seckill.reserved."""
-    events = [reserved(u) for u in users]
+    events = [reserved_event(31, u, QUANTITY, UNIT_PRICE) for u in users]
     await publish_all(producer, settings.topic(SECKILL_RESERVATIONS), events)
     ids = [order_id_for(e.data["reservation_id"]) for e in events]
     count = "SELECT count(*) FROM orders.orders WHERE id = ANY($1::uuid[])"
@@ -313,23 +298,7 @@ async def test_a_malformed_lock_is_dead_lettered_alone_and_other_coupon_events_a
     assert await settle_locks(orders, 1) == {"applied": 1.0}
     assert (await order_row(db, order_id))["coupon_id"] == coupon(2)
 
-    consumer = AIOKafkaConsumer(
-        settings.topic(dlq(COUPONS)),
-        bootstrap_servers=settings.kafka_bootstrap_servers,
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-    )
-    await consumer.start()
-    try:
-        dead: list[Any] = []
-        async with asyncio.timeout(20):
-            while not dead:
-                batch = await consumer.getmany(timeout_ms=500)
-                dead.extend(r for rs in batch.values() for r in rs)
-        batch = await consumer.getmany(timeout_ms=1000)
-        dead.extend(r for rs in batch.values() for r in rs)
-    finally:
-        await consumer.stop()
+    dead = await read_dead_letters(settings, COUPONS, 1)
     assert [Envelope.decode(r.value).id for r in dead] == ["bad-lock"]
     assert "discount_cents" in dict(dead[0].headers)["dlq.reason"].decode()
 
