@@ -165,22 +165,22 @@ class CouponLockMetrics:
             self.locks.labels(result.value)
 
 
-# Outcomes that mean the coupon service and the order service disagree about an order:
-# the lock's coupon stays locked there until an operator looks (the error log says which).
+# Outcomes that mean the coupon service and the order service disagree about an order
+# (alert FlashsaleCouponLocksRefused): the error log says which coupon and order.
 _DISAGREEMENTS = frozenset({LockResult.MISMATCH, LockResult.UNKNOWN_ORDER})
 
 
 class CouponLockHandler:
     """Consumes the coupons topic: coupon.locked discounts its order, if the order still
     waits for its payment and has no coupon (services/order/coupons.py decides); every
-    other coupon event is someone else's business. A lock that does not apply is a
+    other coupon event is someone else's business. A well-formed lock that does not apply is a
     counted no-op, never a dead letter: for a late one (order paid or cancelled meanwhile)
     the coupon service releases the coupon on hearing that order.paid / order.cancelled
     carried no coupon_id. An unknown order is counted and logged as an error, not
     dead-lettered: the coupon service locks only orders it read order.created for, which
     this service emits after committing them, so no retry or replay can ever find the
-    order; what needs repair is the coupon service's record, and the metric and the log
-    are what point an operator to it."""
+    order; what needs repair is the coupon service's record, and the metric (alert
+    FlashsaleCouponLocksRefused) and the log are what point an operator to it."""
 
     def __init__(self, orders: OrderRepository, metrics: CouponLockMetrics) -> None:
         self._orders = orders
