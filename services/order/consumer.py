@@ -173,10 +173,10 @@ _DISAGREEMENTS = frozenset({LockResult.MISMATCH, LockResult.UNKNOWN_ORDER})
 class CouponLockHandler:
     """Consumes the coupons topic: coupon.locked discounts its order, if the order still
     waits for its payment and has no coupon (services/order/coupons.py decides); every
-    other coupon event is someone else's business. A well-formed lock that does not apply is a
-    counted no-op, never a dead letter: for a late one (order paid or cancelled meanwhile)
-    the coupon service releases the coupon on hearing that order.paid / order.cancelled
-    carried no coupon_id. An unknown order is counted and logged as an error, not
+    other coupon event is someone else's business. A well-formed lock that does not apply
+    is a counted no-op, never a dead letter: for a late one (order paid or cancelled
+    meanwhile) the coupon service releases the coupon on hearing that order.paid /
+    order.cancelled carried no coupon_id. An unknown order is counted and logged as an error, not
     dead-lettered: the coupon service locks only orders it read order.created for, which
     this service emits after committing them, so no retry or replay can ever find the
     order; what needs repair is the coupon service's record, and the metric (alert
