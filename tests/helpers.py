@@ -160,6 +160,63 @@ async def read_topic(
     return seen
 
 
+async def read_dead_letters(
+    settings: Any, topic: str, at_least: int, within: float = 20.0
+) -> list[Any]:
+    """The records of `topic`'s dead-letter topic (with their dlq.* headers), once at least
+    `at_least` are there, plus whatever one more short poll finds."""
+    from aiokafka import AIOKafkaConsumer
+
+    from services.common.topics import dlq
+
+    consumer = AIOKafkaConsumer(
+        settings.topic(dlq(topic)),
+        bootstrap_servers=settings.kafka_bootstrap_servers,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
+    await consumer.start()
+    dead: list[Any] = []
+    try:
+        async with asyncio.timeout(within):
+            while len(dead) < at_least:
+                batch = await consumer.getmany(timeout_ms=500)
+                dead.extend(r for rs in batch.values() for r in rs)
+        batch = await consumer.getmany(timeout_ms=700)
+        dead.extend(r for rs in batch.values() for r in rs)
+    finally:
+        await consumer.stop()
+    return dead
+
+
+def reserved_event(
+    activity_id: int, user: str, quantity: int = 1, unit_price_cents: int = 500
+) -> Any:
+    """A seckill.reserved envelope as the seckill relay publishes it, for a new
+    reservation (its order is order_id_for(data["reservation_id"])), payable for 15 min."""
+    import uuid
+
+    from services.common.events import SECKILL_RESERVED, Envelope, event_id_for
+
+    rid = f"{activity_id}-{uuid.uuid4().hex}"
+    now = datetime.now(UTC)
+    return Envelope(
+        id=event_id_for(SECKILL_RESERVED, rid),
+        type=SECKILL_RESERVED,
+        key=user,
+        data={
+            "reservation_id": rid,
+            "activity_id": activity_id,
+            "user_id": user,
+            "sku": "tea",
+            "quantity": quantity,
+            "unit_price_cents": unit_price_cents,
+            "reserved_at": now.isoformat(),
+            "pay_before": (now + timedelta(minutes=15)).isoformat(),
+        },
+    )
+
+
 def payment_body(order_id: str, amount_cents: int, transaction_id: str) -> bytes:
     import orjson
 

@@ -15,7 +15,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
 
-from services.common.events import ORDER_PAID, Envelope, event_id_for
+from services.common.events import COUPON_EXPIRING, ORDER_PAID, Envelope, event_id_for
 from services.common.settings import Settings
 from services.common.wechat_token import read_token
 from services.identity.access_token import AccessTokenKeeper
@@ -80,6 +80,24 @@ def order_paid(order_no: int, user: str, activity_id: int = 1) -> Envelope:
             "amount_cents": 9900,
             "transaction_id": f"tx{order_no}",
             "paid_at": "2026-11-23T10:00:00Z",
+        },
+    )
+
+
+def coupon_expiring(coupon_no: int, user: str) -> Envelope:
+    """coupon.expiring as the coupon service's sweeper publishes it on `coupons` (same id
+    per coupon: docs/coupons.md, "Events")."""
+    coupon_id = f"7-{coupon_no:032x}"
+    return Envelope(
+        id=event_id_for(COUPON_EXPIRING, coupon_id),
+        type=COUPON_EXPIRING,
+        key=user,
+        data={
+            "coupon_id": coupon_id,
+            "user_id": user,
+            "template_id": 7,
+            "name": "Tea 10 off",
+            "valid_until": "2026-11-24T16:00:00Z",
         },
     )
 

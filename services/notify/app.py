@@ -1,6 +1,6 @@
-"""Wiring of the notify service: consumers of orders, groupbuy and seckill.reservations,
-the consumer of users (recipients' openids), the dispatcher, the dead-letter publisher,
-the sale-starting reminders."""
+"""Wiring of the notify service: consumers of orders, groupbuy, seckill.reservations and
+coupons, the consumer of users (recipients' openids), the dispatcher, the dead-letter
+publisher, the sale-starting reminders."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ from services.common.openapi.spec import OPENAPI_PATH
 from services.common.resources import pg_pool, redis_client
 from services.common.settings import Settings
 from services.common.shutdown import close_pool, stop_tasks
-from services.common.topics import GROUPBUY, ORDERS, SECKILL_RESERVATIONS, USERS
+from services.common.topics import COUPONS, GROUPBUY, ORDERS, SECKILL_RESERVATIONS, USERS
 from services.notify.channels import make_channel
 from services.notify.consumer import EventHandler, RecipientHandler
 from services.notify.dispatcher import Dispatcher
@@ -47,7 +47,12 @@ MESSAGE_TOPICS = (ORDERS, GROUPBUY, SECKILL_RESERVATIONS)
 # notify.recipients without touching the message topics' offsets; its members joining
 # and leaving do not stall the message consumers' partitions either.
 RECIPIENTS_GROUP = "notify-recipients"
-CONSUMED_TOPICS = (*MESSAGE_TOPICS, USERS)
+# Coupons too: a claim rush puts thousands of coupon.claimed on the topic, of which notify
+# wants none (only coupon.expiring). Its own group keeps that burst's lag and rebalances
+# away from the order messages' partitions, and lets its offsets be reset on their own.
+COUPONS_GROUP = "notify-coupons"
+CONSUMED_TOPICS = (*MESSAGE_TOPICS, COUPONS, USERS)
+GROUP_OF_TOPIC = {USERS: RECIPIENTS_GROUP, COUPONS: COUPONS_GROUP}
 PG_TRANSIENT = (
     asyncpg.PostgresConnectionError,
     asyncpg.CannotConnectNowError,
@@ -127,14 +132,11 @@ def create_app(
             handler = EventHandler(repo, settings, metrics, dispatcher.wake)
             recipients = RecipientHandler(repo, settings, metrics, dispatcher.wake)
             for topic in CONSUMED_TOPICS:
-                group, handle = (
-                    (RECIPIENTS_GROUP, recipients) if topic == USERS else (CONSUMER_GROUP, handler)
-                )
                 consumer = BatchConsumer(
                     settings,
                     topic,
-                    group,
-                    handle,
+                    GROUP_OF_TOPIC.get(topic, CONSUMER_GROUP),
+                    recipients if topic == USERS else handler,
                     producer,
                     consumer_metrics,
                     transient_errors=PG_TRANSIENT,

@@ -17,6 +17,7 @@ from urllib.parse import quote
 
 from services.common.errors import DomainError, ValidationError
 from services.common.events import (
+    COUPON_EXPIRING,
     ORDER_CANCELLED,
     ORDER_PAID,
     ORDER_PAYMENT_DUE,
@@ -165,6 +166,19 @@ TEMPLATES: dict[str, Template] = {
             ),
             "pages/activity/detail?id={activity_id}",
         ),
+        # The coupon service's sweeper announces a coupon about to end, once per coupon
+        # (topic coupons); about the shopper's coupon, not a sale, so consents are unscoped.
+        Template(
+            "coupon_expiring",
+            "Coupon expiring",
+            (COUPON_EXPIRING,),
+            Scope.NONE,
+            (
+                Field("thing1", "name", "thing"),
+                Field("time2", "valid_until", "time"),
+            ),
+            "pages/coupon/detail?id={coupon_id}",
+        ),
     )
 }
 TEMPLATE_BY_EVENT: dict[str, Template] = {e: t for t in TEMPLATES.values() for e in t.event_types}
@@ -279,7 +293,7 @@ def intents_for(event: Envelope) -> list[Intent]:
         if user is None:
             raise InvalidEvent(f"{event.type} has no user_id")
         users = [user]
-        scope = scope_key(Scope.ACTIVITY, data.get("activity_id"))
+        scope = scope_key(template.scope, data.get("activity_id"))
     values, page = render(template, data)
     at = parse_time(event.at)
     return [Intent(event.id, event.type, at, u, template.name, scope, values, page) for u in users]

@@ -27,9 +27,15 @@ from services.common.pg_outbox import PgOutboxMetrics, PgOutboxRelay
 from services.common.resources import PG_TRANSIENT, pg_pool
 from services.common.settings import Settings
 from services.common.shutdown import close_pool, stop_tasks
-from services.common.topics import GROUPBUY, SECKILL_RESERVATIONS
+from services.common.topics import COUPONS, GROUPBUY, SECKILL_RESERVATIONS
 from services.common.topics import ORDERS as ORDERS_TOPIC
-from services.order.consumer import GroupEventHandler, OrderCreationMetrics, ReservationHandler
+from services.order.consumer import (
+    CouponLockHandler,
+    CouponLockMetrics,
+    GroupEventHandler,
+    OrderCreationMetrics,
+    ReservationHandler,
+)
 from services.order.domain import SaleRef
 from services.order.openapi import SPEC as OPENAPI
 from services.order.repository import OUTBOX, OrderRepository
@@ -50,6 +56,8 @@ CONSUMER_GROUP = "order"
 # Its own consumer group: members of one group subscribing to different topics would
 # rebalance each other.
 GROUP_CONSUMER_GROUP = "order-groupbuy"
+# coupon.locked discounts its order (docs/coupons.md): the payment must then match it.
+COUPON_CONSUMER_GROUP = "order-coupons"
 PRODUCER: web.AppKey[AIOKafkaProducer] = web.AppKey("producer", AIOKafkaProducer)
 REGISTRY: web.AppKey[CollectorRegistry] = web.AppKey("registry", CollectorRegistry)
 
@@ -65,6 +73,7 @@ def create_app(
     state_metrics = OrderStateMetrics(registry)
     dlq_metrics = DlqMetrics(registry)
     sweeper_metrics = SweeperMetrics(registry)
+    coupon_metrics = CouponLockMetrics(registry)
     app = web.Application(
         middlewares=[
             errors_and_metrics_middleware(http_metrics),
@@ -96,7 +105,7 @@ def create_app(
             sweeper = Sweeper(orders, settings, sweeper_metrics)
             tasks.append(asyncio.create_task(sweeper.run(), name="sweeper"))
         refresh = settings.metrics_refresh_seconds
-        dead_letters = [SECKILL_RESERVATIONS, ORDERS_TOPIC, GROUPBUY]
+        dead_letters = [SECKILL_RESERVATIONS, ORDERS_TOPIC, GROUPBUY, COUPONS]
         tasks.append(asyncio.create_task(state_metrics.run(pool, refresh), name="order-gauges"))
         tasks.append(
             asyncio.create_task(
@@ -105,27 +114,23 @@ def create_app(
             )
         )
         if run_consumer:
-            handler = ReservationHandler(orders, creation_metrics)
-            consumer = BatchConsumer(
-                settings,
-                SECKILL_RESERVATIONS,
-                CONSUMER_GROUP,
-                handler,
-                producer,
-                consumer_metrics,
-                transient_errors=PG_TRANSIENT,
+            reservations = ReservationHandler(orders, creation_metrics)
+            consumed = (
+                (SECKILL_RESERVATIONS, CONSUMER_GROUP, reservations),
+                (GROUPBUY, GROUP_CONSUMER_GROUP, GroupEventHandler(orders, creation_metrics)),
+                (COUPONS, COUPON_CONSUMER_GROUP, CouponLockHandler(orders, coupon_metrics)),
             )
-            tasks.append(asyncio.create_task(consumer.run(), name="reservation-consumer"))
-            group_consumer = BatchConsumer(
-                settings,
-                GROUPBUY,
-                GROUP_CONSUMER_GROUP,
-                GroupEventHandler(orders, creation_metrics),
-                producer,
-                consumer_metrics,
-                transient_errors=PG_TRANSIENT,
-            )
-            tasks.append(asyncio.create_task(group_consumer.run(), name="group-consumer"))
+            for topic, group, handler in consumed:
+                consumer = BatchConsumer(
+                    settings,
+                    topic,
+                    group,
+                    handler,
+                    producer,
+                    consumer_metrics,
+                    transient_errors=PG_TRANSIENT,
+                )
+                tasks.append(asyncio.create_task(consumer.run(), name=f"{group}-consumer"))
         try:
             yield
         finally:

@@ -1,5 +1,6 @@
 """Consumes seckill.reservations and turns each reservation into exactly one order; a
-seckill.cancelled there cancels the sale's unpaid orders."""
+seckill.cancelled there cancels the sale's unpaid orders. Consumes groupbuy (an order per
+member) and coupons (a coupon locked to an order discounts it)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from collections.abc import Sequence
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from services.common.events import (
+    COUPON_LOCKED,
     GROUP_COMPLETED,
     GROUP_FAILED,
     GROUP_JOINED,
@@ -19,6 +21,7 @@ from services.common.events import (
     SECKILL_RESERVED,
 )
 from services.common.kafka import Incoming, PermanentError
+from services.order.coupons import CouponLock, InvalidCouponLock, LockResult, coupon_lock_from_event
 from services.order.domain import (
     InvalidReservation,
     NewOrder,
@@ -147,3 +150,71 @@ class GroupEventHandler:
                 _, refunded = await self._orders.fail_group(group_id)
                 self._metrics.groups_settled.labels("failed").inc()
                 self._metrics.group_refunds.inc(len(refunded))
+
+
+class CouponLockMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.locks = Counter(
+            "order_coupon_locks_total",
+            "coupon.locked events by what they did to their order (applied, duplicate, "
+            "order_not_pending, order_has_coupon, mismatch, unknown_order).",
+            ["result"],
+            registry=registry,
+        )
+        for result in LockResult:
+            self.locks.labels(result.value)
+
+
+# Outcomes that mean the coupon service and the order service disagree about an order
+# (alert FlashsaleCouponLocksRefused): the error log says which coupon and order.
+_DISAGREEMENTS = frozenset({LockResult.MISMATCH, LockResult.UNKNOWN_ORDER})
+
+
+class CouponLockHandler:
+    """Consumes the coupons topic: coupon.locked discounts its order, if the order still
+    waits for its payment and has no coupon (services/order/coupons.py decides); every
+    other coupon event is someone else's business. A well-formed lock that does not apply
+    is a counted no-op, never a dead letter: for a late one (order paid or cancelled
+    meanwhile) the coupon service releases the coupon on hearing that order.paid /
+    order.cancelled carried no coupon_id. An unknown order is counted and logged as an error, not
+    dead-lettered: the coupon service locks only orders it read order.created for, which
+    this service emits after committing them, so no retry or replay can ever find the
+    order; what needs repair is the coupon service's record, and the metric (alert
+    FlashsaleCouponLocksRefused) and the log are what point an operator to it."""
+
+    def __init__(self, orders: OrderRepository, metrics: CouponLockMetrics) -> None:
+        self._orders = orders
+        self._metrics = metrics
+
+    async def __call__(self, batch: Sequence[Incoming]) -> None:
+        locks: list[tuple[str, CouponLock]] = []
+        for item in batch:
+            if item.event.type != COUPON_LOCKED:
+                continue
+            try:
+                locks.append((item.event.id, coupon_lock_from_event(item.event.data)))
+            except InvalidCouponLock as exc:
+                # Before any lock of the batch is applied: the consumer splits the batch
+                # and dead-letters this one alone.
+                raise PermanentError(f"{COUPON_LOCKED} {item.event.id}: {exc}") from exc
+        # One short transaction per lock (one order row each): locks are one per shopper's
+        # redemption, not a burst, and a crash between two is a redelivery, i.e. DUPLICATE.
+        for event_id, lock in locks:
+            result, order = await self._orders.apply_coupon_lock(lock)
+            self._metrics.locks.labels(result.value).inc()
+            if result in _DISAGREEMENTS:
+                log.error(
+                    "%s %s not applied (%s): coupon %s, order %s, user %s, %d - %d = %d; order: %s",
+                    COUPON_LOCKED,
+                    event_id,
+                    result.value,
+                    lock.coupon_id,
+                    lock.order_id,
+                    lock.user_id,
+                    lock.amount_cents,
+                    lock.discount_cents,
+                    lock.amount_due_cents,
+                    "none" if order is None else f"{order.state}, {order.amount_cents} cents",
+                )
+            elif result is not LockResult.APPLIED:
+                log.info("%s %s not applied: %s", COUPON_LOCKED, event_id, result.value)

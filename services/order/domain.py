@@ -97,6 +97,9 @@ class Order:
     source: str = "seckill"
     group_id: str | None = None
     group_state: str | None = None
+    # A coupon applied (coupon.locked): amount_cents is then the price less discount_cents.
+    discount_cents: int = 0
+    coupon_id: str | None = None
 
 
 def _field(data: dict[str, Any], name: str, kind: type) -> Any:
@@ -216,6 +219,8 @@ def order_view(order: Order) -> dict[str, Any]:
         "source": order.source,
         "group_id": order.group_id,
         "group_state": order.group_state,
+        "discount_cents": order.discount_cents,
+        "coupon_id": order.coupon_id,
     }
 
 
@@ -253,6 +258,13 @@ def _order_event(kind: str, order: Order | NewOrder, **data: Any) -> Envelope:
             **(
                 {"source": order.source, "group_id": order.group_id}
                 if order.group_id is not None
+                else {}
+            ),
+            # An order with a coupon says which, and amount_cents above is the amount due:
+            # the coupon service marks the coupon used or releases it by these.
+            **(
+                {"coupon_id": order.coupon_id, "discount_cents": order.discount_cents}
+                if isinstance(order, Order) and order.coupon_id is not None
                 else {}
             ),
             **data,

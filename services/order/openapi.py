@@ -56,7 +56,9 @@ _ORDER: dict[str, Schema] = {
     "sku": string(),
     "quantity": integer(1),
     "unit_price_cents": integer(0),
-    "amount_cents": integer(0),
+    "amount_cents": integer(
+        0, description="what the order costs: the price times the quantity, less discount_cents"
+    ),
     "state": enum(State),
     "cancel_reason": nullable(enum(CancelReason)),
     "reserved_at": timestamp(),
@@ -67,6 +69,8 @@ _ORDER: dict[str, Schema] = {
     "source": enum(Source),
     "group_id": nullable(string()),
     "group_state": nullable(enum(GroupState)),
+    "discount_cents": integer(0, description="what its coupon takes off (0: no coupon)"),
+    "coupon_id": nullable(string(description="the coupon applied to the order (docs/coupons.md)")),
 }
 _ADMIN_ORDER: dict[str, Schema] = {**_ORDER, "user_id": string()}
 _SALE_PARAMS = [
@@ -285,8 +289,8 @@ OPERATIONS = [
             401: "`invalid_signature`: missing, malformed or not of this body; "
             "`stale_signature`: too old or in the future",
             404: "`not_found`: no such order",
-            409: "`amount_mismatch`: not the order's amount; `transaction_reused`: this "
-            "transaction paid another order",
+            409: "`amount_mismatch`: not the order's amount (with a coupon, the discounted "
+            "one); `transaction_reused`: this transaction paid another order",
         },
         description="Idempotent on `transaction_id`. A payment of a cancelled or already "
         "paid order is never applied: its refund is requested. The signature covers the "

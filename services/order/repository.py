@@ -14,6 +14,7 @@ from services.common.errors import DomainError, NotFound
 from services.common.events import Envelope
 from services.common.pg_outbox import OutboxSql, insert_outbox
 from services.common.topics import ORDERS
+from services.order.coupons import CouponLock, LockResult, decide_coupon_lock
 from services.order.domain import (
     GroupState,
     NewOrder,
@@ -40,7 +41,7 @@ from services.order.payments import (
 _ORDER_COLUMNS = (
     "id, reservation_id, activity_id, user_id, sku, quantity, unit_price_cents, amount_cents, "
     "state, cancel_reason, reserved_at, pay_before, created_at, paid_at, cancelled_at, "
-    "source, group_id, group_state"
+    "source, group_id, group_state, discount_cents, coupon_id"
 )
 _RETURNING = "RETURNING " + ", ".join(f"o.{c.strip()}" for c in _ORDER_COLUMNS.split(","))
 # One statement for the whole batch; a redelivered reservation hits the unique
@@ -110,6 +111,14 @@ FROM due WHERE o.id = due.id
 {_RETURNING}
 """
 OUTBOX = OutboxSql.for_schema("orders")
+# coupon.locked, decided on the row LOCK_ORDER holds: the conditions are repeated so that
+# the statement alone can never discount an order that is not waiting for its payment.
+APPLY_COUPON = f"""
+UPDATE orders.orders o
+SET coupon_id = $2, discount_cents = $3, amount_cents = $4, updated_at = now()
+WHERE o.id = $1 AND o.state = 'pending_payment' AND o.coupon_id IS NULL
+{_RETURNING}
+"""
 # group.completed: the group's orders are ready to fulfil (once paid).
 COMPLETE_GROUP = """
 UPDATE orders.orders SET group_state = 'completed', updated_at = now()
@@ -365,6 +374,27 @@ class OrderRepository:
                     ],
                 )
             return decision.outcome, False
+
+    async def apply_coupon_lock(self, lock: CouponLock) -> tuple[LockResult, Order | None]:
+        """Apply a coupon.locked to its order, or not (docs/coupons.md, "Redemption"):
+        (what it did, the order as it is now). The order row is locked first, like a
+        payment's, so a lock and a payment racing for one order have one winner: the
+        payment that comes second is checked against the amount the first left."""
+        async with self._transaction() as tx:
+            conn = tx.conn
+            row = await conn.fetchrow(LOCK_ORDER, lock.order_id)
+            order = None if row is None else Order(**dict(row))
+            result = decide_coupon_lock(order, lock)
+            if result is LockResult.APPLIED:
+                row = await conn.fetchrow(
+                    APPLY_COUPON,
+                    lock.order_id,
+                    lock.coupon_id,
+                    lock.discount_cents,
+                    lock.amount_due_cents,
+                )
+                order = Order(**dict(row))
+        return result, order
 
     async def cancel_by_user(self, order_id: uuid.UUID, user_id: str) -> Order:
         async with self._transaction() as tx:

@@ -42,7 +42,7 @@ SERVICE_NAMES = {svc.name for svc in SERVICES}
 # The topics each Deployment's Kafka consumers read (services/*/app.py, seckill/background.py).
 CONSUMES = {
     "seckill-worker": (ORDERS,),
-    "order": (SECKILL_RESERVATIONS, GROUPBUY),
+    "order": (SECKILL_RESERVATIONS, GROUPBUY, COUPONS),
     "groupbuy": (GROUPBUY, ORDERS),
     "notify": NOTIFY_CONSUMES,
     # coupon-record on coupons, coupon-orders on orders (docs/coupons.md).

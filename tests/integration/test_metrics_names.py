@@ -64,6 +64,7 @@ ORDER = {
     "order_outbox_oldest_event_age_seconds": set(),
     "order_sale_cancelled_orders": set(),
     "order_sale_cancelled_swept": set(),
+    "order_coupon_locks": {"result"},
     "kafka_consumer_messages": {"topic", "group", "result"},
     "kafka_consumer_retries": {"topic", "group"},
     "kafka_consumer_lag": {"topic", "group", "partition"},
@@ -295,6 +296,7 @@ async def test_order_metrics_follow_the_conventions_and_carry_no_ids(
             fast.topic("seckill.reservations.dlq"): 0.0,
             fast.topic("orders.dlq"): 0.0,
             fast.topic("groupbuy.dlq"): 0.0,
+            fast.topic("coupons.dlq"): 0.0,
         }
     finally:
         await ops.close()

@@ -15,14 +15,21 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from services.common.auth import mint_token
-from services.common.events import SECKILL_CANCELLED, SECKILL_RESERVED, Envelope, event_id_for
+from services.common.events import SECKILL_CANCELLED, Envelope, event_id_for
 from services.common.kafka import make_producer, publish_all
 from services.common.settings import Settings
 from services.common.topics import ORDERS, SECKILL_RESERVATIONS
 from services.order.app import REGISTRY
 from services.order.domain import NewOrder, order_id_for
 from services.order.repository import OrderRepository
-from tests.helpers import constant, payment_body, post_payment, read_topic, wait_for
+from tests.helpers import (
+    constant,
+    payment_body,
+    post_payment,
+    read_topic,
+    reserved_event,
+    wait_for,
+)
 
 Token = Callable[..., dict[str, str]]
 MERCHANT = "merchant:7"
@@ -439,26 +446,6 @@ async def test_the_live_stream_opens_with_the_figures(
 # --- a flash sale cancelled by its merchant --------------------------------------------
 
 
-def reserved(activity_id: int, user: str) -> Envelope:
-    rid = f"{activity_id}-{uuid.uuid4().hex}"
-    now = datetime.now(UTC)
-    return Envelope(
-        id=event_id_for(SECKILL_RESERVED, rid),
-        type=SECKILL_RESERVED,
-        key=user,
-        data={
-            "reservation_id": rid,
-            "activity_id": activity_id,
-            "user_id": user,
-            "sku": "tea",
-            "quantity": 1,
-            "unit_price_cents": 500,
-            "reserved_at": now.isoformat(),
-            "pay_before": (now + timedelta(minutes=15)).isoformat(),
-        },
-    )
-
-
 def sale_cancelled(activity_id: int) -> Envelope:
     return Envelope(
         id=event_id_for(SECKILL_CANCELLED, str(activity_id)),
@@ -508,8 +495,8 @@ def cancellations(events: list[Envelope]) -> list[tuple[str, str]]:
 async def test_a_cancelled_sale_cancels_its_unpaid_orders_once_and_leaves_paid_ones(
     orders: TestClient[Any, Any], db: asyncpg.Connection, settings: Settings
 ) -> None:
-    first = [reserved(60, u) for u in ("u1", "u2", "u3")]
-    await publish(settings, *first, reserved(61, "u9"))
+    first = [reserved_event(60, u) for u in ("u1", "u2", "u3")]
+    await publish(settings, *first, reserved_event(61, "u9"))
     count = "SELECT count(*) FROM orders.orders"
     assert await wait_for(lambda: db.fetchval(count), 4) == 4
     u1 = str(order_id_for(first[0].data["reservation_id"]))
@@ -539,7 +526,7 @@ async def test_a_cancelled_sale_cancels_its_unpaid_orders_once_and_leaves_paid_o
 
     # A reservation of the sale whose event arrives after the cancellation: its order is
     # created cancelled, and a payment for it is refunded, never applied.
-    late = reserved(60, "u4")
+    late = reserved_event(60, "u4")
     await publish(settings, late)
     want["u4"] = ("cancelled", "sale_cancelled")
     assert await wait_for(lambda: states(db, 60), want) == want

@@ -12,7 +12,6 @@ import asyncpg
 import orjson
 import pytest
 from aiohttp.test_utils import TestClient
-from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import ProducerClosed
 from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
@@ -20,7 +19,7 @@ from redis.asyncio import Redis
 from services.common.events import Envelope
 from services.common.kafka import make_producer, publish_all
 from services.common.settings import Settings
-from services.common.topics import ORDERS, SECKILL_RESERVATIONS, dlq
+from services.common.topics import ORDERS, SECKILL_RESERVATIONS
 from services.order.app import REGISTRY
 from services.seckill.app import create_app, create_ops
 from services.seckill.domain import outbox_event
@@ -29,6 +28,7 @@ from tests.helpers import (
     constant,
     create_activity,
     free_port,
+    read_dead_letters,
     read_topic,
     running_relay,
     started_client,
@@ -287,21 +287,7 @@ async def test_undecodable_and_invalid_events_are_dead_lettered_and_good_ones_pr
         await producer.stop()
 
     assert await wait_for(lambda: db.fetchval("SELECT count(*) FROM orders.orders"), 1) == 1
-    consumer = AIOKafkaConsumer(
-        settings.topic(dlq(SECKILL_RESERVATIONS)),
-        bootstrap_servers=settings.kafka_bootstrap_servers,
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-    )
-    await consumer.start()
-    try:
-        dead: list[Any] = []
-        async with asyncio.timeout(20):
-            while len(dead) < 2:
-                batch = await consumer.getmany(timeout_ms=500)
-                dead.extend(r for rs in batch.values() for r in rs)
-    finally:
-        await consumer.stop()
+    dead = await read_dead_letters(settings, SECKILL_RESERVATIONS, 2)
     reasons = {r.value: dict(r.headers)["dlq.reason"].decode() for r in dead}
     assert reasons[b"{not json"].startswith("malformed")
     assert "quantity" in reasons[invalid.encode()]

@@ -323,3 +323,65 @@ def test_the_recipient_unknown_reason_names_the_user_and_the_appid() -> None:
     assert recipient_unknown_reason("u9", "wx-app") == (
         "recipient_unknown: no openid known for user u9 (appid wx-app)"
     )
+
+
+# --- coupons (topic coupons, docs/coupons.md) ------------------------------------------
+
+COUPON_ID = "7-0123456789abcdef0123456789abcdef"
+
+
+def coupon_event(kind: str = "coupon.expiring", **data: object) -> Envelope:
+    """coupon.expiring as the coupon service's sweeper publishes it."""
+    body: dict[str, object] = {
+        "coupon_id": COUPON_ID,
+        "user_id": "u1",
+        "template_id": 7,
+        "name": "10 off tea sets over 99",
+        "valid_until": "2026-11-24T16:00:00Z",
+    }
+    body.update(data)
+    return Envelope(id=event_id_for(kind, COUPON_ID), type=kind, key="u1", data=body)
+
+
+def test_an_expiring_coupon_asks_its_holder_for_one_unscoped_coupon_expiring_message() -> None:
+    [intent] = intents_for(coupon_event())
+    assert (intent.user_id, intent.template, intent.scope) == ("u1", "coupon_expiring", "")
+    assert intent.event_id == event_id_for("coupon.expiring", COUPON_ID)
+    assert intent.data == {
+        "thing1": {"value": "10 off tea sets ove…"},
+        "time2": {"value": "2026-11-24 16:00"},
+    }
+    assert intent.page == f"pages/coupon/detail?id={COUPON_ID}"
+
+
+@pytest.mark.parametrize(
+    "kind",
+    [
+        "coupon.claimed",
+        "coupon.granted",
+        "coupon.locked",
+        "coupon.used",
+        "coupon.released",
+        "coupon.revoked",
+        "coupon.expired",
+    ],
+)
+def test_other_coupon_events_ask_for_no_message(kind: str) -> None:
+    assert intents_for(coupon_event(kind)) == []
+
+
+@pytest.mark.parametrize("missing", ["user_id", "name", "valid_until", "coupon_id"])
+def test_an_expiring_coupon_without_a_field_its_message_needs_is_invalid(missing: str) -> None:
+    event = coupon_event()
+    del event.data[missing]
+    with pytest.raises(InvalidEvent):
+        intents_for(event)
+
+
+def test_consent_to_coupon_expiring_is_about_no_sale_or_group() -> None:
+    sub = parse_subscription("u1", {"template": "coupon_expiring", "kind": "long_term"})
+    assert (sub.template, sub.scope) == ("coupon_expiring", "")
+    for scoped in ({"activity_id": 5}, {"group_id": "g1"}):
+        with pytest.raises(DomainError) as err:
+            parse_subscription("u1", {"template": "coupon_expiring", **scoped})
+        assert err.value.code == "invalid_request"
