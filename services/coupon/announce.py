@@ -10,9 +10,13 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 
 import asyncpg
+from aiokafka import AIOKafkaProducer
+from prometheus_client import CollectorRegistry
 
 from services.common.events import Envelope
-from services.common.pg_outbox import OutboxSql, insert_outbox
+from services.common.kafka import kafka_reachable, start_producer
+from services.common.pg_outbox import OutboxSql, PgOutboxMetrics, PgOutboxRelay, insert_outbox
+from services.common.settings import Settings
 from services.common.topics import COUPONS
 
 OUTBOX = OutboxSql.for_schema("coupon")
@@ -52,3 +56,42 @@ class Announcer:
         if events:
             tx.announced = True
             await insert_outbox(tx.conn, OUTBOX, self._topic, events)
+
+
+# coupon_pg_outbox_*: the Redis stream relay of claims and grants has coupon_outbox_*.
+METRICS_PREFIX = "coupon_pg"
+
+
+class EventRelay:
+    """The relay of coupon.outbox, with a Kafka producer of its own started in its task:
+    the service starts, and keeps locking and settling coupons, while Kafka is down (the
+    events wait in the table)."""
+
+    def __init__(self, pool: asyncpg.Pool, settings: Settings, registry: CollectorRegistry) -> None:
+        self._pool = pool
+        self._settings = settings
+        self._metrics = PgOutboxMetrics(registry, METRICS_PREFIX)
+        self._relay: PgOutboxRelay | None = None
+        self._producer: AIOKafkaProducer | None = None
+
+    def wake(self) -> None:
+        """After a commit that wrote events: publish now (a no-op until the producer is up;
+        its first round publishes whatever is there)."""
+        if self._relay is not None:
+            self._relay.wake()
+
+    async def run(self) -> None:
+        producer = await start_producer(self._settings)
+        try:
+            self._producer = producer
+            self._relay = PgOutboxRelay(self._pool, producer, self._settings, self._metrics, OUTBOX)
+            await self._relay.run()
+        finally:
+            self._relay = self._producer = None
+            await producer.stop()
+
+    async def check_kafka(self) -> None:
+        """Readiness: raises unless the relay's producer is up and a broker answers."""
+        if self._producer is None:
+            raise RuntimeError("the coupon event relay has not reached Kafka yet")
+        await kafka_reachable(self._producer)

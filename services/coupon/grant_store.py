@@ -49,3 +49,10 @@ class GrantStore:
                 return GrantDecision(GrantOutcome.EXHAUSTED, None, duplicate=True)
             return GrantDecision(GrantOutcome.GRANTED, first, duplicate=True)
         return GrantDecision(GrantOutcome(kind), None)
+
+    async def probe(self) -> None:
+        """Readiness: run the real grant script (catches a lost script cache), touching
+        nothing: template 0 never exists, so the script answers unknown."""
+        decision = await self.grant(0, "probe", 0, "probe", f"0-{'0' * 32}")
+        if decision.outcome is not GrantOutcome.UNKNOWN:
+            raise RuntimeError(f"unexpected grant probe answer {decision!r}")
