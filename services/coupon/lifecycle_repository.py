@@ -65,6 +65,27 @@ SET state = CASE WHEN valid_until > now() THEN 'available' ELSE 'expired' END,
 WHERE id = $1 AND state = 'locked'
 RETURNING state
 """
+# A grant Redis decided whose coupon row is not recorded yet (this consumer died between
+# grant.lua and its commit, and the record consumer has not seen coupon.granted yet):
+# recorded here, revoked, so that the later coupon.granted inserts nothing (same id). Its
+# validity is the template's (a relative one counted from the grant's record: the exact
+# one travels in the event, and a revoked coupon is never used).
+RECORD_REVOKED_MISSING = """
+INSERT INTO coupon.coupons
+    (id, template_id, user_id, origin, grant_order_id, grant_rule_id, state,
+     valid_from, valid_until, issued_at, revoked_at)
+SELECT g.coupon_id, r.template_id, g.user_id, 'grant', g.order_id, g.rule_id, 'revoked',
+       coalesce(t.valid_from, g.decided_at),
+       coalesce(t.valid_until, g.decided_at + make_interval(days => t.valid_days)),
+       g.decided_at, now()
+FROM coupon.grants g
+JOIN coupon.grant_rules r ON r.id = g.rule_id
+JOIN coupon.templates t ON t.id = r.template_id
+WHERE g.order_id = $1 AND g.outcome = 'granted' AND g.revoked_at IS NULL
+  AND NOT EXISTS (SELECT 1 FROM coupon.coupons c WHERE c.id = g.coupon_id)
+ON CONFLICT DO NOTHING
+RETURNING id, user_id
+"""
 REVOKE_GRANTED = """
 UPDATE coupon.coupons c SET state = 'revoked', revoked_at = now()
 FROM coupon.grants g
@@ -181,7 +202,8 @@ class LifecycleRepository:
             released = row is not None
             if row is not None:
                 await self._release(tx, row["id"], row["user_id"], order.order_id)
-            revoked = await tx.conn.fetch(REVOKE_GRANTED, order.order_id)
+            revoked = await tx.conn.fetch(RECORD_REVOKED_MISSING, order.order_id)
+            revoked += await tx.conn.fetch(REVOKE_GRANTED, order.order_id)
             if revoked:
                 ids = [r["id"] for r in revoked]
                 await tx.conn.execute(MARK_GRANTS_REVOKED, order.order_id, ids)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import asyncpg
 import pytest
@@ -303,3 +303,51 @@ async def test_a_free_order_is_not_kept_in_the_read_model(
         order_event(ORDER_PAID, order_id, "u1", amount_cents=0),
     )
     assert await db.fetchval("SELECT count(*) FROM coupon.orders") == 0
+
+
+async def test_a_refund_revokes_a_granted_coupon_not_recorded_yet(
+    life: Lifecycle, redis: Redis, db: asyncpg.Connection
+) -> None:
+    """The consumer died between grant.lua and its commit; the redelivered order.paid
+    recorded the grant, and the refund comes before the record consumer saw the coupon:
+    the coupon is recorded revoked, and its coupon.granted recorded later changes nothing."""
+    from services.coupon.grant_store import GrantStore
+
+    template = await create_template(db, redis, valid_days=3)
+    rule: int = await db.fetchval(
+        "INSERT INTO coupon.grant_rules (name, trigger, template_id, created_by)"
+        " VALUES ('all', 'any', $1, 'merchant:1') RETURNING id",
+        template,
+    )
+    order_id = uuid.uuid4()
+    decided = await GrantStore(redis).grant(
+        template, str(order_id), rule, "u1", f"{template}-{'d' * 32}"
+    )
+    await life.deliver(
+        order_event(ORDER_CREATED, order_id, "u1"), order_event(ORDER_PAID, order_id, "u1")
+    )
+    assert await db.fetchval("SELECT count(*) FROM coupon.coupons") == 0
+    await life.deliver(order_event(ORDER_CANCELLED, order_id, "u1"))
+    await life.deliver(order_event(ORDER_CANCELLED, order_id, "u1"))
+    row = await coupon_row(db, f"{template}-{'d' * 32}")
+    assert (row["state"], row["origin"], row["grant_order_id"], row["grant_rule_id"]) == (
+        "revoked",
+        "grant",
+        order_id,
+        rule,
+    )
+    assert row["valid_until"] - row["valid_from"] == timedelta(days=3)
+    [revoked] = await outbox_events(db, COUPON_REVOKED)
+    assert revoked.data["coupon_id"] == decided.coupon_id
+    assert await db.fetchval("SELECT revoked_at FROM coupon.grants WHERE order_id = $1", order_id)
+    # The record consumer's insert of coupon.granted, later: the same id, nothing changes.
+    await db.execute(
+        "INSERT INTO coupon.coupons (id, template_id, user_id, origin, grant_order_id,"
+        " grant_rule_id, valid_from, valid_until, issued_at) VALUES ($1, $2, 'u1', 'grant',"
+        " $3, $4, now(), now() + interval '3 days', now()) ON CONFLICT (id) DO NOTHING",
+        decided.coupon_id,
+        template,
+        order_id,
+        rule,
+    )
+    assert (await coupon_row(db, f"{template}-{'d' * 32}"))["state"] == "revoked"
