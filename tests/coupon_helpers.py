@@ -23,7 +23,7 @@ from services.common.events import (
 from services.common.kafka import Incoming
 from services.common.stream_outbox import warm_sale
 from services.common.validation import new_owned_id
-from services.coupon.announce import Announcer
+from services.coupon.announce import coupon_outbox
 from services.coupon.grant_store import GrantStore
 from services.coupon.keys import TEMPLATES, template_keys
 from services.coupon.lifecycle import OrdersHandler
@@ -192,7 +192,7 @@ class Lifecycle:
     def __init__(self, pool: asyncpg.Pool, redis: Redis, topic_prefix: str = "") -> None:
         self.registry = CollectorRegistry()
         self.metrics = LifecycleMetrics(self.registry)
-        self.announcer = Announcer(pool, topic_prefix)
+        self.announcer = coupon_outbox(pool, topic_prefix)
         self.repository = LifecycleRepository(self.announcer)
         self.handler = OrdersHandler(self.repository, GrantStore(redis), self.metrics)
 

@@ -5,57 +5,26 @@ coupons topic. (claimed and granted leave through the Redis outbox streams inste
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable
 
 import asyncpg
 from aiokafka import AIOKafkaProducer
 from prometheus_client import CollectorRegistry
 
-from services.common.events import Envelope
 from services.common.kafka import kafka_reachable, start_producer
-from services.common.pg_outbox import OutboxSql, PgOutboxMetrics, PgOutboxRelay, insert_outbox
+from services.common.pg_outbox import OutboxSql, OutboxWriter, PgOutboxMetrics, PgOutboxRelay
 from services.common.settings import Settings
 from services.common.topics import COUPONS
 
 OUTBOX = OutboxSql.for_schema("coupon")
 
 
-@dataclass(slots=True)
-class Tx:
-    conn: asyncpg.Connection
-    announced: bool = False
-
-
-class Announcer:
-    """Transactions that may write coupon events; after a COMMIT that wrote some,
-    on_announced runs (it wakes the relay instead of waiting for its next poll)."""
-
-    def __init__(
-        self,
-        pool: asyncpg.Pool,
-        topic_prefix: str = "",
-        on_announced: Callable[[], None] = lambda: None,
-    ) -> None:
-        self.pool = pool
-        self._topic = f"{topic_prefix}{COUPONS}"
-        self._on_announced = on_announced
-
-    @contextlib.asynccontextmanager
-    async def transaction(self) -> AsyncIterator[Tx]:
-        async with self.pool.acquire() as conn:
-            tx = Tx(conn)
-            async with conn.transaction():
-                yield tx
-        if tx.announced:
-            self._on_announced()
-
-    async def announce(self, tx: Tx, events: Sequence[Envelope]) -> None:
-        """Queue events for the relay, in tx's transaction."""
-        if events:
-            tx.announced = True
-            await insert_outbox(tx.conn, OUTBOX, self._topic, events)
+def coupon_outbox(
+    pool: asyncpg.Pool, topic_prefix: str = "", on_announced: Callable[[], None] = lambda: None
+) -> OutboxWriter:
+    """Transactions that may write coupon events (to the coupons topic of topic_prefix);
+    on_announced: the relay's wake."""
+    return OutboxWriter(pool, OUTBOX, f"{topic_prefix}{COUPONS}", on_announced)
 
 
 # coupon_pg_outbox_*: the Redis stream relay of claims and grants has coupon_outbox_*.

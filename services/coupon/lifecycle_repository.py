@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from services.common.events import from_epoch_ms
-from services.coupon.announce import Announcer, Tx
+from services.common.pg_outbox import OutboxTx, OutboxWriter
 from services.coupon.lifecycle_domain import (
     CouponState,
     GrantDecision,
@@ -151,7 +151,7 @@ def _stored(order: OrderEvent) -> bool:
 
 
 class LifecycleRepository:
-    def __init__(self, announcer: Announcer) -> None:
+    def __init__(self, announcer: OutboxWriter) -> None:
         self._db = announcer
         self._pool = announcer.pool
 
@@ -215,7 +215,7 @@ class LifecycleRepository:
             kept = await tx.conn.fetchval(KEPT_GRANTED, order.order_id) if first else 0
             return Settled(first, released=released, revoked=len(revoked), kept=kept)
 
-    async def _move(self, tx: Tx, order: OrderEvent) -> bool:
+    async def _move(self, tx: OutboxTx, order: OrderEvent) -> bool:
         """The read model to the event's state; whether it was not there yet."""
         if not _stored(order):
             return True
@@ -232,7 +232,9 @@ class LifecycleRepository:
         )
         return before != order.state and before != OrderState.CANCELLED
 
-    async def _release(self, tx: Tx, coupon_id: str, user_id: str, order_id: uuid.UUID) -> None:
+    async def _release(
+        self, tx: OutboxTx, coupon_id: str, user_id: str, order_id: uuid.UUID
+    ) -> None:
         state = await tx.conn.fetchval(RELEASE, coupon_id)
         await self._db.announce(
             tx, [coupon_released_event(coupon_id, user_id, order_id, CouponState(state))]

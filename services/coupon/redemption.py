@@ -18,7 +18,7 @@ import asyncpg
 
 from services.common.errors import DomainError, NotFound
 from services.common.events import Envelope
-from services.coupon.announce import Announcer
+from services.common.pg_outbox import OutboxWriter
 from services.coupon.lifecycle_domain import (
     CouponState,
     Lock,
@@ -60,7 +60,7 @@ def _now() -> datetime:
 class Redemption:
     def __init__(
         self,
-        announcer: Announcer,
+        announcer: OutboxWriter,
         metrics: LifecycleMetrics,
         clock: Callable[[], datetime] = _now,
     ) -> None:

@@ -13,8 +13,8 @@ from __future__ import annotations
 import logging
 
 from services.common.periodic import every
+from services.common.pg_outbox import OutboxWriter
 from services.common.settings import Settings
-from services.coupon.announce import Announcer
 from services.coupon.lifecycle_domain import coupon_expired_event, coupon_expiring_event
 from services.coupon.lifecycle_metrics import LifecycleMetrics
 
@@ -55,7 +55,7 @@ RETURNING c.id, c.user_id, c.template_id, c.valid_until, t.name
 class CouponSweeper:
     def __init__(
         self,
-        announcer: Announcer,
+        announcer: OutboxWriter,
         settings: Settings,
         metrics: LifecycleMetrics,
         batch_size: int = BATCH_SIZE,

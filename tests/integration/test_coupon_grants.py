@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
@@ -13,19 +12,10 @@ import pytest
 from redis.asyncio import Redis
 
 from services.common.events import ORDER_CREATED, ORDER_PAID
-from services.common.settings import Settings
 from services.coupon.grant_store import GrantStore
 from services.coupon.keys import template_keys
 from services.coupon.lifecycle_domain import GrantOutcome
 from tests.coupon_helpers import Lifecycle, create_template, order_event
-
-
-@pytest.fixture
-async def pool(settings: Settings) -> AsyncIterator[asyncpg.Pool]:
-    pool = await asyncpg.create_pool(settings.database_url, min_size=1, max_size=10)
-    assert pool is not None
-    yield pool
-    await pool.close()
 
 
 @pytest.fixture

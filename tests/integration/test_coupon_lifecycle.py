@@ -4,7 +4,6 @@ coupon used or released, granted coupons revoked when their order is refunded.""
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
@@ -20,7 +19,6 @@ from services.common.events import (
     ORDER_PAID,
     event_id_for,
 )
-from services.common.settings import Settings
 from services.coupon.redemption import Redemption
 from tests.coupon_helpers import (
     Lifecycle,
@@ -29,14 +27,6 @@ from tests.coupon_helpers import (
     order_event,
     outbox_events,
 )
-
-
-@pytest.fixture
-async def pool(settings: Settings) -> AsyncIterator[asyncpg.Pool]:
-    pool = await asyncpg.create_pool(settings.database_url, min_size=1, max_size=10)
-    assert pool is not None
-    yield pool
-    await pool.close()
 
 
 @pytest.fixture

@@ -27,7 +27,7 @@ from services.common.resources import PG_TRANSIENT
 from services.common.settings import Settings
 from services.common.shutdown import stop_tasks
 from services.common.topics import COUPONS, ORDERS
-from services.coupon.announce import Announcer, EventRelay
+from services.coupon.announce import EventRelay, coupon_outbox
 from services.coupon.grant_store import GrantStore
 from services.coupon.keys import template_keys
 from services.coupon.lifecycle import ORDERS_GROUP, OrdersHandler
@@ -45,7 +45,7 @@ async def test_order_events_through_kafka_settle_coupons_and_grant_once(
     assert pool is not None
     registry = CollectorRegistry()
     relay = EventRelay(pool, settings, registry)
-    announcer = Announcer(pool, settings.kafka_topic_prefix, relay.wake)
+    announcer = coupon_outbox(pool, settings.kafka_topic_prefix, relay.wake)
     metrics = LifecycleMetrics(registry)
     handler = OrdersHandler(LifecycleRepository(announcer), GrantStore(redis), metrics)
     producer = await start_producer(settings)

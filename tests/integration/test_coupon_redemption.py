@@ -19,7 +19,7 @@ from redis.asyncio import Redis
 from services.common.events import COUPON_LOCKED, ORDER_CREATED, ORDER_PAID, event_id_for
 from services.common.http import HttpMetrics, auth_middleware, errors_and_metrics_middleware
 from services.common.settings import Settings
-from services.coupon.announce import Announcer
+from services.coupon.announce import coupon_outbox
 from services.coupon.lifecycle_metrics import LifecycleMetrics
 from services.coupon.redemption import Redemption
 from services.coupon.redemption_routes import REDEMPTION, add_routes
@@ -37,14 +37,6 @@ Client = TestClient[Any, Any]
 
 
 @pytest.fixture
-async def pool(settings: Settings) -> AsyncIterator[asyncpg.Pool]:
-    pool = await asyncpg.create_pool(settings.database_url, min_size=1, max_size=20)
-    assert pool is not None
-    yield pool
-    await pool.close()
-
-
-@pytest.fixture
 def life(pool: asyncpg.Pool, redis: Redis) -> Lifecycle:
     return Lifecycle(pool, redis)
 
@@ -58,7 +50,7 @@ async def client(settings: Settings, pool: asyncpg.Pool) -> AsyncIterator[Client
             auth_middleware(settings.jwt_keys()),
         ]
     )
-    app[REDEMPTION] = Redemption(Announcer(pool), LifecycleMetrics(registry))
+    app[REDEMPTION] = Redemption(coupon_outbox(pool), LifecycleMetrics(registry))
     add_routes(app)
     client = await started_client(app)
     yield client

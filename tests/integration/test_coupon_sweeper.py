@@ -5,32 +5,22 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
-import pytest
 from prometheus_client import CollectorRegistry
 
 from services.common.events import COUPON_EXPIRED, COUPON_EXPIRING, event_id_for, rfc3339
 from services.common.settings import Settings
-from services.coupon.announce import Announcer
+from services.coupon.announce import coupon_outbox
 from services.coupon.lifecycle_metrics import LifecycleMetrics
 from services.coupon.sweeper import CouponSweeper
 from tests.coupon_helpers import create_template, issue_coupon, outbox_events
 
 
-@pytest.fixture
-async def pool(settings: Settings) -> AsyncIterator[asyncpg.Pool]:
-    pool = await asyncpg.create_pool(settings.database_url, min_size=1, max_size=10)
-    assert pool is not None
-    yield pool
-    await pool.close()
-
-
 def sweeper(pool: asyncpg.Pool, settings: Settings, batch_size: int = 500) -> CouponSweeper:
     return CouponSweeper(
-        Announcer(pool), settings, LifecycleMetrics(CollectorRegistry()), batch_size=batch_size
+        coupon_outbox(pool), settings, LifecycleMetrics(CollectorRegistry()), batch_size=batch_size
     )
 
 
