@@ -9,7 +9,6 @@ from collections.abc import Callable
 
 import asyncpg
 from aiokafka import AIOKafkaProducer
-from prometheus_client import CollectorRegistry
 
 from services.common.kafka import kafka_reachable, start_producer
 from services.common.pg_outbox import OutboxSql, OutboxWriter, PgOutboxMetrics, PgOutboxRelay
@@ -27,19 +26,15 @@ def coupon_outbox(
     return OutboxWriter(pool, OUTBOX, f"{topic_prefix}{COUPONS}", on_announced)
 
 
-# coupon_pg_outbox_*: the Redis stream relay of claims and grants has coupon_outbox_*.
-METRICS_PREFIX = "coupon_pg"
-
-
 class EventRelay:
     """The relay of coupon.outbox, with a Kafka producer of its own started in its task:
     the service starts, and keeps locking and settling coupons, while Kafka is down (the
     events wait in the table)."""
 
-    def __init__(self, pool: asyncpg.Pool, settings: Settings, registry: CollectorRegistry) -> None:
+    def __init__(self, pool: asyncpg.Pool, settings: Settings, metrics: PgOutboxMetrics) -> None:
         self._pool = pool
         self._settings = settings
-        self._metrics = PgOutboxMetrics(registry, METRICS_PREFIX)
+        self._metrics = metrics
         self._relay: PgOutboxRelay | None = None
         self._producer: AIOKafkaProducer | None = None
 

@@ -5,12 +5,17 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter
 
+from services.common.pg_outbox import PgOutboxMetrics
+
 GRANT_RESULTS = ("granted", "exhausted", "duplicate")
 REDEMPTION_RESULTS = ("locked", "used", "released", "revoked", "refused")
 
 
 class LifecycleMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
+        # coupon_pg_outbox_*: the relay of coupon.outbox (the Redis stream relay of
+        # claims and grants has coupon_outbox_*).
+        self.outbox = PgOutboxMetrics(registry, "coupon_pg")
         self.grants = Counter(
             "coupon_grants_total",
             "下单返券 decisions per (paid order, rule): granted, exhausted (none left, "

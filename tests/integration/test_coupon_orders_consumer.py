@@ -44,9 +44,9 @@ async def test_order_events_through_kafka_settle_coupons_and_grant_once(
     pool = await asyncpg.create_pool(settings.database_url, min_size=1, max_size=10)
     assert pool is not None
     registry = CollectorRegistry()
-    relay = EventRelay(pool, settings, registry)
-    announcer = coupon_outbox(pool, settings.kafka_topic_prefix, relay.wake)
     metrics = LifecycleMetrics(registry)
+    relay = EventRelay(pool, settings, metrics.outbox)
+    announcer = coupon_outbox(pool, settings.kafka_topic_prefix, relay.wake)
     handler = OrdersHandler(LifecycleRepository(announcer), GrantStore(redis), metrics)
     producer = await start_producer(settings)
     consumer = BatchConsumer(
