@@ -108,6 +108,15 @@ async def db(settings: Settings) -> AsyncIterator[asyncpg.Connection]:
 
 
 @pytest.fixture
+async def pool(settings: Settings) -> AsyncIterator[asyncpg.Pool]:
+    """A connection pool on the test's database, for repositories driven directly."""
+    created = await asyncpg.create_pool(settings.database_url, min_size=1, max_size=10)
+    assert created is not None
+    yield created
+    await created.close()
+
+
+@pytest.fixture
 def token(settings: Settings) -> Callable[..., dict[str, str]]:
     """Authorization headers for a user: token("u1") or token("ops", admin=True)."""
 

@@ -11,8 +11,9 @@ saw Kafka acknowledge it. A crash in between re-publishes it (same event id).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 
 import asyncpg
@@ -60,6 +61,47 @@ async def insert_outbox(
         await conn.execute(
             sql.insert, [topic] * len(events), [e.key for e in events], [e.encode() for e in events]
         )
+
+
+@dataclass(slots=True)
+class OutboxTx:
+    """A transaction of an OutboxWriter: its connection, and whether it queued events."""
+
+    conn: asyncpg.Connection
+    announced: bool = False
+
+
+class OutboxWriter:
+    """Transactions that may queue events in one service's outbox, for one topic. After a
+    COMMIT that queued some, on_announced runs (PgOutboxRelay.wake: publish now rather
+    than at the relay's next poll)."""
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        sql: OutboxSql,
+        topic: str,
+        on_announced: Callable[[], None] = lambda: None,
+    ) -> None:
+        self.pool = pool
+        self._sql = sql
+        self._topic = topic
+        self._on_announced = on_announced
+
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[OutboxTx]:
+        async with self.pool.acquire() as conn:
+            tx = OutboxTx(conn)
+            async with conn.transaction():
+                yield tx
+        if tx.announced:
+            self._on_announced()
+
+    async def announce(self, tx: OutboxTx, events: Sequence[Envelope]) -> None:
+        """Queue events for the relay, in tx's transaction."""
+        if events:
+            tx.announced = True
+            await insert_outbox(tx.conn, self._sql, self._topic, events)
 
 
 class PgOutboxMetrics:
