@@ -169,10 +169,13 @@ async def groupbuy(settings: Settings) -> AsyncIterator[TestClient[Any, Any]]:
 
 @pytest.fixture
 async def coupon(settings: Settings) -> AsyncIterator[TestClient[Any, Any]]:
-    """The coupon API in-process, without its relay or consumers (tests drive them)."""
+    """The coupon API in-process, without its relays, consumers or sweeper (tests drive
+    them)."""
     from services.coupon.app import create_app
 
-    client = await started_client(create_app(settings, run_relay=False, run_consumers=False))
+    client = await started_client(
+        create_app(settings, run_relay=False, run_consumers=False, run_sweeper=False)
+    )
     yield client
     await client.close()
 

@@ -55,6 +55,8 @@ from services.coupon.domain import (
     TEMPLATE_STATES,
     Validity,
 )
+from services.coupon.lifecycle_openapi import OPERATIONS as LIFECYCLE_OPERATIONS
+from services.coupon.lifecycle_openapi import SCHEMAS as LIFECYCLE_SCHEMAS
 from services.coupon.routes import ADMIN_PATH, COUPONS_PATH, TEMPLATE_PATH
 from services.coupon.terms import Kind, Scope
 
@@ -419,9 +421,9 @@ OPERATIONS = [
 SPEC = ServiceSpec(
     title="Coupons (coupon)",
     tag="coupon",
-    description="Coupon templates, claims (抢券) and the shopper's coupons, and the merchant's "
-    "template admin.",
-    operations=OPERATIONS,
-    schemas=SCHEMAS,
+    description="Coupon templates, claims (抢券) and the shopper's coupons, redemption on a "
+    "pending order, and the merchant's template and 下单返券 rule admin.",
+    operations=[*OPERATIONS, *LIFECYCLE_OPERATIONS],
+    schemas={**SCHEMAS, **LIFECYCLE_SCHEMAS},
     unavailable=BOTH_UNAVAILABLE,
 )

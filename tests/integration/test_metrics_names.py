@@ -121,6 +121,15 @@ COUPON = {
     "coupon_outbox_reclaimed": set(),
     "coupon_outbox_backlog": set(),
     "coupon_outbox_publish_delay_seconds": set(),
+    "coupon_grants": {"result"},
+    "coupon_redemptions": {"result"},
+    "coupon_refunded_grants_kept": set(),
+    "coupon_expired": set(),
+    "coupon_expiring_notices": set(),
+    "coupon_sweeper_failures": set(),
+    "coupon_pg_outbox_published": set(),
+    "coupon_pg_outbox_publish_failures": set(),
+    "coupon_pg_outbox_backlog": set(),
     "kafka_consumer_messages": {"topic", "group", "result"},
     "kafka_consumer_retries": {"topic", "group"},
     "kafka_consumer_lag": {"topic", "group", "partition"},
@@ -453,6 +462,17 @@ async def test_coupon_metrics_follow_the_conventions_and_carry_no_ids(
             "outcome_unknown": 0.0,
             "redis_unavailable": 0.0,
         }
+        # The lifecycle's results exist at 0 before the first grant or redemption.
+        for name, results in (
+            ("coupon_grants", ("granted", "exhausted", "duplicate")),
+            ("coupon_redemptions", ("locked", "used", "released", "revoked", "refused")),
+        ):
+            values = {
+                s.labels["result"]: s.value
+                for s in found[name].samples
+                if s.name.endswith("_total")
+            }
+            assert values == dict.fromkeys(results, 0.0), name
         replays = [s.value for s in found["coupon_idempotent_replays"].samples]
         assert replays[:1] == [1.0]
         routes = {s.labels["route"] for s in found["http_requests"].samples}
