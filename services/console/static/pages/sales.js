@@ -2,8 +2,9 @@
 
 import { api } from "../api.js";
 import { KINDS, PAGE_SIZE, STATES, itemsOf, kindOf, paths, stateOf } from "../contract.js";
-import { append, h, showStatus, statusLine } from "../dom.js";
+import { h, showStatus, statusLine } from "../dom.js";
 import { dateTime, money } from "../format.js";
+import { fillPager, listTable, offsetOf, stateBadge, stateFilter } from "../list.js";
 
 function listHash(kind, state, offset) {
   const q = new URLSearchParams({ kind });
@@ -12,15 +13,11 @@ function listHash(kind, state, offset) {
   return `#/sales?${q}`;
 }
 
-export function stateBadge(state) {
-  return h("span", { class: `badge state-${state}`, "data-state": state }, state);
-}
-
 export async function salesPage({ root, params, signal }) {
   const kindName = KINDS[params.get("kind")] ? params.get("kind") : "seckill";
   const kind = kindOf(kindName);
   const state = STATES.includes(params.get("state")) ? params.get("state") : "";
-  const offset = Math.max(0, Number.parseInt(params.get("offset") ?? "0", 10) || 0);
+  const offset = offsetOf(params);
 
   const tabs = h(
     "div",
@@ -29,34 +26,19 @@ export async function salesPage({ root, params, signal }) {
       h("a", { href: listHash(name, state, 0), class: name === kindName ? "active" : "", "data-kind": name }, k.plural),
     ),
   );
-  const filter = h(
-    "select",
-    { id: "state-filter", "aria-label": "State" },
-    h("option", { value: "" }, "every state"),
-    STATES.map((s) => h("option", { value: s, selected: s === state }, s)),
-  );
-  filter.addEventListener("change", () => (location.hash = listHash(kindName, filter.value, 0)));
+  const filter = stateFilter(STATES, state, (s) => (location.hash = listHash(kindName, s, 0)));
   const create = h(
     "a",
     { class: "button primary", href: `#/sales/new?kind=${kindName}`, id: "new-sale" },
     `New ${kind.label.toLowerCase()}`,
   );
   const status = statusLine();
-  const body = h("tbody");
+  const { table, body } = listTable("sales-table", ["ID", "Title", "State", "Starts", "Ends", "Price", "Stock", ""]);
   const pager = h("div", { class: "pager" });
   root.append(
     h("div", { class: "page-head" }, h("h1", {}, "Sales"), create),
-    h("div", { class: "toolbar" }, tabs, h("label", { class: "inline" }, "State ", filter)),
-    h(
-      "table",
-      { class: "list", id: "sales-table" },
-      h(
-        "thead",
-        {},
-        h("tr", {}, ["ID", "Title", "State", "Starts", "Ends", "Price", "Stock", ""].map((t) => h("th", {}, t))),
-      ),
-      body,
-    ),
+    h("div", { class: "toolbar" }, tabs, filter),
+    table,
     pager,
     status,
   );
@@ -85,14 +67,11 @@ export async function salesPage({ root, params, signal }) {
       ),
     );
   }
-  const total = answer?.total ?? items.length;
-  const limit = answer?.limit ?? PAGE_SIZE;
-  const from = items.length ? offset + 1 : 0;
-  append(pager, [
-    h("span", { class: "muted", "data-total": total }, `${from}–${offset + items.length} of ${total}`),
-    offset > 0 ? h("a", { class: "button small", href: listHash(kindName, state, Math.max(0, offset - limit)) }, "‹ Newer") : null,
-    offset + items.length < total
-      ? h("a", { class: "button small", href: listHash(kindName, state, offset + limit) }, "Older ›")
-      : null,
-  ]);
+  fillPager(pager, {
+    answer,
+    count: items.length,
+    offset,
+    limit: PAGE_SIZE,
+    hashAt: (o) => listHash(kindName, state, o),
+  });
 }
