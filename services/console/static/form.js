@@ -10,6 +10,7 @@
 //   hint: a line under the input
 //   optional: left out of the body when empty
 //   when(values): shown (and sent) only while true; values(name) reads another field
+//   fixed (a Fields option): shown, not editable, never sent
 
 import { ApiError } from "./api.js";
 import { h, showStatus } from "./dom.js";
@@ -26,7 +27,9 @@ function input(spec, value) {
       { id, name: spec.name },
       spec.choices.map(([v, label]) => h("option", { value: v }, label)),
     );
-    el.value = value ?? spec.choices[0]?.[0] ?? "";
+    // Nothing chosen yet: the first choice, as the browser shows it.
+    if (value === undefined || value === null || value === "") el.selectedIndex = 0;
+    else el.value = value;
     return el;
   }
   const attrs = { id, name: spec.name };
@@ -66,9 +69,11 @@ function read(spec, el) {
 }
 
 export class Fields {
-  // specs: the fields; values: the record being edited (or {}); defaults: for a new one.
-  constructor(specs, values = {}, defaults = {}) {
+  // specs: the fields; values: the record being edited (or {}); defaults: for a new one;
+  // fixed: names shown but not editable (never sent; other fields may depend on them).
+  constructor(specs, values = {}, defaults = {}, fixed = []) {
     this.specs = specs;
+    this.fixed = new Set(fixed);
     this.inputs = new Map();
     this.errors = new Map();
     this.rows = new Map();
@@ -78,6 +83,7 @@ export class Fields {
       const el = input(spec, shown(spec, values?.[spec.name], defaults));
       const error = h("p", { class: "field-error", "data-error-for": spec.name, id: `e-${spec.name}`, hidden: true });
       el.setAttribute("aria-describedby", error.id);
+      if (this.fixed.has(spec.name)) el.disabled = true;
       const hint = spec.hint ? h("p", { class: "field-hint", "data-hint-for": spec.name }, spec.hint) : null;
       const warning = h("p", { class: "field-warning", "data-warning-for": spec.name, hidden: true });
       const row = h(
@@ -121,7 +127,7 @@ export class Fields {
   body({ changedOnly = false } = {}) {
     const body = {};
     for (const spec of this.specs) {
-      if (!this.visible(spec)) continue;
+      if (!this.visible(spec) || this.fixed.has(spec.name)) continue;
       const value = this.value(spec.name);
       if (spec.optional && (value === null || value === "")) continue;
       if (changedOnly && JSON.stringify(value) === this.original.get(spec.name)) continue;
