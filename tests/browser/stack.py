@@ -80,18 +80,26 @@ class Stack:
         return await self.call("POST", url, self.shopper(shopper), {})
 
 
+def console_settings(settings: Settings, **overrides: Any) -> Settings:
+    """settings with the gateway's and the console's ports free."""
+    return dataclasses.replace(
+        settings,
+        gateway_port=free_port(),
+        admin_gateway_port=free_port(),
+        console_port=free_port(),
+        console_ops_port=free_port(),
+        **overrides,
+    )
+
+
 @contextlib.asynccontextmanager
 async def running_stack(
     settings: Settings, tmp_path: Path, services: tuple[str, ...], **overrides: Any
 ) -> AsyncIterator[Stack]:
     """identity, console, `services` and the gateway on free ports; an operator account
     (NAME) and a viewer (VIEWER), the operator logged in once for its id."""
-    s = dataclasses.replace(
+    s = console_settings(
         settings,
-        gateway_port=free_port(),
-        admin_gateway_port=free_port(),
-        console_port=free_port(),
-        console_ops_port=free_port(),
         # Nothing listens there: no test here logs a shopper in at WeChat.
         wechat_api_url=f"http://127.0.0.1:{free_port()}",
         **overrides,

@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from services.common.settings import Settings
-from tests.browser.browser import Page, chromium
+from tests.browser.browser import Page
 from tests.browser.stack import (
     PIPELINE_SECONDS,
     SCREENSHOTS,
@@ -51,12 +51,6 @@ async def stack(settings: Settings, tmp_path: Path) -> AsyncIterator[Stack]:
         admin_access_token_ttl_seconds=ACCESS_TOKEN_SECONDS,
     ) as stack:
         yield stack
-
-
-@pytest.fixture
-def page(stack: Stack, tmp_path: Path) -> Iterator[Page]:
-    with chromium(str(ZONE), tmp_path / "chromedriver.log") as driver:
-        yield Page(driver, stack.urls.admin)
 
 
 def fill_flash_sale(page: Page, title: str, starts: datetime, ends: datetime) -> None:

@@ -10,7 +10,7 @@ exact figures (remaining, issued, claimed)."""
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -19,7 +19,7 @@ import pytest
 from selenium.webdriver.support.ui import Select
 
 from services.common.settings import Settings
-from tests.browser.browser import Page, chromium
+from tests.browser.browser import Page
 from tests.browser.stack import (
     PIPELINE_SECONDS,
     SCREENSHOTS,
@@ -48,12 +48,6 @@ async def stack(settings: Settings, tmp_path: Path) -> AsyncIterator[Stack]:
         settings, tmp_path, ("coupon",), coupon_port=free_port(), coupon_ops_port=free_port()
     ) as stack:
         yield stack
-
-
-@pytest.fixture
-def page(stack: Stack, tmp_path: Path) -> Iterator[Page]:
-    with chromium(str(ZONE), tmp_path / "chromedriver.log") as driver:
-        yield Page(driver, stack.urls.admin)
 
 
 def now() -> datetime:

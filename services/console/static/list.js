@@ -1,7 +1,9 @@
-// The pieces of a paged list page (sales, coupon templates, grant rules): the state
-// badge, the state filter and the pager under the table.
+// The pieces of a paged list page (sales, coupon templates, grant rules): fetching a
+// page, the state badge, the state filter and the pager under the table.
 
-import { append, h } from "./dom.js";
+import { api } from "./api.js";
+import { itemsOf, PAGE_SIZE } from "./contract.js";
+import { append, h, showStatus } from "./dom.js";
 
 export function stateBadge(state) {
   return h("span", { class: `badge state-${state}`, "data-state": state }, state);
@@ -20,7 +22,7 @@ export function stateFilter(states, current, onChange) {
 }
 
 // "1–20 of 45", with links to the pages before and after; hashAt(offset) is a page's route.
-export function fillPager(pager, { answer, count, offset, limit, hashAt }) {
+export function fillPager(pager, { answer, count, offset, hashAt, limit = PAGE_SIZE }) {
   const total = answer?.total ?? count;
   const size = answer?.limit ?? limit;
   const from = count ? offset + 1 : 0;
@@ -41,4 +43,16 @@ export function listTable(id, titles) {
   const body = h("tbody");
   const table = h("table", { class: "list", id }, h("thead", {}, h("tr", {}, titles.map((t) => h("th", {}, t)))), body);
   return { table, body };
+}
+
+// One page of a list: GET url(query) with limit, offset and (if any) state, saying
+// "Loading…" and then "Nothing here yet." (or `empty`) in `status` while it has nothing.
+export async function fetchPage({ url, key, offset, state, status, signal, empty = "Nothing here yet." }) {
+  showStatus(status, "Loading…");
+  const query = new URLSearchParams({ limit: String(PAGE_SIZE), offset: String(offset) });
+  if (state) query.set("state", state);
+  const answer = await api("GET", url(query), undefined, signal);
+  const items = itemsOf(answer, key);
+  showStatus(status, items.length ? "" : empty);
+  return { answer, items };
 }

@@ -3,12 +3,12 @@
 // and turned off or on again.
 
 import { api, mayChange } from "../api.js";
-import { COUPONS, PAGE_SIZE, itemsOf, paths, stateOf } from "../contract.js";
+import { COUPONS, itemsOf, paths, stateOf } from "../contract.js";
 import { termsInWords } from "../coupon-terms.js";
 import { h, showStatus, statusLine } from "../dom.js";
 import { Fields, onSubmit } from "../form.js";
 import { dateTime } from "../format.js";
-import { fillPager, listTable, offsetOf } from "../list.js";
+import { fetchPage, fillPager, listTable, offsetOf } from "../list.js";
 import { couponTabs } from "./coupons.js";
 
 const TRIGGER_LABELS = {
@@ -130,16 +130,19 @@ export async function rulesPage({ root, params, signal }) {
   }
 
   async function load() {
-    const query = new URLSearchParams({ limit: String(PAGE_SIZE), offset: String(offset) });
-    const answer = await api("GET", paths.rules(query), undefined, signal);
-    const rules = itemsOf(answer, COUPONS.ruleItems);
-    showStatus(status, rules.length ? "" : "No grant rules yet.");
+    const { answer, items: rules } = await fetchPage({
+      url: paths.rules,
+      key: COUPONS.ruleItems,
+      offset,
+      status,
+      signal,
+      empty: "No grant rules yet.",
+    });
     body.replaceChildren(...rules.map(row));
     pager.replaceChildren();
-    fillPager(pager, { answer, count: rules.length, offset, limit: PAGE_SIZE, hashAt: listHash });
+    fillPager(pager, { answer, count: rules.length, offset, hashAt: listHash });
   }
 
-  showStatus(status, "Loading…");
   await load();
   if (changes) root.append(createForm(await grantable(signal), signal, load));
 }

@@ -1,12 +1,12 @@
 // Coupon templates, newest first, filtered by state, paged; the tabs lead to the grant
 // rules (下单返券).
 
-import { api, mayChange } from "../api.js";
-import { COUPONS, PAGE_SIZE, itemsOf, paths, stateOf } from "../contract.js";
+import { mayChange } from "../api.js";
+import { COUPONS, paths, stateOf } from "../contract.js";
 import { termsInWords } from "../coupon-terms.js";
-import { h, showStatus, statusLine } from "../dom.js";
+import { h, statusLine } from "../dom.js";
 import { dateTime } from "../format.js";
-import { fillPager, listTable, offsetOf, stateBadge, stateFilter } from "../list.js";
+import { fetchPage, fillPager, listTable, offsetOf, stateBadge, stateFilter } from "../list.js";
 
 function listHash(state, offset) {
   const q = new URLSearchParams();
@@ -51,12 +51,7 @@ export async function couponsPage({ root, params, signal }) {
     status,
   );
 
-  showStatus(status, "Loading…");
-  const query = new URLSearchParams({ limit: String(PAGE_SIZE), offset: String(offset) });
-  if (state) query.set("state", state);
-  const answer = await api("GET", paths.coupons(query), undefined, signal);
-  const items = itemsOf(answer, COUPONS.items);
-  showStatus(status, items.length ? "" : "Nothing here yet.");
+  const { answer, items } = await fetchPage({ url: paths.coupons, key: COUPONS.items, offset, state, status, signal });
   for (const t of items) {
     const detail = `#/coupons/${t.id}`;
     const words = termsInWords(t);
@@ -75,5 +70,5 @@ export async function couponsPage({ root, params, signal }) {
       ),
     );
   }
-  fillPager(pager, { answer, count: items.length, offset, limit: PAGE_SIZE, hashAt: (o) => listHash(state, o) });
+  fillPager(pager, { answer, count: items.length, offset, hashAt: (o) => listHash(state, o) });
 }

@@ -1,10 +1,9 @@
 // Flash sales or group-buy campaigns, newest start first, filtered by state, paged.
 
-import { api } from "../api.js";
-import { KINDS, PAGE_SIZE, STATES, itemsOf, kindOf, paths, stateOf } from "../contract.js";
-import { h, showStatus, statusLine } from "../dom.js";
+import { KINDS, STATES, kindOf, paths, stateOf } from "../contract.js";
+import { h, statusLine } from "../dom.js";
 import { dateTime, money } from "../format.js";
-import { fillPager, listTable, offsetOf, stateBadge, stateFilter } from "../list.js";
+import { fetchPage, fillPager, listTable, offsetOf, stateBadge, stateFilter } from "../list.js";
 
 function listHash(kind, state, offset) {
   const q = new URLSearchParams({ kind });
@@ -43,12 +42,14 @@ export async function salesPage({ root, params, signal }) {
     status,
   );
 
-  showStatus(status, "Loading…");
-  const query = new URLSearchParams({ limit: String(PAGE_SIZE), offset: String(offset) });
-  if (state) query.set("state", state);
-  const answer = await api("GET", paths.list(kindName, query), undefined, signal);
-  const items = itemsOf(answer, kind.items);
-  showStatus(status, items.length ? "" : "Nothing here yet.");
+  const { answer, items } = await fetchPage({
+    url: (query) => paths.list(kindName, query),
+    key: kind.items,
+    offset,
+    state,
+    status,
+    signal,
+  });
   for (const sale of items) {
     const detail = `#/sales/${kindName}/${sale.id}`;
     const price = kindName === "seckill" ? sale.price_cents : sale.group_price_cents;
@@ -71,7 +72,6 @@ export async function salesPage({ root, params, signal }) {
     answer,
     count: items.length,
     offset,
-    limit: PAGE_SIZE,
     hashAt: (o) => listHash(kindName, state, o),
   });
 }
