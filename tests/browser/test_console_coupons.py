@@ -195,6 +195,7 @@ async def test_a_merchant_creates_a_coupon_template_watches_shoppers_claim_it_an
     page.click('[data-action="set-quantity"]')
     moved = {"quantity": "40", "remaining": str(40 - CLAIMERS)}
     page.wait(f"the figures to show {moved}", lambda: figures(page, *moved) == moved or None)
+    page.driver.execute_script("window.scrollTo(0, 0)")  # the terms and figures
     page.screenshot(SCREENSHOTS / "console-coupon.png")
 
     # Ended from the console: a claim is refused at once.

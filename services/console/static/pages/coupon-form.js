@@ -138,6 +138,9 @@ export async function couponFormPage({ root, match, signal }) {
     status,
   );
   root.append(h("h1", {}, editing ? `Edit coupon template #${id}` : "New coupon template"), form);
+  if (editing) {
+    form.prepend(h("p", { class: "muted" }, "Kind, validity and claimability are fixed: another of those is another template."));
+  }
 
   // The terms as typed, in words, and the hints: on every change.
   const update = () => {

@@ -27,11 +27,11 @@ function listHash(offset) {
   return offset ? `#/coupons/rules?offset=${offset}` : "#/coupons/rules";
 }
 
-// The templates a rule may grant: the newest hundred that have not ended.
-async function grantable(signal) {
+// The newest hundred templates: the names of those the rules grant, and those a new rule
+// may grant (not ended).
+async function newestTemplates(signal) {
   const query = new URLSearchParams({ limit: "100", offset: "0" });
-  const answer = await api("GET", paths.coupons(query), undefined, signal);
-  return itemsOf(answer, COUPONS.items).filter((t) => stateOf(t) !== "ended");
+  return itemsOf(await api("GET", paths.coupons(query), undefined, signal), COUPONS.items);
 }
 
 function templateLabel(t) {
@@ -122,7 +122,7 @@ export async function rulesPage({ root, params, signal }) {
       h("td", {}, rule.id),
       h("td", {}, rule.name),
       h("td", {}, triggerInWords(rule)),
-      h("td", {}, h("a", { href: `#/coupons/${rule.template_id}` }, `template #${rule.template_id}`)),
+      h("td", {}, h("a", { href: `#/coupons/${rule.template_id}` }, names.get(rule.template_id) ?? `template #${rule.template_id}`)),
       h("td", {}, h("span", { class: `badge ${rule.active ? "state-live" : ""}`, "data-rule-active": "" }, rule.active ? "active" : "off")),
       h("td", {}, dateTime(rule.created_at)),
       h("td", {}, toggle),
@@ -143,6 +143,8 @@ export async function rulesPage({ root, params, signal }) {
     fillPager(pager, { answer, count: rules.length, offset, hashAt: listHash });
   }
 
+  const templates = await newestTemplates(signal);
+  const names = new Map(templates.map((t) => [t.id, templateLabel(t)]));
   await load();
-  if (changes) root.append(createForm(await grantable(signal), signal, load));
+  if (changes) root.append(createForm(templates.filter((t) => stateOf(t) !== "ended"), signal, load));
 }

@@ -1,6 +1,6 @@
 // One coupon template: its terms in words, its figures live (how many remain, were
-// issued, used...), what a merchant may do to it now (edit while upcoming, set the
-// quantity, end it) and its audit log. The live figures keep streaming while the rest is
+// issued, used...), its terms in full, what a merchant may do to it now (edit while
+// upcoming, set the quantity, end it) and its audit log. The live figures keep streaming while the rest is
 // reloaded after an action.
 
 import { api, mayChange } from "../api.js";
@@ -27,8 +27,9 @@ const FIGURES = [
 ];
 
 const yesNo = (v) => (v ? "yes" : "no");
+const KIND_WORDS = { amount_off: "满减 (amount off)", percent_off: "折扣 (percent off)", no_threshold: "无门槛 (no threshold)" };
 const SHOWN = [
-  ["kind", "Kind"],
+  ["kind", "Kind", (v) => KIND_WORDS[v] ?? v],
   ["threshold_cents", "Threshold", money],
   ["amount_off_cents", "Amount off", money],
   ["percent_off", "Percent off", (v) => (v === null ? "–" : `${v}%`)],
@@ -41,7 +42,7 @@ const SHOWN = [
   ["usable_on_flash_sales", "On flash-sale prices", yesNo],
   ["status", "Shoppers see"],
   ["warm_up", "Loaded into Redis", (v) => (v === "done" ? "yes" : "pending")],
-  ["ended_early_at", "Ended early", (v) => (v ? dateTime(v) : "no")],
+  ["ended_early_at", "Ended early", dateTime],
   ["created_at", "Created", (v, t) => `${dateTime(v)}${t.created_by ? ` by ${t.created_by}` : ""}`],
 ];
 
@@ -49,6 +50,7 @@ export async function couponPage({ root, match, signal }) {
   const [id] = match;
   const status = statusLine();
   const head = h("div", { class: "page-head" });
+  const terms = h("div", { class: "terms-head" });
   const details = h("div", { class: "card" });
   const { grid, lastUpdate, show } = figureGrid(
     FIGURES.filter(([name]) => COUPONS.figures.includes(name)),
@@ -61,11 +63,11 @@ export async function couponPage({ root, match, signal }) {
   root.append(
     h("p", {}, h("a", { href: "#/coupons" }, "‹ Coupons")),
     head,
-    details,
-    h("h2", {}, "Figures"),
+    terms,
     grid,
     h("p", { class: "muted board-foot" }, "Last update ", lastUpdate, " · stream ", stream.el),
     problem,
+    details,
     actions,
     status,
     audit,
@@ -89,11 +91,13 @@ export async function couponPage({ root, match, signal }) {
     append(clear(head), [
       h("h1", {}, `Coupon template #${t.id}: `, h("span", { "data-coupon-name": "" }, t.name), " ", badge),
     ]);
-    append(clear(details), [
+    append(clear(terms), [
       h("p", { class: "terms", "data-terms": "" }, words ? words.zh : "–"),
       words ? h("p", { class: "muted", "data-terms-en": "" }, words.en) : null,
-      facts(t, SHOWN),
     ]);
+    // A term that does not apply to this kind (null) is left out.
+    const known = Object.fromEntries(Object.entries(t).filter(([, v]) => v !== null));
+    append(clear(details), [h("h2", {}, "Terms"), facts(known, SHOWN)]);
 
     clear(actions).append(h("h2", {}, "Actions"));
     if (!mayChange()) {
