@@ -70,11 +70,13 @@ lock: $(VENV)/.installed ## resolve pyproject.toml into the hashed lock files re
 	$(UV_COMPILE) --extra dev --extra loadtest -c requirements-dev.txt -o requirements-loadtest.txt
 
 # Debian's chromium and its chromedriver, which the merchant console's browser tests drive
-# (tests/browser); Selenium never downloads a browser or a driver of its own.
+# (tests/browser); Selenium never downloads a browser or a driver of its own. A small CJK
+# font, so that the coupons' terms ("满 100 减 20") are drawn in the screenshots, not boxes.
 browser-tools:
-	@[ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ] || { [ "$$(id -u)" = 0 ] && \
-	  apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium chromium-driver; } || \
-	  echo "note: chromium and chromium-driver are not installed (needed by tests/browser): install the Debian packages" >&2
+	@[ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ] && [ -f /usr/share/fonts/truetype/wqy/wqy-microhei.ttc ] || \
+	  { [ "$$(id -u)" = 0 ] && apt-get update && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y chromium chromium-driver fonts-wqy-microhei; } || \
+	  echo "note: chromium, chromium-driver or fonts-wqy-microhei is not installed (needed by tests/browser): install the Debian packages" >&2
 
 up: install ## start Redis, PostgreSQL, Kafka (if not running), the services, the gateway (PROMETHEUS=1, BROKER=tansu)
 	$(DEVSTACK) up $(UP_FLAGS)

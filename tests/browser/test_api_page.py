@@ -4,7 +4,6 @@ CSP (nothing from another host), grouped by service, without a login."""
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -12,9 +11,9 @@ import pytest
 
 from services.common.settings import Settings
 from tests.browser.browser import Page, chromium
+from tests.browser.stack import console_settings
 from tests.e2e.processes import ROOT, service
 from tests.gateway_process import Urls, running_gateway
-from tests.helpers import free_port
 from tools.openapi import admin_document
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
@@ -24,13 +23,7 @@ SCREENSHOT = ROOT / ".run" / "screenshots" / "console-api.png"
 @pytest.fixture
 async def urls(settings: Settings, tmp_path: Path) -> AsyncIterator[Urls]:
     """The console behind the gateway; no other service runs: the page needs none."""
-    s = dataclasses.replace(
-        settings,
-        gateway_port=free_port(),
-        admin_gateway_port=free_port(),
-        console_port=free_port(),
-        console_ops_port=free_port(),
-    )
+    s = console_settings(settings)
     async with service("console", s, tmp_path), running_gateway(s, tmp_path / "gw") as running:
         yield running
 

@@ -9,124 +9,48 @@ are exact (remaining 0, reservations = stock, orders created = stock)."""
 from __future__ import annotations
 
 import asyncio
-import dataclasses
-import json
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
-from zoneinfo import ZoneInfo
 
-import aiohttp
 import pytest
 
-from services.common.auth import mint_token
 from services.common.settings import Settings
-from tests.browser.browser import Page, chromium
-from tests.e2e.processes import ROOT, create_merchant, service
-from tests.gateway_process import Urls, running_gateway
-from tests.helpers import free_port
+from tests.browser.browser import Page
+from tests.browser.stack import (
+    PIPELINE_SECONDS,
+    SCREENSHOTS,
+    VIEWER,
+    ZONE,
+    Stack,
+    figures,
+    local,
+    log_in,
+    running_stack,
+    stored_session,
+    until,
+    visible_field_errors,
+)
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
-NAME, PASSWORD = "console-lead", "correct horse battery staple"
-VIEWER = "console-viewer"
 # Short enough that the console must renew the token within a test.
 ACCESS_TOKEN_SECONDS = 12
-SESSION_KEY = "flashsale.console.session"
-# The browser's clock is in a zone of its own (not the machine's, not UTC): the form must
-# send the instant the merchant typed, whatever zone the browser is in.
-ZONE = ZoneInfo("Asia/Shanghai")
 STOCK, SHOPPERS = 50, 200
-SCREENSHOTS = ROOT / ".run" / "screenshots"
-# Orders are created from the reservations through Kafka: allow for a slow broker.
-PIPELINE_SECONDS = 60.0
-
-
-@dataclasses.dataclass
-class Stack:
-    settings: Settings
-    urls: Urls
-    merchant_id: int = 0
-
-    async def call(self, method: str, url: str, token: str, body: Any = None) -> tuple[int, Any]:
-        headers = {"Authorization": f"Bearer {token}"}
-        timeout = aiohttp.ClientTimeout(total=10)
-        async with (
-            aiohttp.ClientSession(timeout=timeout) as http,
-            http.request(method, url, json=body, headers=headers) as resp,
-        ):
-            return resp.status, await resp.json(content_type=None)
-
-    async def admin(self, path: str) -> Any:
-        """A read with the merchant's identity, in a token of the test's own (the
-        console's expire within the test)."""
-        token = mint_token(self.settings.jwt_keys(), f"merchant:{self.merchant_id}", ["viewer"])
-        status, body = await self.call("GET", self.urls.admin + path, token)
-        assert status == 200, (path, status, body)
-        return body
-
-    def shopper(self, n: int) -> str:
-        return mint_token(self.settings.jwt_keys(), f"console-shopper-{n}")
-
-    async def press(self, activity_id: int, shopper: int) -> tuple[int, Any]:
-        url = f"{self.urls.public}/api/seckill/activities/{activity_id}/reservations"
-        return await self.call("POST", url, self.shopper(shopper), {})
 
 
 @pytest.fixture
 async def stack(settings: Settings, tmp_path: Path) -> AsyncIterator[Stack]:
-    s = dataclasses.replace(
+    services = ("seckill", "seckill.worker", "order", "groupbuy", "notify")
+    async with running_stack(
         settings,
-        gateway_port=free_port(),
-        admin_gateway_port=free_port(),
-        console_port=free_port(),
-        console_ops_port=free_port(),
+        tmp_path,
+        services,
         seckill_embedded_worker=False,
         admin_access_token_ttl_seconds=ACCESS_TOKEN_SECONDS,
-        # Nothing listens there: no test here logs a shopper in at WeChat.
-        wechat_api_url=f"http://127.0.0.1:{free_port()}",
-    )
-    create_merchant(s, NAME, "operator", PASSWORD)
-    create_merchant(s, VIEWER, "viewer", PASSWORD)
-    async with (
-        service("identity", s, tmp_path),
-        service("seckill", s, tmp_path),
-        service("seckill.worker", s, tmp_path),
-        service("order", s, tmp_path),
-        service("groupbuy", s, tmp_path),
-        service("notify", s, tmp_path),
-        service("console", s, tmp_path),
-        running_gateway(s, tmp_path / "gateway") as urls,
-    ):
-        stack = Stack(s, urls)
-        status, login = await stack.call(
-            "POST", urls.admin + "/api/auth/admin/login", "", {"name": NAME, "password": PASSWORD}
-        )
-        assert status == 200, login
-        stack.merchant_id = login["merchant"]["id"]
+    ) as stack:
         yield stack
-
-
-@pytest.fixture
-def page(stack: Stack, tmp_path: Path) -> Iterator[Page]:
-    with chromium(str(ZONE), tmp_path / "chromedriver.log") as driver:
-        yield Page(driver, stack.urls.admin)
-
-
-def local(moment: datetime) -> str:
-    """What a merchant types into a datetime-local input, in the browser's zone."""
-    return moment.astimezone(ZONE).strftime("%Y-%m-%dT%H:%M:%S")
-
-
-def log_in(page: Page, name: str = NAME) -> None:
-    page.open("#/sales")
-    page.fill("#login-name", name)
-    page.fill("#login-password", PASSWORD)
-    page.click("#login-form [type=submit]")
-    page.find("#sales-table")
-    page.find("[data-total]")  # the list answered
 
 
 def fill_flash_sale(page: Page, title: str, starts: datetime, ends: datetime) -> None:
@@ -146,27 +70,6 @@ def created_sale_id(page: Page) -> int:
     route = page.driver.execute_script("return location.hash")
     assert route.startswith("#/sales/seckill/"), route
     return int(route.rsplit("/", 1)[1])
-
-
-def visible_field_errors(page: Page) -> dict[str, str]:
-    return {
-        str(e.get_attribute("data-error-for")): str(e.text)
-        for e in page.all(".field-error")
-        if e.is_displayed()
-    }
-
-
-def stored_session(page: Page) -> dict[str, Any] | None:
-    raw = page.driver.execute_script("return sessionStorage.getItem(arguments[0])", SESSION_KEY)
-    return None if raw is None else dict(json.loads(raw))
-
-
-def figures(page: Page, *names: str) -> dict[str, str]:
-    return {name: page.figure(name) for name in names}
-
-
-async def until(moment: datetime) -> None:
-    await asyncio.sleep(max(0.0, (moment - datetime.now(ZONE)).total_seconds()))
 
 
 async def test_a_merchant_runs_a_flash_sale_from_the_console_and_watches_it_sell_out(

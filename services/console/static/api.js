@@ -96,6 +96,13 @@ async function post(path, body) {
   return data;
 }
 
+// Whether the login's roles allow changes (operator, or admin which implies it): pages
+// leave out what a viewer may not do. The API is the judge all the same (403).
+export function mayChange() {
+  const roles = session()?.merchant?.roles ?? [];
+  return roles.includes("operator") || roles.includes("admin");
+}
+
 export async function login(name, password) {
   const answer = await post("/api/auth/admin/login", { name, password });
   return store(answer, answer.merchant);

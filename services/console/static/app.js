@@ -5,6 +5,10 @@ import { logout, schedule, session, whenLoggedOut } from "./api.js";
 import { clear, h } from "./dom.js";
 import { apiPage } from "./pages/api.js";
 import { boardPage } from "./pages/board.js";
+import { couponPage } from "./pages/coupon.js";
+import { couponFormPage } from "./pages/coupon-form.js";
+import { rulesPage } from "./pages/coupon-rules.js";
+import { couponsPage } from "./pages/coupons.js";
 import { loginPage } from "./pages/login.js";
 import { orderPage, ordersPage } from "./pages/orders.js";
 import { saleFormPage } from "./pages/sale-form.js";
@@ -19,6 +23,11 @@ const ROUTES = [
   [/^\/sales\/(seckill|groupbuy)\/(\d+)$/, salePage, "sales"],
   [/^\/sales\/(seckill|groupbuy)\/(\d+)\/edit$/, saleFormPage, "sales"],
   [/^\/sales\/(seckill|groupbuy)\/(\d+)\/board$/, boardPage, "sales"],
+  [/^\/coupons$/, couponsPage, "coupons"],
+  [/^\/coupons\/new$/, couponFormPage, "coupons"],
+  [/^\/coupons\/rules$/, rulesPage, "coupons"],
+  [/^\/coupons\/(\d+)$/, couponPage, "coupons"],
+  [/^\/coupons\/(\d+)\/edit$/, couponFormPage, "coupons"],
   [/^\/orders$/, ordersPage, "orders"],
   [/^\/orders\/([^/]+)$/, orderPage, "orders"],
   [/^\/templates$/, templatesPage, "templates"],

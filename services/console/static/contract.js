@@ -38,6 +38,24 @@ export const KINDS = {
 };
 
 export const STATES = ["upcoming", "live", "ended", "cancelled"];
+
+// Coupon templates and grant rules (docs/coupons.md). A template is upcoming before its
+// claim window, live in it, ended after it or when a merchant ended it.
+export const COUPONS = {
+  base: "/api/coupons/admin/templates",
+  items: "templates",
+  states: ["upcoming", "live", "ended"],
+  kinds: ["amount_off", "percent_off", "no_threshold"],
+  validities: ["fixed", "relative"],
+  scopes: ["any", "activities", "campaigns", "skus"],
+  // What defines a template: a PATCH (while upcoming) may change any other field.
+  fixed: ["kind", "validity", "claimable"],
+  // The live figures of a template, as GET .../templates/{id} and .../live name them.
+  figures: ["quantity", "remaining", "issued", "claimed", "granted", "available", "locked", "used", "expired", "revoked"],
+  rules: "/api/coupons/admin/rules",
+  ruleItems: "rules",
+  triggers: ["any", "activity", "campaign"],
+};
 export const ORDER_STATES = ["pending_payment", "paid", "cancelled"];
 export const PAGE_SIZE = 20;
 
@@ -61,6 +79,14 @@ export const paths = {
     `/api/orders/admin/payments/${encodeURIComponent(transactionId)}/refund`,
   ordersLive: (kind, id) =>
     `/api/orders/admin/live?${new URLSearchParams({ source: kind, sale_id: String(id) })}`,
+  coupons: (query) => `${COUPONS.base}?${query}`,
+  coupon: (id) => `${COUPONS.base}/${encodeURIComponent(id)}`,
+  couponQuantity: (id) => `${paths.coupon(id)}/quantity`,
+  couponEnd: (id) => `${paths.coupon(id)}/end`,
+  couponAudit: (id) => `${paths.coupon(id)}/audit`,
+  couponLive: (id) => `${paths.coupon(id)}/live`,
+  rules: (query) => `${COUPONS.rules}?${query}`,
+  rule: (id) => `${COUPONS.rules}/${encodeURIComponent(id)}`,
   templates: "/api/notify/admin/templates",
   template: (kind) => `/api/notify/admin/templates/${encodeURIComponent(kind)}`,
   deliveries: "/api/notify/admin/deliveries",
@@ -94,6 +120,12 @@ export function saleFigures(raw) {
     groups_failed: first(raw.groups_failed),
     members: first(raw.members),
   };
+}
+
+// A reading of a coupon template's stream (or its `figures`) -> the figures shown, each
+// under its own name.
+export function couponFigures(raw) {
+  return Object.fromEntries(COUPONS.figures.map((name) => [name, first(raw?.[name])]));
 }
 
 // A reading of the order stream: {"created", "pending_payment", "paid", "cancelled"}.

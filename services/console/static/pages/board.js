@@ -4,9 +4,9 @@
 import { api } from "../api.js";
 import { kindOf, orderFigures, paths, saleFigures, stateOf } from "../contract.js";
 import { h } from "../dom.js";
-import { clock } from "../format.js";
+import { stateBadge } from "../list.js";
+import { figureGrid, problemLine, streamState } from "../live.js";
 import { follow } from "../sse.js";
-import { stateBadge } from "./sales.js";
 
 const ORDERS = [
   ["orders_created", "Orders created"],
@@ -34,30 +34,13 @@ const FIGURES = {
   ],
 };
 
-const STATE_TEXT = {
-  open: "live",
-  unavailable: "figures unavailable",
-  reconnecting: "reconnecting…",
-  failed: "stopped",
-};
-
 export async function boardPage({ root, match, signal }) {
   const [kindName, id] = match;
   const kind = kindOf(kindName);
   const sale = await api("GET", paths.sale(kindName, id), undefined, signal);
-  const cells = new Map();
-  const grid = h("div", { class: "figures", id: "figures" });
-  for (const [name, label] of FIGURES[kindName]) {
-    const value = h("span", { class: "value", "data-figure": name }, "–");
-    cells.set(name, value);
-    grid.append(h("div", { class: "figure" }, value, h("span", { class: "label" }, label)));
-  }
-  const lastUpdate = h("time", { "data-last-update": "" }, "never");
-  const streamState = {
-    sale: h("span", { class: "stream", "data-stream": "sale" }, "connecting…"),
-    orders: h("span", { class: "stream", "data-stream": "orders" }, "connecting…"),
-  };
-  const problem = h("p", { class: "status error", role: "alert", hidden: true });
+  const { grid, lastUpdate, show } = figureGrid(FIGURES[kindName]);
+  const problem = problemLine();
+  const streams = { sale: streamState("sale", problem), orders: streamState("orders", problem) };
   // The state as the stream says it, or as the clock makes it (an upcoming sale goes live
   // while the board is open).
   let saleState = stateOf(sale);
@@ -88,30 +71,12 @@ export async function boardPage({ root, match, signal }) {
       "Last update ",
       lastUpdate,
       " · sale stream ",
-      streamState.sale,
+      streams.sale.el,
       " · order stream ",
-      streamState.orders,
+      streams.orders.el,
     ),
     problem,
   );
-
-  const show = (figures) => {
-    for (const [name, value] of Object.entries(figures)) {
-      if (value === undefined || value === null || !cells.has(name)) continue;
-      cells.get(name).textContent = String(value);
-    }
-    const now = new Date();
-    lastUpdate.textContent = clock(now);
-    lastUpdate.setAttribute("datetime", now.toISOString());
-  };
-  const stateOfStream = (which) => (state, error) => {
-    streamState[which].textContent = STATE_TEXT[state] ?? state;
-    streamState[which].dataset.state = state;
-    if (state === "failed" && error) {
-      problem.textContent = error.text ?? String(error);
-      problem.hidden = false;
-    }
-  };
 
   // Presses per second from two successive readings, timed by the service's clock
   // ("at") when the reading has one.
@@ -130,10 +95,10 @@ export async function boardPage({ root, match, signal }) {
     show(figures);
   };
 
-  follow(paths.saleLive(kindName, id), { signal, onFigures: onSale, onState: stateOfStream("sale") });
+  follow(paths.saleLive(kindName, id), { signal, onFigures: onSale, onState: streams.sale.onState });
   follow(paths.ordersLive(kindName, id), {
     signal,
     onFigures: (raw) => show(orderFigures(raw)),
-    onState: stateOfStream("orders"),
+    onState: streams.orders.onState,
   });
 }

@@ -1,9 +1,9 @@
 // Flash sales or group-buy campaigns, newest start first, filtered by state, paged.
 
-import { api } from "../api.js";
-import { KINDS, PAGE_SIZE, STATES, itemsOf, kindOf, paths, stateOf } from "../contract.js";
-import { append, h, showStatus, statusLine } from "../dom.js";
+import { KINDS, STATES, kindOf, paths, stateOf } from "../contract.js";
+import { h, statusLine } from "../dom.js";
 import { dateTime, money } from "../format.js";
+import { fetchPage, fillPager, listTable, offsetOf, stateBadge, stateFilter } from "../list.js";
 
 function listHash(kind, state, offset) {
   const q = new URLSearchParams({ kind });
@@ -12,15 +12,11 @@ function listHash(kind, state, offset) {
   return `#/sales?${q}`;
 }
 
-export function stateBadge(state) {
-  return h("span", { class: `badge state-${state}`, "data-state": state }, state);
-}
-
 export async function salesPage({ root, params, signal }) {
   const kindName = KINDS[params.get("kind")] ? params.get("kind") : "seckill";
   const kind = kindOf(kindName);
   const state = STATES.includes(params.get("state")) ? params.get("state") : "";
-  const offset = Math.max(0, Number.parseInt(params.get("offset") ?? "0", 10) || 0);
+  const offset = offsetOf(params);
 
   const tabs = h(
     "div",
@@ -29,44 +25,31 @@ export async function salesPage({ root, params, signal }) {
       h("a", { href: listHash(name, state, 0), class: name === kindName ? "active" : "", "data-kind": name }, k.plural),
     ),
   );
-  const filter = h(
-    "select",
-    { id: "state-filter", "aria-label": "State" },
-    h("option", { value: "" }, "every state"),
-    STATES.map((s) => h("option", { value: s, selected: s === state }, s)),
-  );
-  filter.addEventListener("change", () => (location.hash = listHash(kindName, filter.value, 0)));
+  const filter = stateFilter(STATES, state, (s) => (location.hash = listHash(kindName, s, 0)));
   const create = h(
     "a",
     { class: "button primary", href: `#/sales/new?kind=${kindName}`, id: "new-sale" },
     `New ${kind.label.toLowerCase()}`,
   );
   const status = statusLine();
-  const body = h("tbody");
+  const { table, body } = listTable("sales-table", ["ID", "Title", "State", "Starts", "Ends", "Price", "Stock", ""]);
   const pager = h("div", { class: "pager" });
   root.append(
     h("div", { class: "page-head" }, h("h1", {}, "Sales"), create),
-    h("div", { class: "toolbar" }, tabs, h("label", { class: "inline" }, "State ", filter)),
-    h(
-      "table",
-      { class: "list", id: "sales-table" },
-      h(
-        "thead",
-        {},
-        h("tr", {}, ["ID", "Title", "State", "Starts", "Ends", "Price", "Stock", ""].map((t) => h("th", {}, t))),
-      ),
-      body,
-    ),
+    h("div", { class: "toolbar" }, tabs, filter),
+    table,
     pager,
     status,
   );
 
-  showStatus(status, "Loading…");
-  const query = new URLSearchParams({ limit: String(PAGE_SIZE), offset: String(offset) });
-  if (state) query.set("state", state);
-  const answer = await api("GET", paths.list(kindName, query), undefined, signal);
-  const items = itemsOf(answer, kind.items);
-  showStatus(status, items.length ? "" : "Nothing here yet.");
+  const { answer, items } = await fetchPage({
+    url: (query) => paths.list(kindName, query),
+    key: kind.items,
+    offset,
+    state,
+    status,
+    signal,
+  });
   for (const sale of items) {
     const detail = `#/sales/${kindName}/${sale.id}`;
     const price = kindName === "seckill" ? sale.price_cents : sale.group_price_cents;
@@ -85,14 +68,10 @@ export async function salesPage({ root, params, signal }) {
       ),
     );
   }
-  const total = answer?.total ?? items.length;
-  const limit = answer?.limit ?? PAGE_SIZE;
-  const from = items.length ? offset + 1 : 0;
-  append(pager, [
-    h("span", { class: "muted", "data-total": total }, `${from}–${offset + items.length} of ${total}`),
-    offset > 0 ? h("a", { class: "button small", href: listHash(kindName, state, Math.max(0, offset - limit)) }, "‹ Newer") : null,
-    offset + items.length < total
-      ? h("a", { class: "button small", href: listHash(kindName, state, offset + limit) }, "Older ›")
-      : null,
-  ]);
+  fillPager(pager, {
+    answer,
+    count: items.length,
+    offset,
+    hashAt: (o) => listHash(kindName, state, o),
+  });
 }
