@@ -7,14 +7,14 @@
 Scenarios (docs/loadtest.md has the details; `make loadtest` runs them headless and
 checks the invariants afterwards):
 
-| class           | tags            | what                                                       |
-|-----------------|-----------------|------------------------------------------------------------|
-| SpikeShopper    | spike, mixed    | open the page early, press until served or refused          |
-| RepeatPresser   | repeat, mixed   | one shopper pressing again and again (limit, rate limit)    |
-| Browser         | browse, mixed   | list activities, open one, look at one's orders             |
-| Payer           | payment, mixed  | reserve, then pay a share of the orders (signed callback)   |
-| GroupBuyInviter | groupbuy, mixed | open a group, share it, friends race to join, leaders pay   |
-| CouponRusher    | coupon-rush     | press claim at the window's opening until served or refused |
+| class           | tags               | what                                                      |
+|-----------------|--------------------|-----------------------------------------------------------|
+| SpikeShopper    | spike, mixed       | open the page early, press until served or refused        |
+| RepeatPresser   | repeat, mixed      | one shopper pressing again and again (limit, rate limit)  |
+| Browser         | browse, mixed      | list activities, open one, look at one's orders           |
+| Payer           | payment, mixed     | reserve, then pay a share of the orders (signed callback) |
+| GroupBuyInviter | groupbuy, mixed    | open a group, share it, friends race to join, leaders pay |
+| CouponRusher    | coupon-rush, mixed | press claim as the window opens until served or refused   |
 
 The load shape (FlashSaleShape) follows --shape: `spike` models the warm-up (early birds,
 5% of -u), the spike (all -u users arriving at -r per second at the sale start) and the
@@ -961,7 +961,7 @@ class CouponRusher(Shopper):
     retry their press with its Idempotency-Key, as a client whose answer was lost does,
     and must get the same coupon back."""
 
-    weight = 3
+    weight = 1
 
     def wait_time(self) -> float:
         return random.uniform(2.0, 5.0) if self.done else random.uniform(0.1, 0.4)
@@ -979,7 +979,7 @@ class CouponRusher(Shopper):
         self.wallet_seen = False
         self.view_template()
 
-    @tag("coupon-rush")
+    @tag("coupon-rush", "mixed")
     @task
     def rush(self) -> None:
         if self.done:

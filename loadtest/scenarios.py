@@ -57,10 +57,17 @@ SCENARIOS: dict[str, Scenario] = {
         ),
         Scenario(
             "mixed",
-            ("Browser", "SpikeShopper", "RepeatPresser", "Payer", "GroupBuyInviter"),
+            (
+                "Browser",
+                "SpikeShopper",
+                "RepeatPresser",
+                "Payer",
+                "GroupBuyInviter",
+                "CouponRusher",
+            ),
             "steady",
             "a mixed day: mostly browsing, some buying and paying, a few impatient "
-            "double-tappers, group buys shared among friends",
+            "double-tappers, group buys shared among friends, coupons claimed",
         ),
     )
 }
