@@ -332,13 +332,31 @@ def _start_in(opts: Any) -> float:
     return float(opts.warmup_seconds) if opts.shape == "spike" else 0.0
 
 
+def _create_or_read(
+    admin: str,
+    headers: dict[str, str],
+    given: int,
+    create: str,
+    body: Callable[[], dict[str, Any]],
+    read: str,
+    what: str,
+) -> tuple[int, dict[str, Any]]:
+    """(id, what `read` says of it) of the sale, campaign or template `given` names, or
+    of the one created with `body()` at `create` when `given` is 0."""
+    if not given:
+        sent = body()
+        resp = requests.post(f"{admin}{create}", json=sent, headers=headers, timeout=10)
+        given = int(_check(resp, 201, f"creating the {what} at {admin}")["id"])
+        log.info("created %s %s: %s", what, given, sent)
+    resp = requests.get(f"{admin}{read.format(id=given)}", headers=headers, timeout=10)
+    return given, _check(resp, 200, f"reading {what} {given} at {admin}")
+
+
 def _create_sale(opts: Any, run_s: float) -> dict[str, Any]:
-    admin = opts.admin_url.rstrip("/")
-    headers = _admin_headers(opts)
-    if not opts.activity_id:
+    def body() -> dict[str, Any]:
         start_in = _start_in(opts)
         starts = datetime.now(UTC) + timedelta(seconds=start_in)
-        body = {
+        return {
             "sku": f"lt-{opts.run_id}",
             "title": f"Load test {opts.run_id}",
             "price_cents": 990,
@@ -348,20 +366,17 @@ def _create_sale(opts: Any, run_s: float) -> dict[str, Any]:
             "per_user_limit": opts.per_user_limit,
             "payment_timeout_seconds": 900,
         }
-        resp = requests.post(
-            f"{admin}/api/seckill/admin/activities", json=body, headers=headers, timeout=10
-        )
-        opts.activity_id = int(_check(resp, 201, f"creating the sale at {admin}")["id"])
-        log.info(
-            "created activity %s (stock %s) starting %s",
-            opts.activity_id,
-            opts.stock,
-            body["starts_at"],
-        )
-    activity = requests.get(
-        f"{admin}{ACTIVITY.format(id=opts.activity_id)}", headers=headers, timeout=10
+
+    admin = opts.admin_url.rstrip("/")
+    opts.activity_id, info = _create_or_read(
+        admin,
+        _admin_headers(opts),
+        opts.activity_id,
+        "/api/seckill/admin/activities",
+        body,
+        ACTIVITY,
+        "activity",
     )
-    info = _check(activity, 200, f"reading activity {opts.activity_id} at {admin}")
     return {
         "activity_id": opts.activity_id,
         "stock": info["stock"],
@@ -371,12 +386,10 @@ def _create_sale(opts: Any, run_s: float) -> dict[str, Any]:
 
 
 def _create_campaign(opts: Any, run_s: float) -> dict[str, Any]:
-    admin = opts.groupbuy_admin_url.rstrip("/")
-    headers = _admin_headers(opts)
-    if not opts.campaign_id:
+    def body() -> dict[str, Any]:
         now = datetime.now(UTC)
         size = int(opts.group_size)
-        body: dict[str, str | int] = {
+        return {
             "sku": f"lt-gb-{opts.run_id}",
             "title": f"Load test group buy {opts.run_id}",
             "group_price_cents": 1990,
@@ -389,21 +402,17 @@ def _create_campaign(opts: Any, run_s: float) -> dict[str, Any]:
             "per_user_limit": 1,
             "payment_timeout_seconds": 900,
         }
-        resp = requests.post(
-            f"{admin}/api/groupbuy/admin/campaigns", json=body, headers=headers, timeout=10
-        )
-        opts.campaign_id = int(_check(resp, 201, f"creating the campaign at {admin}")["id"])
-        log.info(
-            "created campaign %s (stock %s, groups of %s, open %s s)",
-            opts.campaign_id,
-            body["stock"],
-            size,
-            body["group_window_seconds"],
-        )
-    campaign = requests.get(
-        f"{admin}{CAMPAIGN.format(id=opts.campaign_id)}", headers=headers, timeout=10
+
+    admin = opts.groupbuy_admin_url.rstrip("/")
+    opts.campaign_id, info = _create_or_read(
+        admin,
+        _admin_headers(opts),
+        opts.campaign_id,
+        "/api/groupbuy/admin/campaigns",
+        body,
+        CAMPAIGN,
+        "campaign",
     )
-    info = _check(campaign, 200, f"reading campaign {opts.campaign_id} at {admin}")
     return {
         "campaign_id": opts.campaign_id,
         "stock": info["stock"],
@@ -418,12 +427,11 @@ def _create_campaign(opts: Any, run_s: float) -> dict[str, Any]:
 def _create_template(opts: Any, run_s: float) -> dict[str, Any]:
     """A coupon template (无门槛, 3.00 off, valid 7 days from the claim) whose claim window
     opens when the spike arrives, as a sale does; or the one --template-id names."""
-    admin = opts.coupon_admin_url.rstrip("/")
-    headers = _admin_headers(opts)
-    if not opts.template_id:
+
+    def body() -> dict[str, Any]:
         start_in = _start_in(opts)
         opens = datetime.now(UTC) + timedelta(seconds=start_in)
-        body: dict[str, Any] = {
+        return {
             "name": f"Load test coupon {opts.run_id}",
             "kind": "no_threshold",
             "threshold_cents": 0,
@@ -438,20 +446,17 @@ def _create_template(opts: Any, run_s: float) -> dict[str, Any]:
             "scope": "any",
             "usable_on_flash_sales": False,
         }
-        resp = requests.post(
-            f"{admin}/api/coupons/admin/templates", json=body, headers=headers, timeout=10
-        )
-        opts.template_id = int(_check(resp, 201, f"creating the coupon template at {admin}")["id"])
-        log.info(
-            "created coupon template %s (quantity %s) claimable from %s",
-            opts.template_id,
-            body["quantity"],
-            body["claim_starts_at"],
-        )
-    template = requests.get(
-        f"{admin}/api/coupons/admin/templates/{opts.template_id}", headers=headers, timeout=10
+
+    admin = opts.coupon_admin_url.rstrip("/")
+    opts.template_id, info = _create_or_read(
+        admin,
+        _admin_headers(opts),
+        opts.template_id,
+        "/api/coupons/admin/templates",
+        body,
+        "/api/coupons/admin/templates/{id}",
+        "coupon template",
     )
-    info = _check(template, 200, f"reading coupon template {opts.template_id} at {admin}")
     return {
         "template_id": opts.template_id,
         "quantity": info["quantity"],
@@ -1008,17 +1013,7 @@ class CouponRusher(Shopper):
     def claim(self) -> tuple[str, float]:
         """One press of the claim button; returns (ClaimAnswer, seconds to wait if told to)."""
         key = uuid.uuid4().hex
-        with self.client.post(
-            CLAIM.format(id=self.template_id),
-            data=cast(str, b"{}"),  # sent as is; Locust annotates data as str
-            headers={
-                **self.auth,
-                "Content-Type": "application/json",
-                IDEMPOTENCY_KEY_HEADER: key,
-            },
-            name=CLAIM,
-            catch_response=True,
-        ) as resp:
+        with self.post_claim(key, CLAIM) as resp:
             body = _body(resp)
             coupon_id = body.get("coupon_id")
             kind = ANSWERS.record_claim(
@@ -1036,17 +1031,7 @@ class CouponRusher(Shopper):
         return kind, wait
 
     def replay_claim(self, key: str, first: str) -> None:
-        with self.client.post(
-            CLAIM.format(id=self.template_id),
-            data=cast(str, b"{}"),  # sent as is; Locust annotates data as str
-            headers={
-                **self.auth,
-                "Content-Type": "application/json",
-                IDEMPOTENCY_KEY_HEADER: key,
-            },
-            name=f"{CLAIM} (retry)",
-            catch_response=True,
-        ) as resp:
+        with self.post_claim(key, f"{CLAIM} (retry)") as resp:
             body = _body(resp)
             kind = ANSWERS.record_claim_replay(
                 self.user_id, first, resp.status_code or None, body.get("coupon_id")
@@ -1058,6 +1043,19 @@ class CouponRusher(Shopper):
                     f"retry of {first}: HTTP {resp.status_code} "
                     f"{body.get('coupon_id') or body.get('error', '-')}"
                 )
+
+    def post_claim(self, key: str, name: str) -> Any:
+        return self.client.post(
+            CLAIM.format(id=self.template_id),
+            data=cast(str, b"{}"),  # sent as is; Locust annotates data as str
+            headers={
+                **self.auth,
+                "Content-Type": "application/json",
+                IDEMPOTENCY_KEY_HEADER: key,
+            },
+            name=name,
+            catch_response=True,
+        )
 
     def view_template(self) -> None:
         self.client.get(TEMPLATE.format(id=self.template_id), headers=self.auth, name=TEMPLATE)

@@ -238,12 +238,14 @@ class Bench:
             "per_user_limit": PER_USER_LIMIT,
             "payment_timeout_seconds": 3600,
         }
+        return await self.create(f"{self.seckill_url}/api/seckill/admin/activities", body)
+
+    async def create(self, url: str, body: dict[str, object]) -> int:
+        """The id of what an admin POST to `url` created."""
         headers = {"Authorization": f"Bearer {self.admin}"}
-        async with self.http.post(
-            f"{self.seckill_url}/api/seckill/admin/activities", json=body, headers=headers
-        ) as r:
+        async with self.http.post(url, json=body, headers=headers) as r:
             if r.status != 201:
-                raise BenchError(f"creating a bench activity: {r.status} {await r.text()}")
+                raise BenchError(f"POST {url}: {r.status} {await r.text()}")
             return int((await r.json())["id"])
 
     async def new_template(self) -> int:
@@ -264,13 +266,7 @@ class Bench:
             "scope": "any",
             "usable_on_flash_sales": False,
         }
-        headers = {"Authorization": f"Bearer {self.admin}"}
-        async with self.http.post(
-            f"{self.coupon_url}/api/coupons/admin/templates", json=body, headers=headers
-        ) as r:
-            if r.status != 201:
-                raise BenchError(f"creating a bench coupon template: {r.status} {await r.text()}")
-            return int((await r.json())["id"])
+        return await self.create(f"{self.coupon_url}/api/coupons/admin/templates", body)
 
     async def new_naive_sale(self) -> int:
         sale = random.randrange(1, 2**62)
