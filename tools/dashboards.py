@@ -123,6 +123,20 @@ def consumer_panels(job: str) -> list[Panel]:
     ]
 
 
+def stream_outbox_panel(prefix: str) -> Panel:
+    """A Redis stream outbox relay's <prefix>_outbox_* (services/common/stream_outbox.py,
+    RelayMetrics): the backlog every replica reads alike (max), its counters (summed)."""
+    return timeseries(
+        "Outbox: backlog, published/s, failures/s, reclaimed/s",
+        [
+            (f"max({prefix}_outbox_backlog)", "backlog"),
+            (f"sum(rate({prefix}_outbox_published_total[{RATE}]))", "published/s"),
+            (f"sum(rate({prefix}_outbox_publish_failures_total[{RATE}]))", "failed rounds/s"),
+            (f"sum(rate({prefix}_outbox_reclaimed_total[{RATE}]))", "reclaimed/s"),
+        ],
+    )
+
+
 def overview() -> list[Panel]:
     return [
         stat(
@@ -197,6 +211,7 @@ def overview() -> list[Panel]:
                 ("max(seckill_outbox_backlog)", "seckill outbox"),
                 ("max(order_outbox_backlog)", "order outbox"),
                 ("max(identity_outbox_backlog)", "identity outbox"),
+                ("max(coupon_outbox_backlog)", "coupon outbox"),
             ],
         ),
         timeseries(
@@ -246,15 +261,7 @@ def seckill() -> list[Panel]:
                 ("max by (activity) (seckill_activity_stock_initial)", "initial {{activity}}"),
             ],
         ),
-        timeseries(
-            "Outbox: backlog, published/s, failures/s, reclaimed/s",
-            [
-                ("max(seckill_outbox_backlog)", "backlog"),
-                (f"sum(rate(seckill_outbox_published_total[{RATE}]))", "published/s"),
-                (f"sum(rate(seckill_outbox_publish_failures_total[{RATE}]))", "failed rounds/s"),
-                (f"sum(rate(seckill_outbox_reclaimed_total[{RATE}]))", "reclaimed/s"),
-            ],
-        ),
+        stream_outbox_panel("seckill"),
         timeseries(
             "Outbox relay lag",
             [
@@ -423,15 +430,7 @@ def groupbuy() -> list[Panel]:
             ],
             "s",
         ),
-        timeseries(
-            "Outbox: backlog, published/s, failures/s, reclaimed/s",
-            [
-                ("max(groupbuy_outbox_backlog)", "backlog"),
-                (f"sum(rate(groupbuy_outbox_published_total[{RATE}]))", "published/s"),
-                (f"sum(rate(groupbuy_outbox_publish_failures_total[{RATE}]))", "failed rounds/s"),
-                (f"sum(rate(groupbuy_outbox_reclaimed_total[{RATE}]))", "reclaimed/s"),
-            ],
-        ),
+        stream_outbox_panel("groupbuy"),
         timeseries(
             "Sweeper failures/s and units returned/s",
             [
@@ -445,6 +444,85 @@ def groupbuy() -> list[Panel]:
         ),
         # Lag and results; DLQ sizes are on the order board (it watches every DLQ topic).
         *consumer_panels("groupbuy")[:2],
+    ]
+
+
+def results_per_second(title: str, counter: str) -> Panel:
+    """A counter labelled `result`, one line per result."""
+    return timeseries(title, [(f"sum by (result) (rate({counter}[{RATE}]))", "{{result}}")], "ops")
+
+
+# The coupon service's two consumer groups (docs/coupons.md).
+COUPON_GROUPS = 'group=~"coupon-record|coupon-orders"'
+
+
+def coupon() -> list[Panel]:
+    """Claim rushes, grants after paid orders, redemptions on orders, the coupons left per
+    live template, the relay to the coupons topic, and the two consumer groups (coupon-record
+    on coupons, coupon-orders on orders) with their dead letters."""
+    quantiles = (0.5, 0.99)
+    return [
+        stat("Claims/s", f"sum(rate(coupon_claims_total[{RATE}]))", "ops"),
+        stat(
+            "Claimed (share of claims)",
+            f'sum(rate(coupon_claims_total{{result="claimed"}}[{RATE}]))'
+            f" / sum(rate(coupon_claims_total[{RATE}]))",
+            "percentunit",
+        ),
+        stat("Coupons left (live templates)", "sum(max by (template) (coupon_remaining))"),
+        stat("Outbox backlog", "max(coupon_outbox_backlog)"),
+        stat(
+            "Consumer lag (both groups)",
+            "sum(max by (topic, group, partition) "
+            f"(kafka_consumer_lag{{{COUPON_GROUPS}}})) or vector(0)",
+        ),
+        stat(
+            "coupons.dlq messages",
+            'max(kafka_dlq_messages{topic=~".*coupons.dlq"}) or vector(0)',
+        ),
+        *red_panels("coupon"),
+        results_per_second("Claims/s by result", "coupon_claims_total"),
+        results_per_second("Grants/s by result (下单返券)", "coupon_grants_total"),
+        results_per_second(
+            "Redemptions/s by result (locked, used, released, refused)",
+            "coupon_redemptions_total",
+        ),
+        timeseries(
+            "Coupons left per live template",
+            [("max by (template) (coupon_remaining)", "template {{template}}")],
+        ),
+        stream_outbox_panel("coupon"),
+        timeseries(
+            "Outbox publish delay, script -> Kafka ack (p50 / p99)",
+            [
+                (
+                    f"histogram_quantile({q}, sum by (le) "
+                    f"(rate(coupon_outbox_publish_delay_seconds_bucket[{RATE}])))",
+                    f"p{int(q * 100)}",
+                )
+                for q in quantiles
+            ],
+            "s",
+        ),
+        timeseries(
+            "Consumer lag per group: coupon-record (coupons), coupon-orders (orders)",
+            [
+                (
+                    # max per partition first: a partition moving in a rebalance is
+                    # briefly exported by two replicas.
+                    "sum by (group, topic) (max by (group, topic, partition) "
+                    f"(kafka_consumer_lag{{{COUPON_GROUPS}}}))",
+                    "{{group}} {{topic}}",
+                ),
+                (
+                    "sum by (consumergroup, topic) "
+                    "(max by (consumergroup, topic, partition) "
+                    '(kafka_consumergroup_lag{consumergroup=~"coupon-record|coupon-orders"}))',
+                    "{{consumergroup}} {{topic}} (brokers' view)",
+                ),
+            ],
+        ),
+        *consumer_panels("coupon"),
     ]
 
 
@@ -713,6 +791,7 @@ def dashboards() -> dict[str, dict[str, Any]]:
         "flashsale-identity": board(
             "flashsale-identity", "Flash sale: identity service", identity()
         ),
+        "flashsale-coupon": board("flashsale-coupon", "Flash sale: coupon service", coupon()),
         "flashsale-infrastructure": board(
             "flashsale-infrastructure", "Flash sale: Redis, Kafka, gateway", infrastructure()
         ),

@@ -44,6 +44,7 @@ class GatewayValues:
     seckill_upstream: str
     order_upstream: str
     groupbuy_upstream: str
+    coupon_upstream: str
     notify_upstream: str
     identity_upstream: str
     console_upstream: str
@@ -207,6 +208,7 @@ def render_nginx_conf(v: GatewayValues) -> str:
         seckill_upstream=v.seckill_upstream,
         order_upstream=v.order_upstream,
         groupbuy_upstream=v.groupbuy_upstream,
+        coupon_upstream=v.coupon_upstream,
         notify_upstream=v.notify_upstream,
         identity_upstream=v.identity_upstream,
         console_upstream=v.console_upstream,
@@ -244,6 +246,7 @@ def local_gateway_values(s: Settings, run_dir: Path) -> GatewayValues:
         seckill_upstream=f"{_host(s.http_host)}:{s.seckill_port}",
         order_upstream=f"{_host(s.http_host)}:{s.order_port}",
         groupbuy_upstream=f"{_host(s.http_host)}:{s.groupbuy_port}",
+        coupon_upstream=f"{_host(s.http_host)}:{s.coupon_port}",
         notify_upstream=f"{_host(s.http_host)}:{s.notify_port}",
         identity_upstream=f"{_host(s.http_host)}:{s.identity_port}",
         console_upstream=f"{_host(s.http_host)}:{s.console_port}",
@@ -276,6 +279,7 @@ K8S_GATEWAY = GatewayValues(
     seckill_upstream="seckill:8081",
     order_upstream="order:8082",
     groupbuy_upstream="groupbuy:8083",
+    coupon_upstream="coupon:8091",
     notify_upstream="notify:8084",
     identity_upstream="identity:8086",
     console_upstream="console:8089",

@@ -61,6 +61,7 @@ SERVICES: tuple[Service, ...] = (
     Service("seckill-worker", "services.seckill.worker", "seckill_worker_ops_port"),
     Service("order", "services.order", "order_ops_port"),
     Service("groupbuy", "services.groupbuy", "groupbuy_ops_port"),
+    Service("coupon", "services.coupon", "coupon_ops_port"),
     Service("identity", "services.identity", "identity_ops_port", local_env=via_fake_wechat),
     Service("notify", "services.notify", "notify_ops_port", local_env=sends_to_fake_wechat),
     Service("reconcile", "services.reconcile", "reconcile_ops_port"),

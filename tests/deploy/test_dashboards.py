@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 import re
+from typing import Any
 
 import yaml
 
-from tests.integration.test_metrics_names import GROUPBUY, IDENTITY, NOTIFY, ORDER, SECKILL
+from tests.integration.test_metrics_names import COUPON, GROUPBUY, IDENTITY, NOTIFY, ORDER, SECKILL
 from tools.dashboards import dashboards, red_panels
 from tools.deploy import DASHBOARDS_DIR, DEPLOY
 
@@ -46,6 +47,8 @@ SHARED_STATE_GAUGES = {
     "notify_deliveries",
     "identity_outbox_backlog",
     "identity_access_token_seconds_left",
+    "coupon_remaining",
+    "coupon_outbox_backlog",
     "kafka_dlq_messages",
     "kafka_consumergroup_lag",
 }
@@ -60,7 +63,7 @@ def queried_metrics(expr: str) -> set[str]:
 
 
 def test_every_query_uses_a_metric_a_service_exports() -> None:
-    known = set(SECKILL) | set(ORDER) | set(GROUPBUY) | set(NOTIFY) | set(IDENTITY)
+    known = set(SECKILL) | set(ORDER) | set(GROUPBUY) | set(NOTIFY) | set(IDENTITY) | set(COUPON)
     known |= EXTERNAL | EXPORTERS
     for name, board in dashboards().items():
         for panel in board["panels"]:
@@ -113,14 +116,35 @@ def test_provisioning_files_point_at_the_dashboards() -> None:
     assert listed == {p.name for p in DASHBOARDS_DIR.glob("*.json")}
 
 
-def test_the_identity_board_shows_logins_tokens_and_the_users_outbox() -> None:
-    board = dashboards()["flashsale-identity"]
+def service_board(job: str, exported: dict[str, set[str]]) -> tuple[dict[str, Any], str]:
+    """A service's board, checked to query every metric of the service's own (named
+    <job>_...) and to show its RED panels in order; with all its queries in one string."""
+    board = dashboards()[f"flashsale-{job}"]
     exprs = " ".join(t["expr"] for p in board["panels"] for t in p["targets"])
-    for metric in IDENTITY:
-        if metric.startswith("identity_"):
+    for metric in exported:
+        if metric.startswith(f"{job}_"):
             assert metric in exprs, metric
     titles = [p["title"] for p in board["panels"]]
-    red = [p["title"] for p in red_panels("identity")]
+    red = [p["title"] for p in red_panels(job)]
     assert [title for title in titles if title in red] == red
-    assert 'http_requests_total{job="identity"}' in exprs
-    assert "WeChat access_token seconds left" in titles
+    assert f'http_requests_total{{job="{job}"}}' in exprs
+    return board, exprs
+
+
+def test_the_identity_board_shows_logins_tokens_and_the_users_outbox() -> None:
+    board, _ = service_board("identity", IDENTITY)
+    assert "WeChat access_token seconds left" in [p["title"] for p in board["panels"]]
+
+
+def test_the_coupon_board_shows_the_rush_grants_redemptions_relay_and_both_groups() -> None:
+    board, exprs = service_board("coupon", COUPON)
+    titles = [p["title"] for p in board["panels"]]
+    for wanted in ("Claims/s by result", "Grants/s by result", "Redemptions/s by result"):
+        assert any(title.startswith(wanted) for title in titles), wanted
+    assert "Coupons left per live template" in titles
+    (lag,) = [p for p in board["panels"] if p["title"].startswith("Consumer lag per group")]
+    lag_exprs = " ".join(t["expr"] for t in lag["targets"])
+    assert 'group=~"coupon-record|coupon-orders"' in lag_exprs
+    assert 'consumergroup=~"coupon-record|coupon-orders"' in lag_exprs
+    assert "coupon_outbox_publish_delay_seconds_bucket" in exprs
+    assert 'kafka_dlq_messages{topic=~".*coupons.dlq"}' in exprs

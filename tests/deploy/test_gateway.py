@@ -26,7 +26,7 @@ from tools.deploy import K8S_GATEWAY, local_gateway_values, render_nginx_conf
 from tools.openapi import admin_document, public_document
 
 NOT_FOUND = {"error": "not_found", "message": "no such route"}
-UPSTREAMS = ("seckill", "order", "groupbuy", "notify", "identity", "console")
+UPSTREAMS = ("seckill", "order", "groupbuy", "notify", "identity", "console", "coupon")
 # A live stream's stub sends an event, then pauses longer than the gateway's default
 # proxy_read_timeout (10 s) before the next: only the live locations' own timeout keeps
 # the stream open that long.
@@ -118,6 +118,56 @@ async def test_api_routes_reach_their_service(gateway: Gateway) -> None:
         assert (status, body) == (200, {"upstream": upstream, "path": path}), path
 
 
+async def test_coupon_routes_reach_the_coupon_service_and_the_rest_of_orders_stays_with_order(
+    gateway: Gateway,
+) -> None:
+    base = (await gateway()).public
+    routes = {
+        ("GET", "/api/coupons"): "coupon",
+        ("GET", "/api/coupons?state=available&limit=20"): "coupon",
+        ("GET", "/api/coupons/templates/12"): "coupon",
+        ("POST", "/api/coupons/templates/12/claims"): "coupon",
+        ("POST", "/api/orders/abc/coupon"): "coupon",
+        ("POST", "/api/orders/3f2a-77/coupon?x=1"): "coupon",
+        # Only the coupon of one order: the order's own routes, and paths that merely
+        # look alike, stay with the order service.
+        ("GET", "/api/orders/abc"): "order",
+        ("POST", "/api/orders/abc/cancel"): "order",
+        ("GET", "/api/orders/abc/coupons"): "order",
+        ("GET", "/api/orders/abc/coupon/x"): "order",
+        ("GET", "/api/orders/coupon"): "order",
+        ("GET", "/api/couponsx"): None,
+    }
+    for (method, path), upstream in routes.items():
+        status, _, body = await get(base + path, method)
+        if upstream is None:
+            assert (status, body) == (404, NOT_FOUND), path
+        else:
+            assert (status, body) == (200, {"upstream": upstream, "path": path}), path
+
+
+async def test_an_order_s_coupon_fails_alone_when_the_coupon_service_is_down(
+    gateway: Gateway,
+) -> None:
+    base = (await gateway(coupon_port=free_port())).public
+    for path in ("/api/orders/abc/coupon", "/api/coupons/templates/12/claims"):
+        status, headers, body = await get(base + path, "POST", json={"coupon_id": "c1"})
+        assert (status, body["error"], headers["Retry-After"]) == (503, "unavailable", "1"), path
+    status, _, body = await get(base + "/api/orders/abc")
+    assert (status, body) == (200, {"upstream": "order", "path": "/api/orders/abc"})
+
+
+async def test_a_claim_rush_from_one_address_is_held_by_the_per_ip_limit_like_reservations(
+    gateway: Gateway,
+) -> None:
+    base = (await gateway(**ONE_PER_SECOND_PER_IP)).public
+    body = await held_by_the_per_ip_limit(base + "/api/coupons/templates/12/claims", "POST")
+    assert body == {"error": "rate_limited", "message": "too many requests from this address"}
+    # One zone per address for every route: the rush leaves it no reservations either.
+    status, _, _ = await get(base + "/api/seckill/activities/7/reservations", "POST")
+    assert status == 429
+
+
 async def test_admin_ops_and_unknown_routes_are_not_exposed(gateway: Gateway) -> None:
     base = (await gateway()).public
     hidden = [
@@ -125,6 +175,10 @@ async def test_admin_ops_and_unknown_routes_are_not_exposed(gateway: Gateway) ->
         "/api/groupbuy/admin/campaigns",
         "/api/orders/admin/orders",
         "/api/notify/admin/messages",
+        "/api/coupons/admin/templates",
+        "/api/coupons/admin/templates/3/end",
+        "/api/coupons/admin",
+        "/api/orders/admin/coupon",
         "/api/auth/admin/login",
         "/api/auth/admin",
         "/console/",
@@ -150,6 +204,9 @@ async def test_admin_routes_spelled_otherwise_are_still_not_exposed(gateway: Gat
         "/api/auth/%61dmin/login",
         "/api/seckill//admin/activities",
         "/api/groupbuy/x/../admin/campaigns",
+        "/api/coupons/%61dmin/templates",
+        "/api/coupons//admin/templates",
+        "/api/coupons/templates/../admin/templates",
     ):
         status, _, body = await get(URL(base + path, encoded=True), "POST")
         assert (status, body) == (404, NOT_FOUND), path
@@ -164,6 +221,8 @@ async def test_the_admin_server_routes_every_service_s_admin_routes_and_auth(
         "/api/orders/admin/orders?state=paid": "order",
         "/api/groupbuy/admin/campaigns": "groupbuy",
         "/api/notify/admin/messages": "notify",
+        "/api/coupons/admin/templates": "coupon",
+        "/api/coupons/admin/templates/3/grant-rules?limit=5": "coupon",
         "/api/auth/admin/login": "identity",
         "/api/auth/refresh": "identity",
         "/api/auth/logout": "identity",
@@ -178,6 +237,9 @@ async def test_the_admin_server_routes_every_service_s_admin_routes_and_auth(
     for path in (
         "/api/seckill/activities",
         "/api/orders",
+        "/api/coupons",
+        "/api/coupons/templates/3",
+        "/api/orders/abc/coupon",
         "/metrics",
         "/healthz",
         "/",
@@ -234,6 +296,23 @@ def test_the_rendered_configs_route_auth_to_identity_and_keep_admin_off_the_publ
         assert "console" not in public.split("# The public server.")[1]
         assert admin.count("proxy_buffering off;") == 3
     assert "server 127.0.0.1:8089;" in local and "server console:8089;" in k8s
+    assert "server 127.0.0.1:8091;" in local and "server coupon:8091;" in k8s
+
+
+def test_the_rendered_configs_send_coupons_and_an_order_s_coupon_to_the_coupon_service() -> None:
+    local = render_nginx_conf(local_gateway_values(Settings(), Path("/x")))
+    for conf in (local, render_nginx_conf(K8S_GATEWAY)):
+        public, admin = conf.split("# The admin server")
+        public = public.split("# The public server.")[1]
+        assert public.count("proxy_pass http://coupon;") == 3
+        assert "location ~ ^/api/orders/[^/]+/coupon$ { proxy_pass http://coupon; }" in public
+        # The admin refusal is the first regular expression: nginx tries them in order.
+        assert public.index("/admin(/|$)") < public.index("/coupon$")
+        # No limit of its own: the claims count in the server's per-IP zone.
+        claims = public[public.index("location /api/coupons/") :].split("\n", 1)[0]
+        assert claims == "location /api/coupons/ { proxy_pass http://coupon; }"
+        assert admin.count("proxy_pass http://coupon;") == 1
+        assert "location /api/coupons/admin/ { proxy_pass http://coupon; }" in admin
 
 
 async def test_a_body_over_the_limit_is_refused_with_413(gateway: Gateway) -> None:
@@ -245,19 +324,26 @@ async def test_a_body_over_the_limit_is_refused_with_413(gateway: Gateway) -> No
     assert status == 200
 
 
-async def test_a_client_over_the_per_ip_rate_is_answered_429(gateway: Gateway) -> None:
-    base = (
-        await gateway(
-            gateway_rate_limit_per_second=1,
-            gateway_rate_limit_burst=2,
-            gateway_rate_limit_exempt="",
-        )
-    ).public
-    results = [await get(base + "/api/seckill/activities") for _ in range(10)]
+# 1 request/s and a burst of 2 per address, none exempt.
+ONE_PER_SECOND_PER_IP: dict[str, Any] = dict(
+    gateway_rate_limit_per_second=1, gateway_rate_limit_burst=2, gateway_rate_limit_exempt=""
+)
+
+
+async def held_by_the_per_ip_limit(url: str, method: str = "GET") -> Any:
+    """Ten requests in a row from one address under ONE_PER_SECOND_PER_IP: at most the burst
+    and a freed slot pass, the rest are 429 with Retry-After 1. The body of a 429."""
+    results = [await get(url, method) for _ in range(10)]
     statuses = [s for s, _, _ in results]
     assert statuses.count(200) <= 4 and statuses.count(429) >= 6
     _, headers, body = next(r for r in results if r[0] == 429)
     assert headers["Retry-After"] == "1"
+    return body
+
+
+async def test_a_client_over_the_per_ip_rate_is_answered_429(gateway: Gateway) -> None:
+    base = (await gateway(**ONE_PER_SECOND_PER_IP)).public
+    body = await held_by_the_per_ip_limit(base + "/api/seckill/activities")
     assert body["error"] == "rate_limited"
 
 
@@ -412,6 +498,8 @@ async def test_the_idempotency_key_reaches_the_services(gateway: Gateway) -> Non
         "/api/groupbuy/campaigns/3/groups",
         "/api/groupbuy/groups/3-abc/join",
         "/api/orders/abc/cancel",
+        "/api/coupons/templates/12/claims",
+        "/api/orders/abc/coupon",
     ):
         status, _, body = await get(base + path, "POST", headers={"Idempotency-Key": key})
         assert (status, body["path"], body["idempotency_key"]) == (200, path, key)

@@ -18,6 +18,7 @@ import yaml
 
 from services.common.settings import Settings
 from services.common.topics import (
+    COUPONS,
     GROUPBUY,
     ORDERS,
     SECKILL_RESERVATIONS,
@@ -44,6 +45,8 @@ CONSUMES = {
     "order": (SECKILL_RESERVATIONS, GROUPBUY),
     "groupbuy": (GROUPBUY, ORDERS),
     "notify": NOTIFY_CONSUMES,
+    # coupon-record on coupons, coupon-orders on orders (docs/coupons.md).
+    "coupon": (COUPONS, ORDERS),
 }
 # kube-prometheus-stack's Prometheus selects monitors and rules by `release: <its Helm
 # release name>` (deploy/k8s/base/monitoring/kustomization.yaml; docs/deploy.md).
@@ -349,11 +352,13 @@ def pod_sysctls(docs: tuple[dict[str, Any], ...], name: str) -> dict[str, str]:
     return {s["name"]: s["value"] for s in pod.get("securityContext", {}).get("sysctls", [])}
 
 
-def test_the_seckill_api_s_listen_queue_is_not_capped_below_its_backlog_in_prod() -> None:
+@pytest.mark.parametrize("api", ["seckill", "coupon"])
+def test_a_rush_api_s_listen_queue_is_not_capped_below_its_backlog_in_prod(api: str) -> None:
+    """The seckill API takes a sale's opening burst, the coupon API a claim rush's."""
     docs = rendered("prod")
-    backlog = Settings.from_env(container_settings(docs, "seckill")).http_listen_backlog
+    backlog = Settings.from_env(container_settings(docs, api)).http_listen_backlog
     assert backlog >= 4096  # production-sized; aiohttp's own default is 128
-    assert int(pod_sysctls(docs, "seckill")["net.core.somaxconn"]) >= backlog
+    assert int(pod_sysctls(docs, api)["net.core.somaxconn"]) >= backlog
 
 
 def test_the_dev_overlay_asks_for_no_sysctl_a_stock_kubelet_refuses() -> None:
@@ -376,7 +381,7 @@ def test_no_deployment_an_autoscaler_manages_sets_replicas(overlay: str) -> None
     """A replicas value would be re-applied by every `kubectl apply`, fighting the HPA."""
     docs = rendered(overlay)
     scaled = autoscalers(docs)
-    assert set(scaled) == {"seckill", "order", "groupbuy", "notify", "identity"}
+    assert set(scaled) == {"seckill", "order", "groupbuy", "coupon", "notify", "identity"}
     for deployment in of_kind(docs, "Deployment"):
         if deployment["metadata"]["name"] in scaled:
             assert "replicas" not in deployment["spec"], deployment["metadata"]["name"]
@@ -436,6 +441,38 @@ def test_the_admin_side_is_a_cluster_ip_service_only_admin_clients_may_reach(
         for peer in rule.get("from", [{}])
     ]
     assert peers == [{"podSelector": {"matchLabels": {"flashsale/admin-client": "true"}}}]
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_the_coupon_service_is_reached_by_the_gateway_only_and_reaches_redis(overlay: str) -> None:
+    docs = rendered(overlay)
+    pod = pod_template(docs, "Deployment", "coupon")
+    labels = pod["metadata"]["labels"]
+    (app,) = pod["spec"]["containers"]
+    settings = Settings.from_env(container_settings(docs, "coupon"))
+    ports = {p["name"]: p["containerPort"] for p in app["ports"]}
+    assert ports == {"http": settings.coupon_port, "ops": settings.coupon_ops_port}
+    # Who may connect to its API port: the gateway's pods, nobody else.
+    peers = [
+        peer
+        for policy in of_kind(docs, "NetworkPolicy")
+        if selects(policy["spec"]["podSelector"], labels)
+        for rule in policy["spec"].get("ingress", [])
+        if settings.coupon_port in {port["port"] for port in rule.get("ports", [])}
+        for peer in rule.get("from", [{}])
+    ]
+    assert peers == [{"podSelector": {"matchLabels": {"app.kubernetes.io/name": "gateway"}}}]
+    assert ports_open_to_monitoring(docs, labels) >= {settings.coupon_ops_port}
+    # Its claims and grants run in Redis: the Redis pod lets it in.
+    redis = pod_template(docs, "StatefulSet", "redis")["metadata"]["labels"]
+    assert any(
+        selects(peer["podSelector"], labels)
+        for policy in of_kind(docs, "NetworkPolicy")
+        if selects(policy["spec"]["podSelector"], redis)
+        for rule in policy["spec"].get("ingress", [])
+        for peer in rule.get("from", [])
+        if "podSelector" in peer
+    )
 
 
 def test_kafka_topics_match_the_code_and_monitors_cover_every_service() -> None:

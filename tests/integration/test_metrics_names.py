@@ -123,6 +123,24 @@ IDENTITY = {
     "identity_outbox_publish_failures": set(),
     "identity_outbox_backlog": set(),
 }
+# The coupon service (docs/coupons.md): what its dashboard and alert rules query. Its
+# relay is the shared stream outbox relay (prefix coupon).
+COUPON = {
+    **COMMON,
+    "coupon_claims": {"result"},
+    "coupon_grants": {"result"},
+    "coupon_redemptions": {"result"},
+    "coupon_remaining": {"template"},
+    "coupon_outbox_published": set(),
+    "coupon_outbox_publish_failures": set(),
+    "coupon_outbox_reclaimed": set(),
+    "coupon_outbox_backlog": set(),
+    "coupon_outbox_publish_delay_seconds": set(),
+    "kafka_consumer_messages": {"topic", "group", "result"},
+    "kafka_consumer_retries": {"topic", "group"},
+    "kafka_consumer_lag": {"topic", "group", "partition"},
+    "kafka_dlq_messages": {"topic"},
+}
 # Labels whose values come from a small, fixed set (or from live activities/partitions).
 ALLOWED_LABELS = {"route", "method", "status", "result", "topic", "group", "partition"}
 ALLOWED_LABELS |= {"activity", "state", "kind", "reason", "how", "le", "template", "channel"}
