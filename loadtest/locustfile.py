@@ -434,7 +434,6 @@ def _create_template(opts: Any, run_s: float) -> dict[str, Any]:
         return {
             "name": f"Load test coupon {opts.run_id}",
             "kind": "no_threshold",
-            "threshold_cents": 0,
             "amount_off_cents": 300,
             "validity": "relative",
             "valid_days": 7,

@@ -254,7 +254,6 @@ class Bench:
         body = {
             "name": f"Benchmark coupon {random.randrange(10**6)}",
             "kind": "no_threshold",
-            "threshold_cents": 0,
             "amount_off_cents": 100,
             "validity": "relative",
             "valid_days": 30,
