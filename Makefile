@@ -124,7 +124,7 @@ loadtest: $(VENV)/.loadtest-installed ## Locust scenario headless against TARGET
 	$(VPY) -m loadtest.run --scenario $(SCENARIO) --users $(USERS) --spawn-rate $(SPAWN_RATE) \
 	  --run-time $(RUN_TIME) --host $(TARGET) $(if $(OUT),--out $(OUT)) $(LOADTEST_ARGS)
 
-bench: $(VENV)/.loadtest-installed wrk infra ## benchmark: hello vs reserve vs naive PostgreSQL, order pipeline -> docs/benchmarks.md
+bench: $(VENV)/.loadtest-installed wrk infra ## benchmark: hello vs reserve vs naive PostgreSQL vs coupon claim, order pipeline -> docs/benchmarks.md
 	$(VPY) -m loadtest.bench $(BENCH_ARGS)
 
 .PHONY: bench-login

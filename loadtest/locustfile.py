@@ -7,13 +7,14 @@
 Scenarios (docs/loadtest.md has the details; `make loadtest` runs them headless and
 checks the invariants afterwards):
 
-| class           | tags            | what                                                       |
-|-----------------|-----------------|------------------------------------------------------------|
-| SpikeShopper    | spike, mixed    | open the page early, press until served or refused          |
-| RepeatPresser   | repeat, mixed   | one shopper pressing again and again (limit, rate limit)    |
-| Browser         | browse, mixed   | list activities, open one, look at one's orders             |
-| Payer           | payment, mixed  | reserve, then pay a share of the orders (signed callback)   |
-| GroupBuyInviter | groupbuy, mixed | open a group, share it, friends race to join, leaders pay   |
+| class           | tags               | what                                                      |
+|-----------------|--------------------|-----------------------------------------------------------|
+| SpikeShopper    | spike, mixed       | open the page early, press until served or refused        |
+| RepeatPresser   | repeat, mixed      | one shopper pressing again and again (limit, rate limit)  |
+| Browser         | browse, mixed      | list activities, open one, look at one's orders           |
+| Payer           | payment, mixed     | reserve, then pay a share of the orders (signed callback) |
+| GroupBuyInviter | groupbuy, mixed    | open a group, share it, friends race to join, leaders pay |
+| CouponRusher    | coupon-rush, mixed | press claim as the window opens until served or refused   |
 
 The load shape (FlashSaleShape) follows --shape: `spike` models the warm-up (early birds,
 5% of -u), the spike (all -u users arriving at -r per second at the sale start) and the
@@ -21,7 +22,8 @@ tail; `steady` holds -u users. -t ends both.
 
 The sale is created at test start through --admin-url (the seckill service itself: admin
 routes are not on the public gateway) unless --activity-id names one; the group-buy
-campaign likewise through --groupbuy-admin-url unless --campaign-id names one. Each is
+campaign likewise through --groupbuy-admin-url unless --campaign-id names one, and the
+coupon template through --coupon-admin-url unless --template-id names one. Each is
 created only when a class that uses it runs. Each shopper logs in through the gateway
 (POST /api/auth/login with a code unique to the run, as wx.login() would give it; the local
 fake WeChat provider accepts any such code), or with --auth mint signs its own JWT
@@ -65,15 +67,18 @@ from loadtest.scenarios import (
     RUN_FILE,
     Answer,
     AnswerLog,
+    ClaimAnswer,
     GroupAnswer,
     PaymentAnswer,
     SpikePlan,
     needs_campaign,
     needs_sale,
+    needs_template,
     pick_user_classes,
     steady_target,
 )
 from services.common.auth import DEFAULT_KEY_ID
+from services.common.idempotency import IDEMPOTENCY_KEY_HEADER
 from services.common.settings import DEV_JWT_SECRET, DEV_PAYMENT_SECRET, Settings
 from services.order.payments import SIGNATURE_HEADER, sign
 
@@ -90,6 +95,9 @@ CAMPAIGN = "/api/groupbuy/campaigns/{id}"
 OPEN_GROUP = "/api/groupbuy/campaigns/{id}/groups"
 JOIN_GROUP = "/api/groupbuy/groups/{id}/join"
 GROUP = "/api/groupbuy/groups/{id}"
+TEMPLATE = "/api/coupons/templates/{id}"
+CLAIM = "/api/coupons/templates/{id}/claims"
+MY_COUPONS = "/api/coupons"
 # A provider retries a notification it got no answer to: this share of payments is sent
 # twice (same transaction id), which must change nothing.
 PAYMENT_REPLAY_SHARE = 0.1
@@ -99,6 +107,9 @@ PAYMENT_REPLAY_SHARE = 0.1
 SHORT_CIRCLE_SHARE = 0.15
 EXTRA_FRIENDS = 2
 DOUBLE_TAP_SHARE = 0.1
+# A shopper whose claim answer got lost retries with the same Idempotency-Key: this share
+# of 201 claims is retried once, and must be answered with the same coupon.
+CLAIM_REPLAY_SHARE = 0.1
 _DEFAULTS = Settings()
 
 ANSWERS = AnswerLog()
@@ -230,6 +241,24 @@ def _options(parser: Any) -> None:
         help="stock of a created campaign (0: --stock)",
     )
     g.add_argument(
+        "--coupon-admin-url",
+        env_var="LOADTEST_COUPON_ADMIN_URL",
+        default=f"http://{_DEFAULTS.http_host}:{_DEFAULTS.coupon_port}",
+        help="coupon service URL for creating the template (not on the public gateway)",
+    )
+    g.add_argument(
+        "--template-id",
+        type=int,
+        default=0,
+        help="coupon-rush scenario: existing coupon template to load (0: create one at test start)",
+    )
+    g.add_argument(
+        "--coupon-quantity",
+        type=int,
+        default=0,
+        help="quantity of a created coupon template (0: --stock)",
+    )
+    g.add_argument(
         "--payment-secret",
         env_var="PAYMENT_WEBHOOK_SECRET",
         default=DEV_PAYMENT_SECRET,
@@ -296,15 +325,38 @@ def _check(resp: requests.Response, expected: int, what: str) -> dict[str, Any]:
     return body if isinstance(body, dict) else {}
 
 
+def _start_in(opts: Any) -> float:
+    """Seconds from test start to the sale's start or the claim window's opening."""
+    if opts.start_in >= 0:
+        return float(opts.start_in)
+    return float(opts.warmup_seconds) if opts.shape == "spike" else 0.0
+
+
+def _create_or_read(
+    admin: str,
+    headers: dict[str, str],
+    given: int,
+    create: str,
+    body: Callable[[], dict[str, Any]],
+    read: str,
+    what: str,
+) -> tuple[int, dict[str, Any]]:
+    """(id, what `read` says of it) of the sale, campaign or template `given` names, or
+    of the one created with `body()` at `create` when `given` is 0."""
+    if not given:
+        sent = body()
+        resp = requests.post(f"{admin}{create}", json=sent, headers=headers, timeout=10)
+        given = int(_check(resp, 201, f"creating the {what} at {admin}")["id"])
+        log.info("created %s %s: %s", what, given, sent)
+    resp = requests.get(f"{admin}{read.format(id=given)}", headers=headers, timeout=10)
+    return given, _check(resp, 200, f"reading {what} {given} at {admin}")
+
+
 def _create_sale(opts: Any, run_s: float) -> dict[str, Any]:
-    admin = opts.admin_url.rstrip("/")
-    headers = _admin_headers(opts)
-    if not opts.activity_id:
-        start_in = opts.start_in
-        if start_in < 0:
-            start_in = opts.warmup_seconds if opts.shape == "spike" else 0.0
+    def body() -> dict[str, Any]:
+        start_in = _start_in(opts)
         starts = datetime.now(UTC) + timedelta(seconds=start_in)
-        body = {
+        return {
             "sku": f"lt-{opts.run_id}",
             "title": f"Load test {opts.run_id}",
             "price_cents": 990,
@@ -314,20 +366,17 @@ def _create_sale(opts: Any, run_s: float) -> dict[str, Any]:
             "per_user_limit": opts.per_user_limit,
             "payment_timeout_seconds": 900,
         }
-        resp = requests.post(
-            f"{admin}/api/seckill/admin/activities", json=body, headers=headers, timeout=10
-        )
-        opts.activity_id = int(_check(resp, 201, f"creating the sale at {admin}")["id"])
-        log.info(
-            "created activity %s (stock %s) starting %s",
-            opts.activity_id,
-            opts.stock,
-            body["starts_at"],
-        )
-    activity = requests.get(
-        f"{admin}{ACTIVITY.format(id=opts.activity_id)}", headers=headers, timeout=10
+
+    admin = opts.admin_url.rstrip("/")
+    opts.activity_id, info = _create_or_read(
+        admin,
+        _admin_headers(opts),
+        opts.activity_id,
+        "/api/seckill/admin/activities",
+        body,
+        ACTIVITY,
+        "activity",
     )
-    info = _check(activity, 200, f"reading activity {opts.activity_id} at {admin}")
     return {
         "activity_id": opts.activity_id,
         "stock": info["stock"],
@@ -337,12 +386,10 @@ def _create_sale(opts: Any, run_s: float) -> dict[str, Any]:
 
 
 def _create_campaign(opts: Any, run_s: float) -> dict[str, Any]:
-    admin = opts.groupbuy_admin_url.rstrip("/")
-    headers = _admin_headers(opts)
-    if not opts.campaign_id:
+    def body() -> dict[str, Any]:
         now = datetime.now(UTC)
         size = int(opts.group_size)
-        body: dict[str, str | int] = {
+        return {
             "sku": f"lt-gb-{opts.run_id}",
             "title": f"Load test group buy {opts.run_id}",
             "group_price_cents": 1990,
@@ -355,21 +402,17 @@ def _create_campaign(opts: Any, run_s: float) -> dict[str, Any]:
             "per_user_limit": 1,
             "payment_timeout_seconds": 900,
         }
-        resp = requests.post(
-            f"{admin}/api/groupbuy/admin/campaigns", json=body, headers=headers, timeout=10
-        )
-        opts.campaign_id = int(_check(resp, 201, f"creating the campaign at {admin}")["id"])
-        log.info(
-            "created campaign %s (stock %s, groups of %s, open %s s)",
-            opts.campaign_id,
-            body["stock"],
-            size,
-            body["group_window_seconds"],
-        )
-    campaign = requests.get(
-        f"{admin}{CAMPAIGN.format(id=opts.campaign_id)}", headers=headers, timeout=10
+
+    admin = opts.groupbuy_admin_url.rstrip("/")
+    opts.campaign_id, info = _create_or_read(
+        admin,
+        _admin_headers(opts),
+        opts.campaign_id,
+        "/api/groupbuy/admin/campaigns",
+        body,
+        CAMPAIGN,
+        "campaign",
     )
-    info = _check(campaign, 200, f"reading campaign {opts.campaign_id} at {admin}")
     return {
         "campaign_id": opts.campaign_id,
         "stock": info["stock"],
@@ -377,6 +420,46 @@ def _create_campaign(opts: Any, run_s: float) -> dict[str, Any]:
         "per_user_limit": info["per_user_limit"],
         "virtual_completion": info["virtual_completion"],
         "group_window_seconds": info["group_window_seconds"],
+        "admin_url": admin,
+    }
+
+
+def _create_template(opts: Any, run_s: float) -> dict[str, Any]:
+    """A coupon template (无门槛, 3.00 off, valid 7 days from the claim) whose claim window
+    opens when the spike arrives, as a sale does; or the one --template-id names."""
+
+    def body() -> dict[str, Any]:
+        start_in = _start_in(opts)
+        opens = datetime.now(UTC) + timedelta(seconds=start_in)
+        return {
+            "name": f"Load test coupon {opts.run_id}",
+            "kind": "no_threshold",
+            "amount_off_cents": 300,
+            "validity": "relative",
+            "valid_days": 7,
+            "quantity": int(opts.coupon_quantity or opts.stock),
+            "per_user_limit": int(opts.per_user_limit),
+            "claimable": True,
+            "claim_starts_at": _rfc3339(opens - timedelta(seconds=1) if start_in == 0 else opens),
+            "claim_ends_at": _rfc3339(opens + timedelta(seconds=run_s + 600)),
+            "scope": "any",
+            "usable_on_flash_sales": False,
+        }
+
+    admin = opts.coupon_admin_url.rstrip("/")
+    opts.template_id, info = _create_or_read(
+        admin,
+        _admin_headers(opts),
+        opts.template_id,
+        "/api/coupons/admin/templates",
+        body,
+        "/api/coupons/admin/templates/{id}",
+        "coupon template",
+    )
+    return {
+        "template_id": opts.template_id,
+        "quantity": info["quantity"],
+        "per_user_limit": info["per_user_limit"],
         "admin_url": admin,
     }
 
@@ -398,6 +481,8 @@ def _setup_sale(environment: Any, **_: Any) -> None:
         record |= _create_sale(opts, run_s)
     if needs_campaign(classes):
         record["campaign"] = _create_campaign(opts, run_s)
+    if needs_template(classes):
+        record["template"] = _create_template(opts, run_s)
     if opts.answers_dir:
         out = Path(opts.answers_dir)
         out.mkdir(parents=True, exist_ok=True)
@@ -526,13 +611,7 @@ class Shopper(FastHttpUser):
             if kind == Answer.RESERVED:
                 self.held += 1
                 self.last_reservation_id = body.get("reservation_id")
-            retry_after = 0.0
-            if kind == Answer.RATE_LIMITED:
-                try:
-                    retry_after = float(resp.headers.get("Retry-After") or 1)
-                except ValueError:
-                    retry_after = 1.0
-            return kind, retry_after
+            return kind, _retry_after(resp) if kind == Answer.RATE_LIMITED else 0.0
 
     def wait_for_order(
         self, match: Callable[[dict[str, Any]], bool], auth: dict[str, str] | None = None
@@ -610,6 +689,13 @@ def _body(resp: Any) -> dict[str, Any]:
     except ValueError:
         body = {}
     return body if isinstance(body, dict) else {}
+
+
+def _retry_after(resp: Any) -> float:
+    try:
+        return float(resp.headers.get("Retry-After") or 1)
+    except ValueError:
+        return 1.0
 
 
 def fail_check(name: str, why: str) -> None:
@@ -865,3 +951,125 @@ class GroupBuyInviter(Shopper):
                 resp.failure(f"completed by a join but reads {card.get('state')} {joined}/{size}")
             else:
                 resp.success()
+
+
+# --------------------------------------------------------------------- coupon rush
+
+
+class CouponRusher(Shopper):
+    """A coupon rush (抢券): opens the coupon's page before the claim window opens (early
+    birds are answered 409 not_started and press again), presses claim until served or
+    refused for good (410 exhausted, 409 limit_reached, 410 claim_ended) or told to wait
+    (429, honouring Retry-After), then opens their wallet once and browses idly. A share
+    double-tap (two presses at once: at most one coupon per limit); a share of the served
+    retry their press with its Idempotency-Key, as a client whose answer was lost does,
+    and must get the same coupon back."""
+
+    weight = 1
+
+    def wait_time(self) -> float:
+        return random.uniform(2.0, 5.0) if self.done else random.uniform(0.1, 0.4)
+
+    def on_start(self) -> None:
+        opts = _opts(self.environment)
+        self.opts = opts
+        self.template_id = int(opts.template_id)
+        if not self.template_id:
+            raise StopUser()  # the template could not be set up; test_start logged why
+        self.user_id, self.auth = self.sign_in(new_user_id(opts.run_id))
+        self.limit = int(opts.per_user_limit)
+        self.claimed = 0
+        self.done = False
+        self.wallet_seen = False
+        self.view_template()
+
+    @tag("coupon-rush", "mixed")
+    @task
+    def rush(self) -> None:
+        if self.done:
+            if self.claimed and not self.wallet_seen:
+                self.wallet_seen = self.my_coupons()
+            else:
+                self.view_template()
+            return
+        if random.random() < DOUBLE_TAP_SHARE:
+            taps = gevent.pool.Group()
+            presses = [taps.spawn(self.claim) for _ in range(2)]
+            taps.join()
+            outcomes = [p.value for p in presses if p.value is not None]
+        else:
+            outcomes = [self.claim()]
+        kinds = {kind for kind, _ in outcomes}
+        if self.claimed > self.limit:
+            fail_check("coupon per-user limit", f"{self.user_id} got {self.claimed} coupons")
+        if kinds & {ClaimAnswer.EXHAUSTED, ClaimAnswer.LIMIT_REACHED, ClaimAnswer.ENDED}:
+            self.done = True
+        elif self.claimed >= self.limit:
+            self.done = True
+        elif ClaimAnswer.RATE_LIMITED in kinds:
+            gevent.sleep(max(wait for _, wait in outcomes))
+
+    def claim(self) -> tuple[str, float]:
+        """One press of the claim button; returns (ClaimAnswer, seconds to wait if told to)."""
+        key = uuid.uuid4().hex
+        with self.post_claim(key, CLAIM) as resp:
+            body = _body(resp)
+            coupon_id = body.get("coupon_id")
+            kind = ANSWERS.record_claim(
+                self.user_id, resp.status_code or None, body.get("error"), coupon_id
+            )
+            if kind in ClaimAnswer.EXPECTED:
+                resp.success()
+            else:
+                resp.failure(f"HTTP {resp.status_code} {body.get('error', '-')}")
+            wait = _retry_after(resp) if kind == ClaimAnswer.RATE_LIMITED else 0.0
+        if kind == ClaimAnswer.CLAIMED:
+            self.claimed += 1
+            if random.random() < CLAIM_REPLAY_SHARE:
+                self.replay_claim(key, str(coupon_id))
+        return kind, wait
+
+    def replay_claim(self, key: str, first: str) -> None:
+        with self.post_claim(key, f"{CLAIM} (retry)") as resp:
+            body = _body(resp)
+            kind = ANSWERS.record_claim_replay(
+                self.user_id, first, resp.status_code or None, body.get("coupon_id")
+            )
+            if kind == ClaimAnswer.REPLAYED:
+                resp.success()
+            else:
+                resp.failure(
+                    f"retry of {first}: HTTP {resp.status_code} "
+                    f"{body.get('coupon_id') or body.get('error', '-')}"
+                )
+
+    def post_claim(self, key: str, name: str) -> Any:
+        return self.client.post(
+            CLAIM.format(id=self.template_id),
+            data=cast(str, b"{}"),  # sent as is; Locust annotates data as str
+            headers={
+                **self.auth,
+                "Content-Type": "application/json",
+                IDEMPOTENCY_KEY_HEADER: key,
+            },
+            name=name,
+            catch_response=True,
+        )
+
+    def view_template(self) -> None:
+        self.client.get(TEMPLATE.format(id=self.template_id), headers=self.auth, name=TEMPLATE)
+
+    def my_coupons(self) -> bool:
+        """Whether the wallet lists a coupon of this template yet (the record consumer
+        writes it shortly after the claim; not seeing it at once is not a failure)."""
+        with self.client.get(
+            MY_COUPONS, headers=self.auth, name=MY_COUPONS, catch_response=True
+        ) as resp:
+            if resp.status_code != 200:
+                resp.failure(f"HTTP {resp.status_code}")
+                return False
+            resp.success()
+            coupons = _body(resp).get("coupons") or []
+            return any(
+                isinstance(c, dict) and c.get("template_id") == self.template_id for c in coupons
+            )

@@ -2,7 +2,8 @@
 
     python -m loadtest.run --scenario spike --users 2000 --spawn-rate 500 --run-time 60s \\
         --host http://127.0.0.1:8080 --admin-url http://127.0.0.1:8081 \\
-        [--groupbuy-admin-url http://127.0.0.1:8083] [-- LOCUST ARGS]
+        [--groupbuy-admin-url http://127.0.0.1:8083] \\
+        [--coupon-admin-url http://127.0.0.1:8091] [-- LOCUST ARGS]
 
 Writes into --out (default .run/loadtest/<time>-<scenario>/): locust_stats.csv,
 locust_stats_history.csv, locust_failures.csv, report.html, throughput.png, latency.png,
@@ -37,6 +38,7 @@ def locust_argv(args: argparse.Namespace, out: Path, python: str = sys.executabl
     argv += ["--users", str(args.users), "--spawn-rate", str(args.spawn_rate)]
     argv += ["--run-time", args.run_time, "--host", args.host, "--admin-url", args.admin_url]
     argv += ["--groupbuy-admin-url", args.groupbuy_admin_url]
+    argv += ["--coupon-admin-url", args.coupon_admin_url]
     if args.order_host:
         argv += ["--order-host", args.order_host]
     if args.processes != 1:
@@ -50,9 +52,9 @@ def locust_argv(args: argparse.Namespace, out: Path, python: str = sys.executabl
 
 
 def default_stock(args: argparse.Namespace) -> int:
-    """--stock, or by scenario: a spike sells out (500 for thousands of shoppers); the
-    other scenarios get stock for everyone, so presses meet the per-user limit and the
-    rate limit rather than the sold-out answer."""
+    """--stock, or by scenario: a spike sells out (500 for thousands of shoppers), and a
+    coupon rush runs out of coupons alike; the other scenarios get stock for everyone, so
+    presses meet the per-user limit and the rate limit rather than the sold-out answer."""
     if args.stock:
         return int(args.stock)
     if SCENARIOS[args.scenario].shape == "spike":
@@ -88,10 +90,16 @@ def parse_args(settings: Settings, argv: Sequence[str] | None = None) -> argpars
         help="groupbuy service itself, for creating the campaign",
     )
     p.add_argument(
+        "--coupon-admin-url",
+        default=f"http://{settings.http_host}:{settings.coupon_port}",
+        help="coupon service itself, for creating the coupon template",
+    )
+    p.add_argument(
         "--stock",
         type=int,
         default=0,
-        help="of the sale and the campaign; 0: 500 for spike, else 2 per user",
+        help="of the sale, the campaign and the coupon template (its quantity); 0: 500 "
+        "for the spike shapes (spike, coupon-rush), else 2 per user",
     )
     p.add_argument("--per-user-limit", type=int, default=1)
     p.add_argument("--processes", type=int, default=-1, help="Locust processes (-1: a core each)")
@@ -129,7 +137,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"· chart {path}")
 
     if not (out / RUN_FILE).exists():
-        print(f"the sale or campaign was not set up: see {out}/locust.log")
+        print(f"the sale, campaign or coupon template was not set up: see {out}/locust.log")
         return 2
     checks_rc = verify.main([str(out), "--orders-timeout", str(args.orders_timeout)])
     print(f"· results in {out}")

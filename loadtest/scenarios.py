@@ -49,27 +49,46 @@ SCENARIOS: dict[str, Scenario] = {
             "reserve, then pay a share of the orders through the signed provider callback",
         ),
         Scenario(
+            "coupon-rush",
+            ("CouponRusher",),
+            "spike",
+            "a coupon rush (抢券): early birds, thousands pressing claim within seconds of "
+            "the window opening, some double-tapping, for a few hundred coupons",
+        ),
+        Scenario(
             "mixed",
-            ("Browser", "SpikeShopper", "RepeatPresser", "Payer", "GroupBuyInviter"),
+            (
+                "Browser",
+                "SpikeShopper",
+                "RepeatPresser",
+                "Payer",
+                "GroupBuyInviter",
+                "CouponRusher",
+            ),
             "steady",
             "a mixed day: mostly browsing, some buying and paying, a few impatient "
-            "double-tappers, group buys shared among friends",
+            "double-tappers, group buys shared among friends, coupons claimed",
         ),
     )
 }
 
-# Which stores a user class needs set up at test start: the flash sale (seckill activity)
-# or the group-buy campaign. The post-run checks follow the same split.
+# Which stores a user class needs set up at test start: the flash sale (seckill activity),
+# the group-buy campaign or the coupon template. The post-run checks follow the same split.
 CAMPAIGN_CLASSES = frozenset({"GroupBuyInviter"})
+TEMPLATE_CLASSES = frozenset({"CouponRusher"})
 PAYING_CLASSES = frozenset({"Payer", "GroupBuyInviter"})
 
 
 def needs_sale(user_classes: Iterable[str]) -> bool:
-    return any(c not in CAMPAIGN_CLASSES for c in user_classes)
+    return any(c not in CAMPAIGN_CLASSES | TEMPLATE_CLASSES for c in user_classes)
 
 
 def needs_campaign(user_classes: Iterable[str]) -> bool:
     return any(c in CAMPAIGN_CLASSES for c in user_classes)
+
+
+def needs_template(user_classes: Iterable[str]) -> bool:
+    return any(c in TEMPLATE_CLASSES for c in user_classes)
 
 
 # ------------------------------------------------------------------------ load shape
@@ -253,11 +272,48 @@ def classify_payment(status: int | None, result: str | None) -> str:
     return Answer.UNEXPECTED
 
 
+class ClaimAnswer:
+    """What a coupon claim was answered (docs/coupons.md, "Errors"). Kept apart from the
+    reservation answers' names in the shared counter."""
+
+    CLAIMED = "coupon_claimed"
+    EXHAUSTED = "coupon_exhausted"
+    LIMIT_REACHED = "coupon_limit_reached"
+    NOT_STARTED = "coupon_not_started"
+    ENDED = "coupon_claim_ended"
+    RATE_LIMITED = "coupon_rate_limited"
+    # An Idempotency-Key retry of a claim answered 201 with the first press's coupon.
+    REPLAYED = "coupon_replayed"
+    # A 5xx: never an answer of a healthy rush (a transport error is Answer.UNEXPECTED).
+    SERVER_ERROR = "coupon_server_error"
+
+    # Answers after which the shopper's demand is known: served, or refused for good.
+    DEFINITIVE = frozenset({CLAIMED, EXHAUSTED, LIMIT_REACHED})
+    EXPECTED = frozenset(
+        {CLAIMED, EXHAUSTED, LIMIT_REACHED, NOT_STARTED, ENDED, RATE_LIMITED, REPLAYED}
+    )
+
+
+def classify_claim(status: int | None, error: str | None) -> str:
+    if status == 201:
+        return ClaimAnswer.CLAIMED
+    if status is not None and status >= 500:
+        return ClaimAnswer.SERVER_ERROR
+    pairs = {
+        (410, "exhausted"): ClaimAnswer.EXHAUSTED,
+        (410, "claim_ended"): ClaimAnswer.ENDED,
+        (409, "limit_reached"): ClaimAnswer.LIMIT_REACHED,
+        (409, "not_started"): ClaimAnswer.NOT_STARTED,
+        (429, "rate_limited"): ClaimAnswer.RATE_LIMITED,
+    }
+    return pairs.get((status or 0, error or ""), Answer.UNEXPECTED)
+
+
 @dataclass(slots=True)
 class AnswerLog:
     """What one Locust process's shoppers were answered: enough to check the invariants
     afterwards (reservation ids, units per user, demand, groups and joins acknowledged,
-    payments acknowledged) without keeping every request."""
+    payments acknowledged, coupons claimed) without keeping every request."""
 
     reservations: list[tuple[str, str, int]] = field(default_factory=list)  # user, id, qty
     definitive_presses: Counter[str] = field(default_factory=Counter)  # user -> presses
@@ -265,6 +321,10 @@ class AnswerLog:
     groups: list[tuple[str, str]] = field(default_factory=list)  # group id, leader
     joins: list[tuple[str, str, bool]] = field(default_factory=list)  # group, user, completed
     payments: list[tuple[str, str, str]] = field(default_factory=list)  # order, txn, result
+    claims: list[tuple[str, str]] = field(default_factory=list)  # user, coupon id
+    claim_presses: Counter[str] = field(default_factory=Counter)  # user -> definitive claims
+    # Idempotency-Key retries of a 201: user, the first coupon id, the retry's ("" if none)
+    replays: list[tuple[str, str, str]] = field(default_factory=list)
 
     def record(
         self, user: str, status: int | None, error: str | None, rid: str | None, qty: int
@@ -308,6 +368,34 @@ class AnswerLog:
             self.payments.append((order_id, transaction_id, result))
         return kind
 
+    def record_claim(
+        self, user: str, status: int | None, error: str | None, coupon_id: str | None
+    ) -> str:
+        kind = classify_claim(status, error)
+        if kind == ClaimAnswer.CLAIMED and not coupon_id:
+            kind = Answer.UNEXPECTED
+        self.answers[kind] += 1
+        if kind in ClaimAnswer.DEFINITIVE:
+            self.claim_presses[user] += 1
+        if kind == ClaimAnswer.CLAIMED and coupon_id:
+            self.claims.append((user, coupon_id))
+        return kind
+
+    def record_claim_replay(
+        self, user: str, first: str, status: int | None, coupon_id: str | None
+    ) -> str:
+        """A retry, with the same Idempotency-Key, of the claim that answered `first`:
+        not a new press, so it is not counted as a claim or as demand."""
+        if status is not None and status >= 500:
+            kind = ClaimAnswer.SERVER_ERROR
+        elif status == 201 and coupon_id == first:
+            kind = ClaimAnswer.REPLAYED
+        else:
+            kind = Answer.UNEXPECTED
+        self.answers[kind] += 1
+        self.replays.append((user, first, coupon_id if status == 201 and coupon_id else ""))
+        return kind
+
     def to_json(self) -> dict[str, Any]:
         return {
             "reservations": [list(r) for r in self.reservations],
@@ -316,6 +404,9 @@ class AnswerLog:
             "groups": [list(g) for g in self.groups],
             "joins": [list(j) for j in self.joins],
             "payments": [list(p) for p in self.payments],
+            "claims": [list(c) for c in self.claims],
+            "claim_presses": dict(self.claim_presses),
+            "replays": [list(r) for r in self.replays],
         }
 
     @classmethod
@@ -329,6 +420,9 @@ class AnswerLog:
         log.groups = [(str(g), str(u)) for g, u in raw.get("groups", [])]
         log.joins = [(str(g), str(u), bool(c)) for g, u, c in raw.get("joins", [])]
         log.payments = [(str(o), str(t), str(r)) for o, t, r in raw.get("payments", [])]
+        log.claims = [(str(u), str(c)) for u, c in raw.get("claims", [])]
+        log.claim_presses.update({str(k): int(v) for k, v in raw.get("claim_presses", {}).items()})
+        log.replays = [(str(u), str(f), str(a)) for u, f, a in raw.get("replays", [])]
         return log
 
     def merge(self, other: AnswerLog) -> None:
@@ -338,6 +432,9 @@ class AnswerLog:
         self.groups.extend(other.groups)
         self.joins.extend(other.joins)
         self.payments.extend(other.payments)
+        self.claims.extend(other.claims)
+        self.claim_presses.update(other.claim_presses)
+        self.replays.extend(other.replays)
 
 
 ANSWERS_GLOB = "answers-*.json"

@@ -33,6 +33,14 @@ Payments:
 - every payment answered 200 paid is the order's applied payment and the order is paid;
   every 200 refund_requested is recorded as a refund.
 
+Coupons (loadtest.verify_coupons; waits, bounded by --orders-timeout, until the record
+consumer wrote a row for every coupon Redis issued and every 201 answered):
+- within quantity: rows and Redis's issued <= quantity, and = min(quantity, demand);
+- quantity conserved (Redis and the template page), per-user limit (answers, rows, Redis);
+- every 201 answered is exactly one row, of that shopper and template; no duplicates
+  (no coupon answered twice or recorded twice; Idempotency-Key retries got the same
+  coupon); every coupon issued recorded; no claim answered 5xx.
+
 Exit status: 0 all pass, 1 a check failed, 2 the checks could not run.
 """
 
@@ -69,6 +77,7 @@ from loadtest.demo import (
     wait_for_orders,
 )
 from loadtest.scenarios import PAYING_CLASSES, RUN_FILE, Answer, AnswerLog, load_answers
+from loadtest.verify_coupons import coupon_checks
 from services.common.auth import mint_token
 from services.common.settings import Settings
 from services.groupbuy.keys import campaign_keys
@@ -628,6 +637,9 @@ async def verify(run_dir: Path, settings: Settings, orders_timeout: float) -> li
             )
         if classes & PAYING_CLASSES or answers.payments:
             checks += await _payment_checks(run, answers, pg)
+        if run.get("template"):
+            token = mint_token(settings.jwt_keys(), "loadtest-verify")
+            checks += await coupon_checks(run, answers, pg, r, token, orders_timeout)
     finally:
         await pg.close()
         await r.aclose()

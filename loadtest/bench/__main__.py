@@ -1,21 +1,24 @@
-"""`make bench`: hello vs reserve vs naive PostgreSQL, and the order pipeline, in one run.
+"""`make bench`: hello vs reserve vs naive PostgreSQL vs coupon claim, and the order
+pipeline, in one run.
 
     python -m loadtest.bench [--rounds 5] [--seconds 10] [--connections 64] [--out PATH]
 
-Starts its own processes (seckill, order, the hello and naive servers, each
-`python -m ...` on uvloop), mints tokens, then runs wrk against the three targets the
+Starts its own processes (seckill, order, coupon, the hello and naive servers, each
+`python -m ...` on uvloop), mints tokens, then runs wrk against the four targets the
 same way (same connections, duration, requests, tokens), in rotating order, for a
 discarded warm-up round and --rounds measured rounds; reports medians. Each reserve round
 uses a fresh activity with stock that cannot sell out; after the round the benchmark
 waits until every reservation is an order and reads the pipeline's numbers from the
-order rows. Last, the order service is stopped for one reserve round and restarted: the
-rate at which it drains that backlog is its capacity. Invariants are checked for every
-activity. Writes --out (docs/benchmarks.md) and a JSON copy under .run/bench/.
+order rows. Each claim round likewise uses a fresh coupon template that cannot run out,
+then waits until every coupon claimed is a coupon row. Last, the order service is stopped
+for one reserve round and restarted: the rate at which it drains that backlog is its
+capacity. Invariants are checked for every activity and template. Writes --out
+(docs/benchmarks.md) and a JSON copy under .run/bench/.
 
 Connection settings come from the environment (DATABASE_URL, REDIS_URL, ...), with the
 benchmark's own database, Redis database and topic prefix (bench_settings), so its data
-never reaches the stack `make up` runs. The seckill and order ports (SECKILL_PORT,
-ORDER_PORT, ...) must be free: stop `make up`'s services first (`make down`).
+never reaches the stack `make up` runs. The seckill, order and coupon ports (SECKILL_PORT,
+ORDER_PORT, COUPON_PORT, ...) must be free: stop `make up`'s services first (`make down`).
 """
 
 from __future__ import annotations
@@ -45,7 +48,15 @@ import redis.asyncio as aioredis
 from loadtest.bench import cpu, report, wrk
 from loadtest.bench.servers import NAIVE_SCHEMA
 from loadtest.demo import check_reservations_became_orders, check_stock_conservation
+from loadtest.scenarios import AnswerLog
 from loadtest.verify import parse_reservations
+from loadtest.verify_coupons import (
+    check_gate_recorded,
+    check_per_user_limit,
+    check_quantity_conserved,
+    snapshot_template,
+    template_page,
+)
 from services.common.auth import mint_token
 from services.common.kafka import ensure_topics
 from services.common.migrations import ensure_database, migrate
@@ -55,12 +66,16 @@ from tools.stack import SERVICES
 
 # The services of the pipeline, started with the modules and environment `make up` uses.
 STACK = {svc.name: svc for svc in SERVICES}
-PIPELINE = ("seckill", "seckill-worker", "order")
+PIPELINE = ("seckill", "seckill-worker", "order", "coupon")
 
 ROOT = Path(__file__).resolve().parents[2]
 RUN_DIR = ROOT / ".run" / "bench"
 BENCH_STOCK = 10_000_000  # a round never sells out: every 2xx is a real reservation
 PER_USER_LIMIT = 100  # the most the API allows; tokens rotate so no shopper reaches it
+# A claim round: a template that never runs out, and a limit no rotating shopper reaches
+# (20,000 tokens at ~5,000 claims/s for 10 s is ~3 claims each), so every 2xx is a coupon.
+COUPON_PER_USER_LIMIT = 100
+CLAIM_BODY = "{}"
 ORDERS_TIMEOUT_S = 180.0
 READY_TIMEOUT_S = 60.0
 SETTLE_S = 1.0
@@ -74,6 +89,13 @@ SELECT count(*) AS orders,
        percentile_cont(0.99) WITHIN GROUP (ORDER BY created_at - reserved_at) AS p99,
        max(quantity) AS max_qty
 FROM orders.orders WHERE activity_id = $1
+"""
+RECORD_SQL = """
+SELECT count(*) AS rows,
+       extract(epoch FROM max(recorded_at) - min(recorded_at)) AS span_s,
+       percentile_cont(0.5) WITHIN GROUP (ORDER BY recorded_at - issued_at) AS p50,
+       percentile_cont(0.99) WITHIN GROUP (ORDER BY recorded_at - issued_at) AS p99
+FROM coupon.coupons WHERE template_id = $1
 """
 USER_UNITS_SQL = """
 SELECT user_id, sum(quantity)::bigint AS units FROM orders.orders
@@ -193,12 +215,14 @@ class Bench:
     tokens_file: Path
     admin: str
     seckill_url: str
+    coupon_url: str
     hello_url: str
     naive_url: str
     pids: dict[str, int] = dataclasses.field(default_factory=dict)
     results: dict[str, list[wrk.WrkResult]] = dataclasses.field(default_factory=dict)
     cpu_use: dict[str, list[cpu.CpuUse]] = dataclasses.field(default_factory=dict)
     pipelines: list[report.Pipeline] = dataclasses.field(default_factory=list)
+    records: list[report.Pipeline] = dataclasses.field(default_factory=list)
     relay_metrics: str = ""
     relay_before: dict[int, list[tuple[float, float]]] = dataclasses.field(default_factory=dict)
 
@@ -214,13 +238,34 @@ class Bench:
             "per_user_limit": PER_USER_LIMIT,
             "payment_timeout_seconds": 3600,
         }
+        return await self.create(f"{self.seckill_url}/api/seckill/admin/activities", body)
+
+    async def create(self, url: str, body: dict[str, object]) -> int:
+        """The id of what an admin POST to `url` created."""
         headers = {"Authorization": f"Bearer {self.admin}"}
-        async with self.http.post(
-            f"{self.seckill_url}/api/seckill/admin/activities", json=body, headers=headers
-        ) as r:
+        async with self.http.post(url, json=body, headers=headers) as r:
             if r.status != 201:
-                raise BenchError(f"creating a bench activity: {r.status} {await r.text()}")
+                raise BenchError(f"POST {url}: {r.status} {await r.text()}")
             return int((await r.json())["id"])
+
+    async def new_template(self) -> int:
+        """A coupon template claimable now, that cannot run out within a round."""
+        opens = datetime.now(UTC) - timedelta(seconds=1)
+        body = {
+            "name": f"Benchmark coupon {random.randrange(10**6)}",
+            "kind": "no_threshold",
+            "amount_off_cents": 100,
+            "validity": "relative",
+            "valid_days": 30,
+            "quantity": BENCH_STOCK,
+            "per_user_limit": COUPON_PER_USER_LIMIT,
+            "claimable": True,
+            "claim_starts_at": opens.isoformat(),
+            "claim_ends_at": (opens + timedelta(minutes=15)).isoformat(),
+            "scope": "any",
+            "usable_on_flash_sales": False,
+        }
+        return await self.create(f"{self.coupon_url}/api/coupons/admin/templates", body)
 
     async def new_naive_sale(self) -> int:
         sale = random.randrange(1, 2**62)
@@ -229,7 +274,9 @@ class Bench:
         )
         return sale
 
-    async def wrk_round(self, url: str) -> tuple[wrk.WrkResult, cpu.CpuUse]:
+    async def wrk_round(
+        self, url: str, body: str | None = None
+    ) -> tuple[wrk.WrkResult, cpu.CpuUse]:
         argv = wrk.command(
             url,
             self.tokens_file,
@@ -237,6 +284,7 @@ class Bench:
             threads=self.args.wrk_threads,
             seconds=self.args.seconds,
             cpus=self.args.client_cpus or None,
+            body=body,
         )
         before, started = cpu.snapshot(self.pids), time.monotonic()
         result, _ = await asyncio.to_thread(wrk.run, argv, self.args.seconds + 60)
@@ -244,19 +292,25 @@ class Bench:
         return result, used
 
     async def round(self, target: str, record: bool) -> int | None:
-        """One wrk round against `target`; returns the activity of a reserve round."""
-        activity = None
+        """One wrk round against `target`; returns the activity of a reserve round, the
+        template of a claim round."""
+        activity = template = None
+        body = None
         if target == report.HELLO:
             url = self.hello_url
         elif target == report.NAIVE:
             url = (
                 f"{self.naive_url}/api/naive/activities/{await self.new_naive_sale()}/reservations"
             )
+        elif target == report.CLAIM:
+            template = await self.new_template()
+            url = f"{self.coupon_url}/api/coupons/templates/{template}/claims"
+            body = CLAIM_BODY
         else:
             activity = await self.new_activity()
             url = f"{self.seckill_url}/api/seckill/activities/{activity}/reservations"
         relay_before = await self.relay_histogram() if activity is not None else []
-        result, used = await self.wrk_round(url)
+        result, used = await self.wrk_round(url, body)
         log(
             f"{target:7} {result.ok_rps:8.0f} 2xx/s  p50 {result.p50_ms:6.2f} ms  "
             f"p99 {result.p99_ms:7.2f} ms  non-2xx {result.non_2xx}  errors {result.socket_errors}"
@@ -267,7 +321,7 @@ class Bench:
             self.cpu_use.setdefault(target, []).append(used)
         if activity is not None:
             self.relay_before[activity] = relay_before
-        return activity
+        return activity if template is None else template
 
     async def relay_histogram(self) -> list[tuple[float, float]]:
         """The seckill relay's publish-delay histogram (script -> Kafka acknowledged)."""
@@ -354,6 +408,49 @@ class Bench:
         )
         return p
 
+    async def coupon_record(self, template: int) -> report.Pipeline:
+        """Wait until the template's claimed coupons are rows; read the record's numbers
+        (claim -> row, from the rows' issued_at and recorded_at) and check the invariants
+        for it: a row per coupon Redis issued, quantity conserved, no user over the limit."""
+        await asyncio.sleep(SETTLE_S)
+        deadline = time.monotonic() + ORDERS_TIMEOUT_S
+        while True:
+            snapshot = await snapshot_template(self.pg, self.redis, template, [])
+            issued = snapshot.issued or 0
+            if len(snapshot.rows) >= issued or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.5)
+        page = await template_page(self.http, self.coupon_url, self.admin, template)
+        snapshot = await snapshot_template(self.pg, self.redis, template, [], page)
+        checks = [
+            check_gate_recorded(template, snapshot),
+            check_quantity_conserved(BENCH_STOCK, snapshot),
+            check_per_user_limit(template, COUPON_PER_USER_LIMIT, AnswerLog(), snapshot),
+        ]
+        for c in checks:
+            if not c.passed:
+                log(f"INVARIANT FAILED for coupon template {template}: {c.name}: {c.detail}")
+        row = await self.pg.fetchrow(RECORD_SQL, template)
+        span = float(row["span_s"] or 0.0)
+
+        def ms(v: timedelta | None) -> float | None:
+            return None if v is None else v.total_seconds() * 1000
+
+        p = report.Pipeline(
+            reservations=snapshot.issued or 0,
+            orders=int(row["rows"]),
+            orders_per_s=int(row["rows"]) / span if span > 0 else 0.0,
+            p50_ms=ms(row["p50"]),
+            p99_ms=ms(row["p99"]),
+            violations=sum(1 for c in checks if not c.passed),
+        )
+        log(
+            f"coupon record: {p.reservations} claimed, {p.orders} rows, {p.orders_per_s:.0f} "
+            f"rows/s, claim->row p50 {report._ms(p.p50_ms)} ms p99 {report._ms(p.p99_ms)} ms, "
+            f"violations {p.violations}"
+        )
+        return p
+
 
 def write(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -378,6 +475,8 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
         settings.seckill_worker_ops_port,
         settings.order_port,
         settings.order_ops_port,
+        settings.coupon_port,
+        settings.coupon_ops_port,
     ):
         if port_in_use(port):
             raise BenchError(
@@ -414,6 +513,8 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
         "seckill": as_make_up_runs("seckill", server_cpus),
         "seckill-worker": as_make_up_runs("seckill-worker", pipeline_cpus),
         "order": as_make_up_runs("order", pipeline_cpus),
+        # The coupon service under test, on the server core like the seckill API.
+        "coupon": as_make_up_runs("coupon", server_cpus),
         "hello": Proc(
             "hello",
             [py, "-m", "loadtest.bench.servers", "hello", str(hello_port)],
@@ -460,6 +561,7 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
                 tokens_file=tokens_file,
                 admin=mint_token(settings.jwt_keys(), "bench-admin", roles=["admin"]),
                 seckill_url=f"http://{host}:{settings.seckill_port}",
+                coupon_url=f"http://{host}:{settings.coupon_port}",
                 hello_url=f"http://{host}:{hello_port}/hello",
                 naive_url=f"http://{host}:{naive_port}",
                 relay_metrics=f"http://{host}:{settings.seckill_worker_ops_port}/metrics",
@@ -468,11 +570,15 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
             for k in range(args.rounds + 1):
                 record = k > 0
                 for target in rotated(report.TARGETS, k):
-                    activity = await bench.round(target, record)
-                    if activity is not None:
-                        round_pipeline = await bench.pipeline(activity)
+                    sale = await bench.round(target, record)
+                    if target == report.RESERVE and sale is not None:
+                        round_pipeline = await bench.pipeline(sale)
                         if record:
                             bench.pipelines.append(round_pipeline)
+                    elif target == report.CLAIM and sale is not None:
+                        round_record = await bench.coupon_record(sale)
+                        if record:
+                            bench.records.append(round_record)
             drain = None
             if args.drain:
                 log(
@@ -516,9 +622,14 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
         "reserve": f"fresh activity per round, stock {BENCH_STOCK:,}, per-user limit "
         f"{PER_USER_LIMIT}, rate limit {settings.user_rate_limit_per_second}/s per user, "
         f"batch max {settings.reserve_batch_max}, Redis pool {settings.redis_pool_size}",
+        "claim": f"fresh coupon template per round, quantity {BENCH_STOCK:,}, per-user limit "
+        f"{COUPON_PER_USER_LIMIT}, body {CLAIM_BODY}; the coupon service on the server core, "
+        "its relay and record consumer running (claims become coupon rows during the round)",
     }
     notes = list(args.note or [])
-    text = report.render(machine, config, summaries, bench.pipelines, drain, notes, cpu_use)
+    text = report.render(
+        machine, config, summaries, bench.pipelines, drain, notes, cpu_use, bench.records
+    )
     out = Path(args.out)
     write(out, text)
     write(
@@ -529,6 +640,7 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
                 "summaries": {k: dataclasses.asdict(v) for k, v in summaries.items()},
                 "cpu": [dataclasses.asdict(c) for c in cpu_use],
                 "pipelines": [dataclasses.asdict(p) for p in bench.pipelines],
+                "coupon_records": [dataclasses.asdict(p) for p in bench.records],
                 "drain": dataclasses.asdict(drain) if drain else None,
                 "rounds": {k: [dataclasses.asdict(r) for r in v] for k, v in bench.results.items()},
             },
@@ -537,8 +649,14 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
     )
     print(text)
     log(f"wrote {out} and {RUN_DIR / 'results.json'}")
-    failed = [v.name for v in report.verdicts(summaries, bench.pipelines, drain) if not v.passed]
-    violations = any(p.violations for p in bench.pipelines) or bool(drain and drain.violations)
+    failed = [
+        v.name
+        for v in report.verdicts(summaries, bench.pipelines, drain, bench.records)
+        if not v.passed
+    ]
+    violations = any(p.violations for p in [*bench.pipelines, *bench.records]) or bool(
+        drain and drain.violations
+    )
     if failed:
         log(f"targets missed: {', '.join(failed)}")
     # Exit non-zero only for invariant violations: missing a performance target on a
@@ -549,7 +667,7 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         prog="python -m loadtest.bench",
-        description="hello vs reserve vs naive PostgreSQL, and the order pipeline.",
+        description="hello vs reserve vs naive PostgreSQL vs coupon claim, and the order pipeline.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     two_plus = (os.cpu_count() or 1) >= 2

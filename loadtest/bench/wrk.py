@@ -73,9 +73,13 @@ def command(
     threads: int,
     seconds: float,
     cpus: str | None = None,
+    body: str | None = None,
 ) -> list[str]:
+    """`body`: the JSON body of every request, instead of rotate.lua's own."""
     argv = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds:g}s", "--latency"]
     argv += ["--timeout", "10s", "-s", str(ROTATE_LUA), url, "--", str(tokens_file)]
+    if body is not None:
+        argv.append(body)
     return ["taskset", "-c", cpus, *argv] if cpus else argv
 
 

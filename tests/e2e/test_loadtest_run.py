@@ -109,3 +109,30 @@ async def test_a_short_group_buy_run_passes_the_group_and_payment_checks(
     for name in ("group-buy: no oversell", "failed groups' orders cancelled"):
         assert name in checks, checks
     assert "acknowledged payments applied" in checks, checks
+
+
+async def test_a_short_coupon_rush_passes_the_coupon_checks(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """60 shoppers for 20 coupons: early birds are told not_started, the window opens,
+    double taps are told limit_reached, the late are told exhausted; every 201 is one
+    coupon row, the coupons run out exactly and nobody holds two."""
+    out = tmp_path / "run"
+    coupon = f"http://127.0.0.1:{settings.coupon_port}"
+    argv = [sys.executable, "-m", "loadtest.run", "--scenario", "coupon-rush", "--users", "60"]
+    argv += ["--spawn-rate", "60", "--run-time", "8s", "--processes", "1", "--stock", "20"]
+    argv += ["--host", coupon, "--coupon-admin-url", coupon]
+    argv += ["--out", str(out), "--orders-timeout", "60"]
+    # Straight to the service, no gateway: the shoppers sign their own tokens.
+    argv += ["--", "--warmup-seconds", "2", "--spike-seconds", "3", "--auth", "mint"]
+    async with service("coupon", settings, tmp_path):
+        done = await run_loadtest(argv, settings)
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
+    checks = (out / "checks.txt").read_text()
+    assert "ALL PASS" in checks and "claimed out exactly" in checks, checks
+    for name in ("coupons: 201 answers recorded", "coupons: no duplicates", "claims: no 5xx"):
+        assert name in checks, checks
+    for name in ("coupon_claimed 20,", "coupon_exhausted", "coupon_not_started"):
+        assert name in checks, checks
+    for name in ("report.html", "locust_stats.csv", "throughput.png", "latency.png"):
+        assert (out / name).stat().st_size > 0, name

@@ -571,6 +571,13 @@ def test_wrk_output_without_numbers_is_an_error() -> None:
 def test_wrk_command_pins_the_client_when_asked(tmp_path) -> None:  # type: ignore[no-untyped-def]
     argv = wrk.command("http://x/y", tmp_path / "t", connections=8, threads=1, seconds=5, cpus="1")
     assert argv[:3] == ["taskset", "-c", "1"] and "-c8" in argv and "-d5s" in argv
+    assert argv[-2:] == ["--", str(tmp_path / "t")]  # rotate.lua's own body
+
+
+def test_a_claim_round_sends_its_own_body_after_the_tokens(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    argv = wrk.command("http://x/y", tmp_path / "t", connections=8, threads=1, seconds=5, body="{}")
+    assert argv[-3:] == ["--", str(tmp_path / "t"), "{}"]
+    assert "args[2]" in wrk.ROTATE_LUA.read_text()
 
 
 # ------------------------------------------------------------ benchmark verdicts
@@ -585,11 +592,14 @@ def test_summary_takes_medians_over_rounds() -> None:
     assert (s.rps, s.p50_ms, s.p99_ms, s.rps_all) == (200, 2, 8, (100, 300, 200))
 
 
-def _summaries(hello: float, reserve: float, naive: float) -> dict[str, report.Summary]:
+def _summaries(
+    hello: float, reserve: float, naive: float, claim: float | None = None
+) -> dict[str, report.Summary]:
     return {
         "hello": report.summarize("hello", [_wrk(hello)]),
         "reserve": report.summarize("reserve", [_wrk(reserve)]),
         "naive": report.summarize("naive", [_wrk(naive)]),
+        "claim": report.summarize("claim", [_wrk(reserve if claim is None else claim)]),
     }
 
 
@@ -599,13 +609,24 @@ def test_verdicts_compare_against_the_issue_targets() -> None:
     ok = report.verdicts(_summaries(10000, 7000, 500), [good], drain)
     assert all(v.passed for v in ok), ok
     slow = report.Pipeline(100, 100, 5000, 40.0, 1500.0, 1)
-    missed = report.verdicts(_summaries(10000, 5000, 600), [slow], None)
+    missed = report.verdicts(_summaries(10000, 5000, 600, claim=3999), [slow], None)
     assert {v.name for v in missed if not v.passed} == {
         "reserve / hello",
         "reserve / naive PostgreSQL",
+        "claim / reserve",
         "reservation -> order p99 (worst round)",
         "invariant violations",
     }
+
+
+def test_claims_within_20_percent_of_reservations_pass_and_a_bad_coupon_record_fails() -> None:
+    good = report.Pipeline(100, 100, 5000, 40.0, 300.0, 0)
+    near = report.verdicts(_summaries(10000, 7000, 500, claim=5600), [good], None)
+    assert [v.value for v in near if v.name == "claim / reserve"] == ["0.80"]
+    assert all(v.passed for v in near), near
+    lost = report.Pipeline(100, 99, 5000, 40.0, 300.0, 1)
+    records = report.verdicts(_summaries(10000, 7000, 500), [good], None, [lost])
+    assert [v.name for v in records if not v.passed] == ["invariant violations"]
 
 
 def test_report_names_the_machine_and_every_number() -> None:
@@ -616,6 +637,7 @@ def test_report_names_the_machine_and_every_number() -> None:
         [report.Pipeline(100, 100, 5000, 40.0, 300.0, 0)],
         report.Pipeline(100, 100, 9000, None, None, 0),
         ["measured on a busy machine"],
+        records=[report.Pipeline(4321, 4321, 4300, 55.5, 210.25, 0)],
     )
     for needle in (
         "2026-01-01",
@@ -626,8 +648,11 @@ def test_report_names_the_machine_and_every_number() -> None:
         "14.0x",
         "9000 (capacity)",
         "busy machine",
+        "| claim | POST /api/coupons/templates/{id}/claims",
+        "| claim / reserve | 1.00 | >= 0.8 | PASS |",
+        "| 1 | 4321 | 4321 | 4300 | 55.5 | 210.2 | 0 |",
     ):
-        assert needle in text
+        assert needle in text, needle
 
 
 PROC_STAT = """cpu  900 0 300 2000 100 0 0 0 0 0
@@ -714,7 +739,7 @@ def test_only_the_spike_sells_out_by_default_and_an_explicit_stock_wins() -> Non
     argv = locust_argv(
         parse_args(settings, ["--scenario", "mixed", "--", "--tags", "x"]), repeat.out
     )
-    assert argv[-7:] == [
+    assert argv[-8:] == [
         "--tags",
         "x",
         "Browser",
@@ -722,7 +747,13 @@ def test_only_the_spike_sells_out_by_default_and_an_explicit_stock_wins() -> Non
         "RepeatPresser",
         "Payer",
         "GroupBuyInviter",
+        "CouponRusher",
     ]
+    rush = parse_args(settings, ["--scenario", "coupon-rush", "--users", "5000"])
+    assert default_stock(rush) == 500  # the coupons run out, as a sale sells out
+    argv = locust_argv(rush, rush.out)
+    assert argv[argv.index("--coupon-admin-url") + 1] == "http://127.0.0.1:8091"
+    assert argv[-1] == "CouponRusher"
     assert "--processes" in argv and "--shape" in argv and "--groupbuy-admin-url" in argv
 
 
