@@ -43,7 +43,7 @@ def test_the_api_page_renders_every_operation_grouped_by_service(page: Page) -> 
     shown = {str(e.get_attribute("data-operation")) for e in page.all("[data-operation]")}
     expected = {op["operationId"] for ms in document["paths"].values() for op in ms.values()}
     assert shown == expected
-    assert "48 operations" in page.find("[data-status]").text
+    assert f"{len(expected)} operations" in page.find("[data-status]").text
 
     reserve = page.find('[data-operation="seckill_reserve"]')
     reserve.find_element("css selector", "summary").click()
