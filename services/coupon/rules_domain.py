@@ -65,9 +65,10 @@ class RuleFilter:
 
 
 def _active(body: Mapping[str, Any], default: bool | None) -> bool | None:
-    value = body.get("active")
-    if value is None:
+    if "active" not in body:
         return default
+    # An explicit null is refused like any other non-boolean: it is not "leave it as is".
+    value = body["active"]
     if not isinstance(value, bool):
         raise ValidationError("active", "must be true or false")
     return value

@@ -193,7 +193,14 @@ def test_a_new_rule_needs_a_sale_unless_it_is_for_every_order() -> None:
 
 def test_a_rule_edit_changes_name_or_active_only() -> None:
     assert parse_rule_edit({"active": False}).active is False
-    for body in ({}, {"template_id": 3}, {"active": "no"}, {"name": ""}):
+    for body in (
+        {},
+        {"template_id": 3},
+        {"active": "no"},
+        {"active": None},
+        {"name": ""},
+        {"name": None},
+    ):
         with pytest.raises(DomainError):
             parse_rule_edit(body)
     wanted = parse_rule_filter({"active": "false", "template_id": "4", "limit": "5"})
