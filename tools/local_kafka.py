@@ -126,7 +126,9 @@ def server_properties(ep: Endpoint, data_dir: Path) -> str:
 
 
 def cluster_id() -> str:
-    """A random cluster id in Kafka's format (a UUID in URL-safe base64, unpadded)."""
+    """A random cluster id in Kafka's format (a UUID in URL-safe base64, unpadded). One in
+    64 starts with '-': it is passed as --cluster-id=<id>, never as a separate argument,
+    which the tool's parser would take for an option."""
     return base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
 
 
@@ -182,7 +184,7 @@ def up_apache_kafka(s: Settings, ep: Endpoint) -> None:
         run_logged(
             KAFKA,
             [java, "-cp", classpath, "kafka.tools.StorageTool", "format", "--standalone",
-             "-t", cluster_id(), "-c", str(conf)],
+             f"--cluster-id={cluster_id()}", "-c", str(conf)],
         )  # fmt: skip
     argv = [java, *JVM_OPTS, f"-Dlog4j2.configurationFile={LOG4J}", "-cp", classpath]
     proc = spawn(KAFKA, [*argv, "kafka.Kafka", str(conf)])
