@@ -62,7 +62,7 @@ class KafkaBroker(ChildProcess):
         if not (self.data / "meta.properties").exists():
             subprocess.run(
                 [java, "-cp", classpath, "kafka.tools.StorageTool", "format", "--standalone",
-                 "-t", cluster_id(), "-c", str(self.conf)],
+                 f"--cluster-id={cluster_id()}", "-c", str(self.conf)],
                 check=True, capture_output=True,
             )  # fmt: skip
         with self.log.open("ab") as out:
