@@ -3,6 +3,7 @@ platform must not create them (Kubernetes: Strimzi owns them)."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import uuid
 
@@ -25,7 +26,13 @@ async def test_bootstrap_creates_every_topic_with_its_partitions_and_retention(
         created = await ensure_topics(s)
         assert sorted(created) == sorted(s.topic(spec.name) for spec in topic_specs())
         assert await ensure_topics(s) == []  # idempotent
-        described = {t["topic"]: t for t in await admin.describe_topics(created)}
+        # A topic just created may be described without its partitions until the broker's
+        # metadata caught up (seen under load): ask again, for a bounded time.
+        for _ in range(50):
+            described = {t["topic"]: t for t in await admin.describe_topics(created)}
+            if all(described[t]["partitions"] for t in created):
+                break
+            await asyncio.sleep(0.2)
         for spec in topic_specs():
             topic = described[s.topic(spec.name)]
             assert len(topic["partitions"]) == spec.partitions, spec.name
